@@ -1,0 +1,35 @@
+"""Shared test fixtures: the real MSRS pairs in ../shared (skipped cleanly when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: ultralytics reads these before it is imported anywhere.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def msrs_det20(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "msrs_det20"
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity_fixture(shared_dir: Path) -> Path:
+    path = shared_dir / "fixtures" / "s4fusion_released_parity.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return path
