@@ -85,3 +85,16 @@ def benchmark_dir(config: dict[str, Any]) -> Path:
 
 def dump_config(config: dict[str, Any]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def stage_dir(config: dict[str, Any], stage: str, method: str | None = None) -> Path:
+    """Where a stage keeps its outputs: ``<run dir>/<stage>[/<method>]`` (stage: fusion, detect, metrics)."""
+    path = run_dir(config) / stage
+    return path / method if method else path
+
+
+def report_dir(config: dict[str, Any]) -> Path:
+    """Generated report folder: ``report.dir`` or ``reports/<run name>``."""
+    explicit = get_value(config, "report.dir")
+    name = str(get_value(config, "run.name", "default"))
+    return Path(explicit).resolve() if explicit else Path("reports").resolve() / name
