@@ -11,10 +11,15 @@ B and C are (batch, N, L) or (batch, G, N, L); with G groups channel d reads gro
 """
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+
+CHUNK = 128  # steps between stored states: backward memory ~ B*D*N*L/CHUNK, recompute buffer (CHUNK, N)
 
 
 def _grouped(x: Tensor) -> Tensor:
@@ -52,13 +57,125 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     return (out, h) if return_last_state else out
 
 
+def _check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                  z: Tensor | None, delta_bias: Tensor | None) -> None:
+    """Fail early with a message naming the argument, instead of deep inside a kernel."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, D, L), got shape {tuple(u.shape)}")
+    n_batch, n_dim, length = u.shape
+    if A.dim() != 2 or A.shape[0] != n_dim or A.is_complex():
+        raise ValueError(f"selective_scan: A must be real (D={n_dim}, N), got {tuple(A.shape)}")
+    for name, x in (("delta", delta), ("z", z)):
+        if x is not None and x.shape != u.shape:
+            raise ValueError(f"selective_scan: {name} must have u's shape {tuple(u.shape)}, "
+                             f"got {tuple(x.shape)}")
+    for name, x in (("B", B), ("C", C)):
+        g = _grouped(x)
+        if (x.dim() not in (3, 4) or g.shape[0] != n_batch or g.shape[2:] != (A.shape[1], length)
+                or n_dim % g.shape[1]):
+            raise ValueError(f"selective_scan: {name} must be (batch, N, L) or (batch, G, N, L) "
+                             f"with G dividing D={n_dim}, N={A.shape[1]}, L={length}; "
+                             f"got {tuple(x.shape)}")
+    for name, x in (("D", D), ("delta_bias", delta_bias)):
+        if x is not None and x.shape != (n_dim,):
+            raise ValueError(f"selective_scan: {name} must be ({n_dim},), got {tuple(x.shape)}")
+
+
+def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
+    return x.detach().to(dtype).contiguous().numpy()
+
+
+def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
+    """Torch tensors -> the contiguous numpy layout of fusion._scan_kernels (see there)."""
+    n_dim = A.shape[0]
+    zero = torch.zeros(n_dim, dtype=torch.float64)
+    return (_numpy(u, torch.float32), _numpy(delta, torch.float32), _numpy(A, torch.float64),
+            _numpy(_grouped(B).transpose(2, 3), torch.float32),
+            _numpy(_grouped(C).transpose(2, 3), torch.float32),
+            _numpy(zero if D is None else D, torch.float64),
+            _numpy(zero if delta_bias is None else delta_bias, torch.float64),
+            _numpy(torch.zeros(1, 1, 1) if z is None else z, torch.float32))
+
+
+class _SelectiveScanCPU(torch.autograd.Function):
+    """Numba forward scan + reverse scan; only chunk-start states are kept between the two."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
+
+        arrays = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
+        out, starts, last = kernels.scan_forward(*arrays, delta_softplus, z is not None, CHUNK)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.from_numpy(starts))
+        ctx.delta_softplus = delta_softplus
+        return torch.from_numpy(out), torch.from_numpy(last)
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        from fusion import _scan_kernels as kernels
+
+        u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
+        n_batch, n_dim, _ = u.shape
+        n_parts = min(n_dim, -(-torch.get_num_threads() // n_batch))
+        if dlast is None:
+            dlast = torch.zeros(n_batch, n_dim, A.shape[1])
+        du, ddelta, dz, dA, dD, dbias, dB, dC = kernels.scan_backward(
+            *_kernel_inputs(u, delta, A, B, C, D, z, delta_bias), ctx.delta_softplus,
+            z is not None, CHUNK, starts.numpy(), _numpy(dout, torch.float32),
+            _numpy(dlast, torch.float64), n_parts)
+
+        def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
+            grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
+            return grad.reshape(like.shape).to(like.dtype)
+
+        grads = (torch.from_numpy(du).to(u.dtype), torch.from_numpy(ddelta).to(delta.dtype),
+                 torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C),
+                 None if D is None else torch.from_numpy(dD).sum(0).to(D.dtype),
+                 None if z is None else torch.from_numpy(dz).to(z.dtype),
+                 None if delta_bias is None else torch.from_numpy(dbias).sum(0).to(delta_bias.dtype),
+                 None)
+        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))
+
+
+def _mamba_selective_scan():
+    """mamba-ssm's CUDA selective_scan_fn, or None where mamba-ssm is not installed."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    return selective_scan_fn
+
+
+_warned_cpu_roundtrip = False
+
+
 def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                       D: Tensor | None = None, z: Tensor | None = None,
                       delta_bias: Tensor | None = None, delta_softplus: bool = False,
                       return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    """Selective scan: out (batch, D, L) in u's dtype, plus last_state (batch, D, N) on request."""
-    out = selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                             return_last_state)
+    """Selective scan: out (batch, D, L) in u's dtype, plus last_state (batch, D, N) on request.
+
+    CUDA tensors go to mamba-ssm's kernel when it is installed. Everything else runs the numba
+    CPU scan (CUDA tensors without mamba-ssm are moved to the CPU and back, with a warning).
+    The CPU path computes in float64 from float32 inputs and, unlike mamba-ssm, also
+    back-propagates a gradient that flows into last_state.
+    """
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if u.is_cuda:
+        mamba_scan = _mamba_selective_scan()
+        if mamba_scan is not None:
+            return mamba_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                              return_last_state)
+    device = u.device
+    if device.type != "cpu":
+        global _warned_cpu_roundtrip
+        if not _warned_cpu_roundtrip:
+            warnings.warn("selective_scan: mamba-ssm is not installed; scanning on the CPU",
+                          RuntimeWarning, stacklevel=2)
+            _warned_cpu_roundtrip = True
+    cpu = [None if x is None else x.cpu() for x in (u, delta, A, B, C, D, z, delta_bias)]
+    out, last = _SelectiveScanCPU.apply(*cpu, delta_softplus)
+    out = out.to(device=device, dtype=u.dtype)
     if return_last_state:
-        return out[0].to(u.dtype), out[1].to(u.dtype)
-    return out.to(u.dtype)
+        return out, last.to(device=device, dtype=u.dtype)
+    return out
