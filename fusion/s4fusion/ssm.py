@@ -1,0 +1,87 @@
+"""Selective-state-space pieces shared by the VSS block (SS2D) and the CMSA block (Cross SS2D).
+
+* the four 2-D scan orders (row-major, column-major, and both reversed) and their inverses;
+* the per-direction input-dependent projections x -> (Delta, B, C);
+* Mamba's initialisation of Delta's bias, A (S4D-real) and D.
+
+Parameters are stored stacked over the K = 4 directions, in the layout of the authors' released
+weights (``x_proj_weight`` (K, R + 2N, D), ``dt_projs_weight`` (K, D, R), ``dt_projs_bias`` (K, D),
+``A_logs`` (K * D, N), ``Ds`` (K * D)).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fusion.scan import selective_scan_fn
+
+DIRECTIONS = 4
+
+
+def flatten_direction(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, L) read in scan order ``k``: 0 rows, 1 columns, 2 rows reversed, 3 columns reversed."""
+    seq = (x if k % 2 == 0 else x.transpose(2, 3)).flatten(2)
+    return seq.flip(-1) if k >= 2 else seq
+
+
+def unflatten_direction(seq: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`flatten_direction`, back to row-major (B, C, H * W)."""
+    if k >= 2:
+        seq = seq.flip(-1)
+    if k % 2 == 1:
+        seq = seq.unflatten(-1, (width, height)).transpose(2, 3).flatten(2)
+    return seq
+
+
+def dt_rank_for(d_model: int) -> int:
+    """Mamba's 'auto' rank of the low-rank Delta projection."""
+    return math.ceil(d_model / 16)
+
+
+def init_dt_bias(d_inner: int, dt_min: float = 1e-3, dt_max: float = 0.1, floor: float = 1e-4) -> torch.Tensor:
+    """Bias such that softplus(bias) is log-uniform in [dt_min, dt_max] (Mamba's initialisation)."""
+    dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+class DirectionalSSM(nn.Module):
+    """Owns the scan parameters of K directions and runs one direction's scan.
+
+    ``proj_names`` lists the input-dependent x -> (Delta, B, C) projections: one for SS2D
+    (``x_proj_weight``); one per modality for Cross SS2D (``x_proj_weight``, ``y_proj_weight``),
+    which share A, D and the Delta up-projection, as in the released code.
+    """
+
+    def __init__(self, d_inner: int, d_state: int, dt_rank: int, proj_names: tuple[str, ...] = ("x_proj_weight",)):
+        super().__init__()
+        self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, dt_rank
+        self.proj_names = proj_names
+        bound = d_inner ** -0.5
+        for name in proj_names:
+            weight = torch.empty(DIRECTIONS, dt_rank + 2 * d_state, d_inner).uniform_(-bound, bound)
+            self.register_parameter(name, nn.Parameter(weight))
+        std = dt_rank ** -0.5
+        self.dt_projs_weight = nn.Parameter(torch.empty(DIRECTIONS, d_inner, dt_rank).uniform_(-std, std))
+        self.dt_projs_bias = nn.Parameter(torch.stack([init_dt_bias(d_inner) for _ in range(DIRECTIONS)]))
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(DIRECTIONS * d_inner, 1)
+        self.A_logs = nn.Parameter(torch.log(a))
+        self.Ds = nn.Parameter(torch.ones(DIRECTIONS * d_inner))
+        for p in (self.A_logs, self.Ds):
+            p._no_weight_decay = True
+
+    def project(self, seq: torch.Tensor, k: int, proj_name: str = "x_proj_weight") -> tuple[torch.Tensor, ...]:
+        """(B, D, L) -> Delta (B, D, L) before bias/softplus, B (B, N, L), C (B, N, L) for direction ``k``."""
+        dbl = torch.einsum("bdl,cd->bcl", seq, getattr(self, proj_name)[k])
+        dts, b, c = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        return torch.einsum("brl,dr->bdl", dts, self.dt_projs_weight[k]), b, c
+
+    def scan(self, u: torch.Tensor, delta: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
+        """Selective scan of direction ``k`` in float32 (B, D, L) -> (B, D, L)."""
+        rows = slice(k * self.d_inner, (k + 1) * self.d_inner)
+        a = -torch.exp(self.A_logs[rows].float())
+        return selective_scan_fn(
+            u.float(), delta.float(), a, b.float(), c.float(), self.Ds[rows].float(),
+            delta_bias=self.dt_projs_bias[k].float(), delta_softplus=True,
+        )
