@@ -1,0 +1,82 @@
+"""Ultralytics without a network: what it would download, and how each download is avoided.
+
+Ultralytics 8.4 reaches the network in these places during training, validation and prediction:
+
+- import time: ``is_online()`` resolves DNS names -> ``YOLO_OFFLINE=1`` makes it return False;
+- dataset check (``check_det_dataset``) and label plots: ``check_font("Arial.ttf")`` downloads the font
+  unless a file of that name sits in its config folder -> we copy matplotlib's DejaVuSans there under the
+  names Arial.ttf and Arial.Unicode.ttf (only used to draw text on plots);
+- ``amp=True`` on CUDA: ``check_amp`` downloads yolo26n.pt into its weights folder -> we train with
+  ``amp=False`` unless the caller gives that file (``amp_check_weights``), which we copy there;
+- a weights name that is not an existing file (``YOLO("yolov5su.pt")``) is downloaded -> callers pass
+  checked paths only (``detection.yolo.model_source``);
+- telemetry (``events``) -> settings ``sync=False``; the Platform callback (active only with an API key)
+  -> no ``api_key`` in the settings and ``ULTRALYTICS_API_KEY`` removed from the environment; the logger integrations
+  (clearml, comet, dvc, mlflow, raytune, tensorboard, wandb) are switched off in the settings too.
+
+Every run gets its own config folder (``YOLO_CONFIG_DIR``), so its settings file never touches the
+user's global one. The folder is read once, when ultralytics is imported: ``use_offline_ultralytics``
+must therefore run before anything imports ultralytics; if it was imported earlier (another stage in the
+same process), the fonts and settings go into the folder that import chose.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+INTEGRATIONS_OFF = {
+    "sync": False, "api_key": "", "clearml": False, "comet": False, "dvc": False, "mlflow": False,
+    "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False, "openvino_msg": False,
+}
+
+
+def use_offline_ultralytics(config_dir: str | Path) -> ModuleType:
+    """Import ultralytics configured never to reach the network; returns the ``ultralytics`` module.
+
+    ``config_dir`` holds ultralytics' settings and fonts for this run.
+    """
+    config_dir = Path(config_dir).resolve()
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ.pop("ULTRALYTICS_API_KEY", None)  # the Platform callback streams to the cloud when a key is set
+    if "ultralytics" not in sys.modules:
+        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    import ultralytics
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+    _install_fonts(Path(USER_CONFIG_DIR))
+    SETTINGS.update(INTEGRATIONS_OFF)
+    return ultralytics
+
+
+def _install_fonts(folder: Path) -> None:
+    """Put a TTF under the names ultralytics looks for, so ``check_font`` finds it locally."""
+    import matplotlib
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FONT_NAMES:
+        target = folder / name
+        if not target.is_file():
+            tmp = target.with_name(f".{name}.tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+
+
+def install_amp_check_weights(path: str | Path) -> None:
+    """Give ultralytics' CUDA AMP self-test its model (yolo26n.pt) from a local file instead of a download."""
+    from ultralytics.utils import WEIGHTS_DIR
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: AMP check weights not found (yolo26n.pt from "
+            "https://github.com/ultralytics/assets/releases); or train with detect.amp=false"
+        )
+    target = Path(WEIGHTS_DIR) / "yolo26n.pt"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)

@@ -1,0 +1,201 @@
+"""YOLOv5s through ultralytics: train on an image folder, select an epoch on val, predict.
+
+Works on a YOLO dataset folder (``images/{train,val,test}`` beside ``labels/{train,val,test}``) and
+knows nothing of how the images were made. Call ``detection.offline.use_offline_ultralytics`` before
+anything here, so ultralytics is imported offline.
+
+Model: ultralytics cannot load checkpoints of the original YOLOv5 repository (``yolov5s.pt``); it trains
+its own "u" variant, ``yolov5su.pt`` (YOLOv5s backbone and neck with ultralytics' anchor-free split head
+and its loss). Numbers are therefore comparable between the methods of one run, not digit-for-digit with
+papers that trained the original YOLOv5s.
+
+Model selection: the paper keeps the epoch with the best validation mAP@50. Ultralytics' ``best.pt``
+uses its own fitness (mAP@50:95 in 8.4), so a callback keeps ``best_map50.pt``: the checkpoint of the
+first epoch reaching the highest val mAP@50, with ``{"epoch", "map50"}`` stored inside it under
+``"selection"`` so the record and the weights cannot disagree after an interruption.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import yaml
+
+from detection.coco_eval import ImageDetections
+from fusion.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SCRATCH_CONFIG = "yolov5s.yaml"
+MAP50_KEY = "metrics/mAP50(B)"
+FITNESS_KEY = "metrics/mAP50-95(B)"  # ultralytics 8.4 fitness = mAP@50:95 (weights 0, 0, 0, 1)
+SELECT_BY = ("map50", "fitness")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that must be identical across the methods of one comparison."""
+
+    epochs: int
+    imgsz: int
+    batch: int
+    workers: int
+    seed: int
+    device: str | None = None  # None: ultralytics picks the first GPU, else the CPU
+    amp: bool = False
+
+
+@dataclass(frozen=True)
+class Selection:
+    weights: Path
+    epoch: int
+    select_by: str
+
+
+def model_source(weights: str | Path | None, allow_scratch: bool) -> str:
+    """The model to train: a checked local weights file, or yolov5s.yaml from scratch when allowed."""
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: detector weights not found. Download yolov5su.pt from "
+                "https://github.com/ultralytics/assets/releases and set detect.weights to its path "
+                "(original YOLOv5 yolov5s.pt files cannot be loaded by ultralytics)."
+            )
+        return str(path.resolve())
+    if not allow_scratch:
+        raise ValueError("detect.weights is not set: give the path of yolov5su.pt, "
+                         "or set detect.allow_scratch=true to train yolov5s.yaml from scratch")
+    log.warning("!" * 78)
+    log.warning("NO PRE-TRAINED DETECTOR WEIGHTS: training YOLOv5s from scratch (%s).", SCRATCH_CONFIG)
+    log.warning("mAP will be far below published numbers; set detect.weights=/path/to/yolov5su.pt.")
+    log.warning("!" * 78)
+    return SCRATCH_CONFIG
+
+
+def write_data_yaml(path: str | Path, root: str | Path, classes: Sequence[str]) -> Path:
+    """An ultralytics dataset file with absolute paths (relative ones resolve against its datasets dir)."""
+    root = Path(root).resolve()
+    for split in ("train", "val", "test"):
+        for kind in ("images", "labels"):
+            if not (root / kind / split).is_dir():
+                raise FileNotFoundError(f"{root / kind / split}: dataset folder missing")
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "test": "images/test",
+            "names": dict(enumerate(classes))}
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: TrainSettings) -> Path:
+    """Train into ``train_dir`` (ultralytics' folder: weights/, results.csv); resume an interrupted run,
+    return at once when a finished one is there. Returns ``train_dir``."""
+    from ultralytics import YOLO
+
+    train_dir = Path(train_dir).resolve()
+    last = train_dir / "weights" / "last.pt"
+    if last.is_file() and training_finished(last):
+        log.info("%s: training already finished", train_dir)
+        return train_dir
+    resume = last.is_file()
+    model = YOLO(str(last) if resume else source)
+    model.add_callback("on_model_save", Map50Keeper(train_dir / "weights" / "best_map50.pt"))
+    log.info("%s training in %s", "resuming" if resume else "starting", train_dir)
+    model.train(
+        data=str(Path(data_yaml).resolve()), epochs=settings.epochs, imgsz=settings.imgsz,
+        batch=settings.batch, workers=settings.workers, seed=settings.seed, deterministic=True,
+        device=settings.device, amp=settings.amp, project=str(train_dir.parent), name=train_dir.name,
+        exist_ok=True, plots=False, resume=str(last) if resume else False, verbose=False,
+    )
+    return train_dir
+
+
+def training_finished(last: Path) -> bool:
+    """Ultralytics strips the optimizer (epoch -1) from last.pt once the final epoch is done."""
+    import torch
+
+    return torch.load(last, map_location="cpu", weights_only=False).get("epoch") == -1
+
+
+class Map50Keeper:
+    """``on_model_save`` callback keeping the checkpoint of the best val mAP@50 epoch (first one on ties)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.best: float | None = None
+
+    def __call__(self, trainer) -> None:
+        if self.best is None:  # first call, perhaps after a resume: start from what is on disk
+            self.best = read_selection(self.path)["map50"] if self.path.is_file() else -1.0
+        value = float(trainer.metrics.get(MAP50_KEY, 0.0))
+        if value > self.best:
+            from ultralytics.utils.torch_utils import strip_optimizer
+
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            strip_optimizer(trainer.last, str(tmp), updates={"selection": {"epoch": trainer.epoch + 1, "map50": value}})
+            os.replace(tmp, self.path)
+            self.best = value
+
+
+def read_selection(weights: Path) -> dict:
+    import torch
+
+    return torch.load(weights, map_location="cpu", weights_only=False)["selection"]
+
+
+def val_curve(train_dir: str | Path) -> list[dict]:
+    """Per-epoch validation metrics from ultralytics' results.csv (a resumed epoch counts once: the last row)."""
+    import pandas as pd
+
+    path = Path(train_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training results (has training run?)")
+    table = pd.read_csv(path).rename(columns=str.strip).drop_duplicates("epoch", keep="last")
+    return [{"epoch": int(row["epoch"]), "map50": float(row[MAP50_KEY]), "map50_95": float(row[FITNESS_KEY])}
+            for _, row in table.sort_values("epoch").iterrows()]
+
+
+def select(train_dir: str | Path, select_by: str) -> Selection:
+    """The weights to evaluate: best val mAP@50 (the paper's choice) or ultralytics' best.pt (its fitness)."""
+    train_dir = Path(train_dir)
+    if select_by == "map50":
+        weights = train_dir / "weights" / "best_map50.pt"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: missing (was the run trained with validation?)")
+        return Selection(weights, int(read_selection(weights)["epoch"]), select_by)
+    if select_by == "fitness":
+        curve = val_curve(train_dir)
+        epoch = curve[int(np.argmax([row["map50_95"] for row in curve]))]["epoch"]
+        return Selection(train_dir / "weights" / "best.pt", epoch, select_by)
+    raise ValueError(f"select_by {select_by!r}: expected one of {SELECT_BY}")
+
+
+def predict(weights: str | Path, images: Sequence[Path], imgsz: int, conf: float, iou: float,
+            device: str | None = None) -> Iterator[ImageDetections]:
+    """Detections per image in original pixel coordinates (NMS at ``iou``, scores above ``conf``)."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    for result in model.predict(source=[str(p) for p in images], stream=True, imgsz=imgsz, conf=conf, iou=iou,
+                                device=device, max_det=300, verbose=False):
+        boxes = result.boxes
+        yield ImageDetections(Path(result.path).name, boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(),
+                              boxes.cls.cpu().numpy().astype(int))
+
+
+def ultralytics_map50(weights: str | Path, data_yaml: str | Path, split: str, settings: TrainSettings,
+                      conf: float, iou: float, out_dir: str | Path) -> float:
+    """Ultralytics' own mAP@50 of ``weights`` on ``split`` (its matcher and AP interpolation)."""
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir).resolve()
+    metrics = YOLO(str(weights)).val(
+        data=str(Path(data_yaml).resolve()), split=split, imgsz=settings.imgsz, batch=settings.batch,
+        workers=settings.workers, conf=conf, iou=iou, device=settings.device, plots=False,
+        project=str(out_dir.parent), name=out_dir.name, exist_ok=True, verbose=False,
+    )
+    return float(metrics.box.map50)

@@ -1,0 +1,41 @@
+"""``pipelines detect``: YOLOv5s per fused set, test mAP@50 with pycocotools."""
+from __future__ import annotations
+
+import click
+
+from pipelines.benchmark import Benchmark
+from pipelines.config import benchmark_dir, get_value
+from pipelines.options import build_config, config_options
+
+
+@click.command("detect")
+@config_options
+@click.option("--method", "-m", "method", help="One fusion method (a fused set under <bench>/fused/).")
+@click.option("--methods", help="Comma-separated methods, or 'all' for fusion.methods of the config.")
+@click.option("--force", is_flag=True, help="Redo methods that are already finished.")
+def command(config_source: str, overrides: tuple[str, ...], method: str | None, methods: str | None,
+            force: bool) -> None:
+    """Train YOLOv5s on each method's fused set (same seed and settings), select on val, evaluate on test."""
+    config = build_config(config_source, overrides, log_name="detect")
+    names = _methods(config, method, methods)
+    from pipelines.detect import DetectError, detect_method, write_summary  # ultralytics is heavy: import on use
+
+    try:
+        benchmark = Benchmark(benchmark_dir(config))
+        for name in names:
+            result = detect_method(config, name, force=force)
+            click.echo(f"{name}: test mAP@50 {result['map50']} (epoch {result['selected_epoch']}, "
+                       f"ultralytics {result['ultralytics_map50']:.4f})")
+        click.echo(f"summary: {write_summary(config, benchmark.classes)}")
+    except (DetectError, FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _methods(config: dict, method: str | None, methods: str | None) -> list[str]:
+    if bool(method) == bool(methods):
+        raise click.UsageError("give exactly one of --method or --methods")
+    if method:
+        return [method]
+    if methods.strip() == "all":
+        return list(get_value(config, "fusion.methods", []))
+    return [m.strip() for m in methods.split(",") if m.strip()]

@@ -1,0 +1,164 @@
+"""The detect stage: YOLOv5s on one method's fused set, test mAP with pycocotools, results for the report.
+
+Every method is trained with the same seed, hyper-parameters, split and image size (all from the config's
+``detect`` section), so the only difference between two rows of the table is the fused images.
+
+Outputs under ``stage_dir(config, "detect", method)``::
+
+    data.yaml               ultralytics dataset file (absolute paths into <bench>/fused/<method>)
+    train/                  ultralytics training folder: results.csv (per epoch), weights/{last,best,best_map50}.pt
+    ultralytics_test/       ultralytics' own validation of the selected weights on the test split
+    test_predictions.json   COCO detections on the test split (image ids and category ids of coco/test.json)
+    results.json            mAP@50, mAP@50:95, AP@50 per class, selection, settings (written last: marks done)
+    results.csv             the same as one table row
+
+and ``stage_dir(config, "detect")/summary.csv`` with one row per finished method.
+
+Test evaluation: predictions at ``detect.conf`` (0.001, so the precision-recall curve is complete) and
+NMS IoU ``detect.iou`` (0.6, YOLOv5's val.py setting); pycocotools keeps the 100 best per image.
+Ultralytics' own test mAP@50 of the same weights is recorded as well; it differs slightly because its
+matcher and its precision envelope differ from COCOeval's (COCO: 101 recall points, greedy matching by
+score per image and category, at most 100 detections per image; ultralytics: its own 101-point
+interpolation over all detections, up to 300 per image).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from detection import coco_eval, yolo
+from detection.offline import install_amp_check_weights, use_offline_ultralytics
+from fusion.io import atomic_write_text
+from pipelines.benchmark import SPLITS, Benchmark
+from pipelines.config import benchmark_dir, get_value, stage_dir
+
+log = logging.getLogger(__name__)
+
+
+class DetectError(RuntimeError):
+    """The detect stage cannot run (missing fused set, bad setting)."""
+
+
+def detect_method(config: dict[str, Any], method: str, force: bool = False) -> dict[str, Any]:
+    """Train, select, predict and evaluate one method; returns its results (skips a finished method)."""
+    out = stage_dir(config, "detect", method)
+    results_path = out / "results.json"
+    if results_path.is_file() and not force:
+        log.info("%s: detection already done (%s); use --force to redo", method, results_path)
+        return json.loads(results_path.read_text())
+    if force and out.exists():
+        shutil.rmtree(out)
+
+    benchmark = Benchmark(benchmark_dir(config))
+    check_fused_set(benchmark, method)
+    settings = train_settings(config)
+    select_by = str(get_value(config, "detect.select_by", "map50"))
+    if select_by not in yolo.SELECT_BY:
+        raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
+    use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
+    if settings.amp:
+        check_weights = get_value(config, "detect.amp_check_weights")
+        if not check_weights:
+            raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
+                              "ultralytics' CUDA AMP self-test would otherwise download it")
+        install_amp_check_weights(check_weights)
+    weights = get_value(config, "detect.weights")
+    source = yolo.model_source(weights, bool(get_value(config, "detect.allow_scratch", False)))
+
+    data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
+    train_dir = yolo.train(data_yaml, out / "train", source, settings)
+    chosen = yolo.select(train_dir, select_by)
+    log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, select_by)
+
+    conf, iou = float(get_value(config, "detect.conf", 0.001)), float(get_value(config, "detect.iou", 0.6))
+    gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
+    images = [benchmark.fused_image(method, "test", stem) for stem in benchmark.stems("test")]
+    detections = coco_eval.to_coco_detections(
+        yolo.predict(chosen.weights, images, settings.imgsz, conf, iou, settings.device), gt)
+    atomic_write_text(out / "test_predictions.json", json.dumps(detections))
+    scores = coco_eval.evaluate(gt, detections)
+    ultralytics_map50 = yolo.ultralytics_map50(chosen.weights, data_yaml, "test", settings, conf, iou,
+                                               out / "ultralytics_test")
+
+    results = {
+        "method": method,
+        "map50": scores.map50,
+        "map50_95": scores.map50_95,
+        "per_class": scores.per_class,
+        "ultralytics_map50": ultralytics_map50,
+        "selected_epoch": chosen.epoch,
+        "select_by": select_by,
+        "val_map50_per_epoch": [row["map50"] for row in yolo.val_curve(train_dir)],
+        "weights": str(chosen.weights),
+        "model_source": "scratch" if source == yolo.SCRATCH_CONFIG else f"pretrained {source}",
+        "epochs": settings.epochs,
+        "imgsz": settings.imgsz,
+        "batch": settings.batch,
+        "seed": settings.seed,
+        "amp": settings.amp,
+        "conf": conf,
+        "iou": iou,
+        "test_images": len(images),
+        "train_dir": str(train_dir),
+    }
+    atomic_write_text(out / "results.csv", _csv([results], benchmark.classes))
+    atomic_write_text(results_path, json.dumps(results, indent=1))
+    log.info("%s: test mAP@50 %s (ultralytics %.4f)", method, _fmt(scores.map50), ultralytics_map50)
+    return results
+
+
+def check_fused_set(benchmark: Benchmark, method: str) -> None:
+    """Every split image of the fused set must exist, with the labels link beside the images."""
+    missing = [benchmark.fused_image(method, split, stem)
+               for split in SPLITS for stem in benchmark.stems(split)
+               if not benchmark.fused_image(method, split, stem).is_file()]
+    if missing:
+        raise DetectError(f"fused set {method!r} is incomplete: {len(missing)} images missing, e.g. {missing[0]} "
+                          f"(run `pipelines fuse --method {method}`)")
+    labels = benchmark.fused_dir(method) / "labels"
+    if not labels.is_dir():
+        raise DetectError(f"{labels}: missing; it must link to ../../labels (run `pipelines fuse --method {method}`)")
+
+
+def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:
+    """The detector settings shared by every method of a run."""
+    device = get_value(config, "run.device", "auto")
+    return yolo.TrainSettings(
+        epochs=int(get_value(config, "detect.epochs", 40)),
+        imgsz=int(get_value(config, "detect.imgsz", 640)),
+        batch=int(get_value(config, "detect.batch", 16)),
+        workers=int(get_value(config, "detect.workers", 8)),
+        seed=int(get_value(config, "detect.seed", 0)),
+        device=None if device in (None, "auto") else str(device),
+        amp=bool(get_value(config, "detect.amp", False)),
+    )
+
+
+def write_summary(config: dict[str, Any], classes: list[str]) -> Path:
+    """``summary.csv``: one row per method whose results.json exists, sorted by method name."""
+    root = stage_dir(config, "detect")
+    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/results.json"))]
+    path = root / "summary.csv"
+    atomic_write_text(path, _csv(rows, classes))
+    return path
+
+
+def _csv(rows: list[dict[str, Any]], classes: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "map50", "map50_95", *classes])
+    for row in rows:
+        per_class = row.get("per_class", {})
+        writer.writerow([row["method"], _fmt(row["map50"]), _fmt(row["map50_95"]),
+                         *(_fmt(per_class.get(name)) for name in classes)])
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None) -> str:
+    """Empty where there is no value (a class absent from the test split), never a fake zero."""
+    return "" if value is None else f"{value:.6f}"
