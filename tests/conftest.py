@@ -41,3 +41,19 @@ def msrs_benchmark(msrs_det20: Path, tmp_path_factory: pytest.TempPathFactory):
     from pipelines.prepare import prepare_benchmark
 
     return prepare_benchmark(msrs_det20, tmp_path_factory.mktemp("msrs") / "benchmark", layout="generic")
+
+
+@pytest.fixture(scope="session")
+def sample_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic raw dataset in the M3FD layout: 24 pairs at 128x96, seed 0."""
+    from pipelines.sample import make_sample
+
+    return make_sample(tmp_path_factory.mktemp("sample") / "raw", pairs=24, width=128, height=96, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sample_benchmark(sample_raw: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``sample_raw`` prepared as a benchmark (random split, seed 0: 17/2/5 pairs)."""
+    from pipelines.prepare import prepare_benchmark
+
+    return prepare_benchmark(sample_raw, tmp_path_factory.mktemp("sample") / "benchmark")
