@@ -172,6 +172,9 @@ def _filter_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     return out[r:x.shape[0] - r, r:x.shape[1] - r]
 
 
+VIF_MIN_SIZE = 65
+
+
 def vif_p(ref: np.ndarray, dist: np.ndarray, sigma_nsq: float = 2.0, eps: float = 1e-10) -> float:
     """Pixel-domain visual information fidelity (Sheikh & Bovik, 2006) of ``dist`` given ``ref``.
 
@@ -180,7 +183,10 @@ def vif_p(ref: np.ndarray, dist: np.ndarray, sigma_nsq: float = 2.0, eps: float 
     covariance s12: ``g = s12 / s1``, ``sv^2 = s2 - g s12``, and
     ``VIFp = sum log10(1 + g^2 s1 / (sv^2 + sigma_n^2)) / sum log10(1 + s1 / sigma_n^2)``
     (with the usual guards for flat windows and negative gains). 1.0 when both sums are 0.
+    Images need at least 65 x 65 pixels (the fourth scale would be empty otherwise).
     """
+    if min(ref.shape) < VIF_MIN_SIZE:
+        raise ValueError(f"VIF needs images of at least {VIF_MIN_SIZE} x {VIF_MIN_SIZE} pixels, got {ref.shape}")
     ref, dist = ref.astype(np.float64), dist.astype(np.float64)
     num = den = 0.0
     for scale in range(1, 5):
