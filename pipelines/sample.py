@@ -28,6 +28,7 @@ import numpy as np
 
 from fusion.io import atomic_write_text, write_image
 from pipelines.benchmark import M3FD_CLASSES
+from pipelines.config import get_value, run_dir
 
 CONDITIONS = ("day", "night", "fog", "smoke", "glare")
 FRAMES_PER_SCENE = (3, 6)        # inclusive range of frames in one scene
@@ -74,6 +75,8 @@ def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192,
     info_path = out / "sample.json"
     if info_path.is_file() and json.loads(info_path.read_text()).get("params") == params:
         return out
+    if out.is_dir() and any(out.iterdir()) and not info_path.is_file():
+        raise ValueError(f"{out}: not empty and not a synthetic sample (no sample.json); choose another folder")
     rng = np.random.default_rng(seed)
     conditions = [CONDITIONS[i] for i in rng.permutation(len(CONDITIONS))]
     frames: dict[str, dict] = {}
@@ -91,8 +94,26 @@ def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192,
             frames[stem] = {"scene": scene_index, "condition": scene.condition,
                             "objects": [{"class": c, "box": b, "hidden_in": h} for c, b, h in boxes]}
         scene_index += 1
+    _remove_stale(out, set(frames))
     atomic_write_text(info_path, json.dumps({"params": params, "frames": frames}, indent=1) + "\n")
     return out
+
+
+def _remove_stale(out: Path, stems: set[str]) -> None:
+    """Frames left by an earlier, larger sample in the same folder."""
+    for folder in ("Ir", "Vis", "Annotation"):
+        for path in (out / folder).iterdir():
+            if path.stem not in stems:
+                path.unlink()
+
+
+def sample_from_config(config: dict, out: Path | None = None) -> Path:
+    """The sample described by the config's ``sample`` section, in ``out`` or ``<run dir>/sample_raw``."""
+    return make_sample(Path(out) if out else run_dir(config) / "sample_raw",
+                       pairs=int(get_value(config, "sample.pairs", 60)),
+                       width=int(get_value(config, "sample.width", 256)),
+                       height=int(get_value(config, "sample.height", 192)),
+                       seed=int(get_value(config, "sample.seed", 0)))
 
 
 # --- scenes -------------------------------------------------------------------------------------

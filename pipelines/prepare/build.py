@@ -17,6 +17,7 @@ import numpy as np
 
 from fusion.io import ImageError
 from pipelines.benchmark import SPLITS, Benchmark
+from pipelines.config import benchmark_dir, get_value
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
 from pipelines.prepare.images import PairImages, inspect_pair
 from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layout
@@ -106,6 +107,23 @@ def prepare_benchmark(raw: Path, out: Path, layout: str = "auto", ratios: tuple[
     log.info("benchmark written to %s: %s", out,
              ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS))
     return Benchmark(out)
+
+
+def prepare_from_config(config: dict) -> Benchmark:
+    """``prepare_benchmark`` with the config's ``data`` section; no ``data.raw`` means the synthetic
+    sample of the ``sample`` section, generated into ``<run dir>/sample_raw`` when missing."""
+    from pipelines.sample import sample_from_config
+
+    raw = get_value(config, "data.raw")
+    if not raw:
+        raw = sample_from_config(config)
+        log.info("no data.raw configured: using the synthetic sample in %s", raw)
+    return prepare_benchmark(
+        Path(raw), benchmark_dir(config), layout=get_value(config, "data.layout", "auto"),
+        ratios=tuple(get_value(config, "data.split.ratios", (0.7, 0.1, 0.2))),
+        seed=int(get_value(config, "data.split.seed", 0)), split_by=get_value(config, "data.split.by", "random"),
+        skip_bad=bool(get_value(config, "data.skip_bad", False)), labels=get_value(config, "data.labels"),
+        scene_threshold=float(get_value(config, "data.split.scene_threshold", SCENE_THRESHOLD)))
 
 
 def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -> list[_Checked]:
