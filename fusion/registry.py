@@ -1,0 +1,93 @@
+"""Name -> fuser. Every fuser has the same call: ``fuser(ir, vi) -> fused``.
+
+``ir`` is (H, W) float32 in [0, 1]; ``vi`` is (H, W, 3) RGB float32 in [0, 1] or (H, W) grey
+(the conventions of :mod:`fusion.io`); ``fused`` is (H, W, 3) uint8 RGB of the same size.
+Learned fusers may also offer ``fuse_batch(pairs) -> list of fused`` for batched GPU inference.
+The ``external`` importer is the one exception: it is keyed by the pair (see
+:mod:`fusion.baselines.external`).
+
+Fusers register themselves with :func:`register`; the classical ones live in
+:mod:`fusion.baselines`, the learned S4Fusion family is registered here and imported only when
+built, so the registry works without torch models being importable.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+
+class Fuser(Protocol):
+    def __call__(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray: ...
+
+
+class FuserError(ValueError):
+    """An unknown method name or options a fuser cannot be built with."""
+
+
+Factory = Callable[..., Any]
+_FACTORIES: dict[str, Factory] = {}
+
+# Modules whose import registers the classical fusers and the external importer.
+_BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
+
+# S4Fusion and its ablations (paper Table V); all are built from a checkpoint.
+LEARNED_METHODS = (
+    "s4fusion", "s4fusion_wo_pm", "s4fusion_add", "s4fusion_cnn",
+    "s4fusion_ca", "s4fusion_sa", "s4fusion_va", "s4fusion_wo_per",
+)
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    """Decorator: make ``factory(**options) -> fuser`` available as ``name``."""
+    def decorate(factory: Factory) -> Factory:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise FuserError(f"fuser {name!r} is registered twice")
+        _FACTORIES[name] = factory
+        return factory
+    return decorate
+
+
+def _factories() -> dict[str, Factory]:
+    for module in _BASELINE_MODULES:
+        importlib.import_module(f"fusion.baselines.{module}")
+    return _FACTORIES
+
+
+def available_methods() -> list[str]:
+    """Every registered method name, classical and learned (``external`` included)."""
+    return sorted(_factories())
+
+
+def is_learned(name: str) -> bool:
+    return name in LEARNED_METHODS
+
+
+def build_fuser(name: str, **options: Any) -> Any:
+    """Build the fuser registered as ``name`` with its options (e.g. ``levels=4``, ``weights=path``)."""
+    factories = _factories()
+    if name not in factories:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
+    factory = factories[name]
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as error:
+        raise FuserError(f"fuser {name!r}: bad options {sorted(options)}: {error}") from error
+    return factory(**options)
+
+
+def _learned_factory(weights: str | Path, device: str = "auto", amp: bool | None = None) -> Any:
+    """A trained S4Fusion-family checkpoint (the project's own or the authors' model.pkl)."""
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    from fusion.s4fusion.inference import S4FusionFuser
+
+    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp)
+
+
+for _name in LEARNED_METHODS:
+    register(_name)(_learned_factory)
