@@ -28,19 +28,21 @@ def _read_raw(path: Path) -> np.ndarray:
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if _truncated(data, path.suffix.lower()):
+        raise ImageError(f"{path}: truncated image file")
     if image is None:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not _complete(data, path.suffix.lower()):
-        raise ImageError(f"{path}: truncated image file")
     return image
 
 
-def _complete(data: np.ndarray, suffix: str) -> bool:
-    """OpenCV decodes truncated PNG/JPEG silently (grey rows); check the end markers instead."""
-    tail = data[-12:].tobytes()
+def _truncated(data: np.ndarray, suffix: str) -> bool:
+    """A PNG/JPEG that starts right but lacks its end marker (OpenCV may decode those silently,
+    with grey rows, or fail without saying why)."""
     if suffix == ".png":
-        return b"IEND" in tail
-    return b"\xff\xd9" in data[-64:].tobytes()
+        return data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-12:].tobytes()
+    if suffix in (".jpg", ".jpeg"):
+        return data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes()
+    return False
 
 
 def _normalise(image: np.ndarray, path: Path) -> np.ndarray:
