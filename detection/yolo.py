@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -91,9 +91,11 @@ def write_data_yaml(path: str | Path, root: str | Path, classes: Sequence[str]) 
     return path
 
 
-def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: TrainSettings) -> Path:
+def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: TrainSettings,
+          callbacks: Mapping[str, Callable] | None = None) -> Path:
     """Train into ``train_dir`` (ultralytics' folder: weights/, results.csv); resume an interrupted run,
-    return at once when a finished one is there. Returns ``train_dir``."""
+    return at once when a finished one is there. ``callbacks``: extra ultralytics callbacks by event name.
+    Returns ``train_dir``."""
     from ultralytics import YOLO
 
     train_dir = Path(train_dir).resolve()
@@ -104,6 +106,8 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     resume = last.is_file()
     model = YOLO(str(last) if resume else source)
     model.add_callback("on_model_save", Map50Keeper(train_dir / "weights" / "best_map50.pt"))
+    for event, callback in (callbacks or {}).items():
+        model.add_callback(event, callback)
     log.info("%s training in %s", "resuming" if resume else "starting", train_dir)
     model.train(
         data=str(Path(data_yaml).resolve()), epochs=settings.epochs, imgsz=settings.imgsz,

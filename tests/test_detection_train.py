@@ -1,0 +1,190 @@
+"""YOLOv5s training on real MSRS fused sets, offline on the CPU: the CLI stage, resume, skip and selection.
+
+Kept tiny (imgsz 128, 1-2 epochs, 14 training images, no pre-trained weights): the scores are near zero
+and the tests check the mechanics, files and conventions, not detector quality.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from detection.coco_eval import evaluate, load_ground_truth
+from detection.offline import use_offline_ultralytics
+from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSettings, model_source, read_selection,
+                            select, train, training_finished, val_curve, write_data_yaml)
+from fusion.io import read_ir, read_vi, write_image
+from pipelines.benchmark import Benchmark
+from pipelines.cli import cli
+from pipelines.config import load_config, stage_dir
+from pipelines.detect import DetectError, check_fused_set
+
+TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
+
+
+@contextmanager
+def network_refused():
+    """Every connection or name lookup fails and is recorded."""
+    attempts: list[tuple] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled by the test")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket.socket, "connect_ex", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        patch.setattr(socket, "getaddrinfo", refuse)
+        yield attempts
+
+
+@pytest.fixture(scope="module")
+def fused_benchmark(msrs_benchmark: Benchmark, tmp_path_factory) -> Benchmark:
+    """A private copy of the MSRS benchmark with the `ir` and `vi` fused sets (3-channel PNGs + labels link)."""
+    root = tmp_path_factory.mktemp("detect") / "benchmark"
+    shutil.copytree(msrs_benchmark.root, root, ignore=shutil.ignore_patterns("fused", "*.cache"))
+    benchmark = Benchmark(root)
+    for method, read, source in (("ir", read_ir, "ir"), ("vi", read_vi, "vi")):
+        for pair in benchmark.pairs():
+            image = read(getattr(pair, source))
+            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+            write_image(benchmark.fused_image(method, pair.split, pair.stem), (image * 255 + 0.5).astype(np.uint8))
+        (benchmark.fused_dir(method) / "labels").symlink_to(Path("..") / ".." / "labels")
+    return benchmark
+
+
+@pytest.fixture(scope="module")
+def resumed_run(fused_benchmark: Benchmark, tmp_path_factory) -> SimpleNamespace:
+    """Two epochs on `vi`, interrupted after the first, then resumed, then called once more (finished)."""
+    work = tmp_path_factory.mktemp("resume")
+    with network_refused() as attempts:
+        use_offline_ultralytics(work / "ultralytics")
+        data = write_data_yaml(work / "data.yaml", fused_benchmark.fused_dir("vi"), fused_benchmark.classes)
+        train_dir, last = work / "train", work / "train" / "weights" / "last.pt"
+
+        def interrupt_after_first_epoch(trainer):
+            if trainer.epoch == 0:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(data, train_dir, SCRATCH_CONFIG, TINY, callbacks={"on_fit_epoch_end": interrupt_after_first_epoch})
+        interrupted = SimpleNamespace(finished=training_finished(last),
+                                      selection=read_selection(train_dir / "weights" / "best_map50.pt"))
+        train(data, train_dir, SCRATCH_CONFIG, TINY)
+        stamp = last.stat().st_mtime_ns
+        train(data, train_dir, SCRATCH_CONFIG, TINY)
+    return SimpleNamespace(train_dir=train_dir, last=last, interrupted=interrupted, stamp=stamp, attempts=attempts)
+
+
+def test_interrupted_training_resumes_and_a_finished_one_is_skipped(resumed_run):
+    assert not resumed_run.interrupted.finished
+    assert resumed_run.interrupted.selection["epoch"] == 1
+    assert training_finished(resumed_run.last)
+    rows = pd.read_csv(resumed_run.train_dir / "results.csv")
+    assert rows["epoch"].tolist() == [1, 2]  # epoch 1 was not trained again
+    assert [row["epoch"] for row in val_curve(resumed_run.train_dir)] == [1, 2]
+    assert resumed_run.last.stat().st_mtime_ns == resumed_run.stamp  # the third call trained nothing
+    assert resumed_run.attempts == []
+
+
+def test_selection_by_val_map50_or_by_ultralytics_fitness(resumed_run):
+    curve = val_curve(resumed_run.train_dir)
+    by_map50 = select(resumed_run.train_dir, "map50")
+    assert by_map50.weights.name == "best_map50.pt"
+    assert by_map50.epoch == 1 + int(np.argmax([row["map50"] for row in curve]))
+    by_fitness = select(resumed_run.train_dir, "fitness")
+    assert by_fitness.weights.name == "best.pt" and by_fitness.weights.is_file()
+    assert by_fitness.epoch == 1 + int(np.argmax([row["map50_95"] for row in curve]))
+    with pytest.raises(ValueError, match="select_by 'loss'"):
+        select(resumed_run.train_dir, "loss")
+
+
+def test_map50_keeper_keeps_the_first_best_epoch_across_a_restart(resumed_run, tmp_path):
+    from ultralytics import YOLO
+
+    kept = tmp_path / "best_map50.pt"
+    keeper = Map50Keeper(kept)
+    for epoch, value in enumerate([0.1, 0.3, 0.3, 0.2]):
+        keeper(SimpleNamespace(epoch=epoch, metrics={MAP50_KEY: value}, last=resumed_run.last))
+    assert read_selection(kept) == {"epoch": 2, "map50": 0.3}
+    restarted = Map50Keeper(kept)  # a resumed run starts from the record on disk
+    restarted(SimpleNamespace(epoch=4, metrics={MAP50_KEY: 0.25}, last=resumed_run.last))
+    assert read_selection(kept)["epoch"] == 2
+    restarted(SimpleNamespace(epoch=5, metrics={MAP50_KEY: 0.4}, last=resumed_run.last))
+    assert read_selection(kept) == {"epoch": 6, "map50": 0.4}
+    assert list(YOLO(str(kept)).names.values()) == ["person", "bicycle", "car"]
+
+
+def test_detect_command_on_ir_and_vi_offline(fused_benchmark, tmp_path):
+    overrides = [f"data.benchmark={fused_benchmark.root}", f"run.root={tmp_path}", "run.device=cpu",
+                 "detect.epochs=1", "detect.imgsz=128", "detect.batch=4", "detect.workers=0"]
+    args = ["detect", "-c", "sample", *(x for o in overrides for x in ("-s", o)), "--methods", "ir,vi"]
+    try:
+        with network_refused() as attempts:
+            first = CliRunner().invoke(cli, args)
+            stamp = (stage_dir(load_config("sample", overrides), "detect", "ir") / "results.json").stat().st_mtime_ns
+            again = CliRunner().invoke(cli, args)
+    finally:  # the command's log handlers write to CliRunner's closed streams
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
+            logging.getLogger().removeHandler(handler)
+    assert first.exit_code == 0, first.output
+    assert attempts == []
+
+    config = load_config("sample", overrides)
+    gt = load_ground_truth(fused_benchmark.coco_path("test"))
+    with_boxes = {fused_benchmark.classes[a["category_id"] - 1] for a in gt.dataset["annotations"]}
+    for method in ("ir", "vi"):
+        out = stage_dir(config, "detect", method)
+        results = json.loads((out / "results.json").read_text())
+        assert results["method"] == method and results["model_source"] == "scratch"
+        assert results["selected_epoch"] == 1 and len(results["val_map50_per_epoch"]) == 1
+        assert Path(results["weights"]).is_file() and (out / "train" / "results.csv").is_file()
+        assert set(results["per_class"]) == set(fused_benchmark.classes)
+        assert {c for c, v in results["per_class"].items() if v is not None} == with_boxes
+        assert 0.0 <= results["map50"] <= 1.0 and 0.0 <= results["ultralytics_map50"] <= 1.0
+        detections = json.loads((out / "test_predictions.json").read_text())
+        assert detections, "a conf of 0.001 keeps some boxes even for an untrained detector"
+        assert {d["image_id"] for d in detections} <= set(gt.getImgIds())
+        assert {d["category_id"] for d in detections} <= {1, 2, 3}
+        assert all(d["bbox"][0] >= 0 and d["bbox"][0] + d["bbox"][2] <= 640.01 for d in detections)
+        assert evaluate(gt, detections).map50 == pytest.approx(results["map50"])
+        row = pd.read_csv(out / "results.csv")
+        assert row.columns.tolist() == ["method", "map50", "map50_95", *fused_benchmark.classes]
+        assert row["map50"].iloc[0] == pytest.approx(results["map50"], abs=1e-6)
+    summary = pd.read_csv(stage_dir(config, "detect") / "summary.csv")
+    assert summary["method"].tolist() == ["ir", "vi"]
+
+    assert again.exit_code == 0, again.output
+    assert (stage_dir(config, "detect", "ir") / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
+    use_offline_ultralytics(tmp_path)
+    from ultralytics.utils.checks import check_font
+
+    with network_refused() as attempts:
+        assert all(Path(check_font(name)).is_file() for name in ("Arial.ttf", "Arial.Unicode.ttf"))
+        assert attempts == []
+        assert check_font("NoSuchFont.ttf") is None  # not local: ultralytics tries its assets URL
+    assert attempts and attempts[0][0] == "github.com"
+
+
+def test_clear_errors_before_any_training(fused_benchmark, tmp_path):
+    with pytest.raises(ValueError, match="allow_scratch"):
+        model_source(None, allow_scratch=False)
+    with pytest.raises(FileNotFoundError, match="missing.pt.*yolov5su.pt"):
+        model_source(tmp_path / "missing.pt", allow_scratch=True)
+    with pytest.raises(DetectError, match="fused set 'average' is incomplete.*pipelines fuse --method average"):
+        check_fused_set(fused_benchmark, "average")
+    with pytest.raises(FileNotFoundError, match="dataset folder missing"):
+        write_data_yaml(tmp_path / "data.yaml", tmp_path, ["person"])
