@@ -1,0 +1,444 @@
+"""The fuse stage: one method's fused set inside the prepared benchmark, written resumably.
+
+Output (see :mod:`pipelines.benchmark`)::
+
+    <bench>/fused/<method>/images/{train,val,test}/<stem>.png
+    <bench>/fused/<method>/labels -> ../../labels           ultralytics finds the shared labels
+    <bench>/fused/<method>/manifest.json                    method, fingerprint, config, versions,
+                                                            complete flag, one entry per image
+    <bench>/fused/<method>/shards/shard-<i>-of-<n>.json     entries of a sharded run (``--shard i/n``)
+
+An image entry is ``{split, sha256 (of the output), seconds (fusion time), sources (sha256 of the
+inputs)}``. A rerun skips an image only when its entry was made under the same fingerprint (method,
+options, weights hash, code version), from the same source files, and the output on disk still has
+the recorded hash; everything else is (re)done. Images are written atomically and the manifest is
+saved every few seconds and whenever the run stops, so a killed run loses at most the images in
+flight. The set is COMPLETE once every stem of every split has an entry: :func:`is_complete`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from fusion.io import ImageError, atomic_write_text, read_ir, read_vi, write_image
+from fusion.registry import build_fuser, is_learned
+from pipelines.benchmark import SPLITS, Benchmark, Pair
+from pipelines.config import benchmark_dir, get_value, stage_dir
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SAVE_EVERY_S = 2.0
+SHOWN_FAILURES = 20
+
+
+class FuseError(RuntimeError):
+    """Images that could not be fused; the message names each one and the problem."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (1-based) of ``count``: the pairs at positions index-1, index-1+count, ..."""
+
+    index: int = 1
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {text!r}: expected i/n, e.g. 2/4") from None
+        if not 1 <= index <= count:
+            raise ValueError(f"shard {text!r}: need 1 <= i <= n")
+        return cls(index, count)
+
+    def select(self, pairs: Sequence[Pair]) -> list[Pair]:
+        return list(pairs[self.index - 1 :: self.count])
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One image of a run: its manifest entry, or the error that stopped it."""
+
+    stem: str
+    entry: dict[str, Any] | None = None
+    error: str | None = None
+
+
+# --- reading the inputs, running a fuser on one pair -------------------------------------------
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """The pair's images in the fuser convention, checked against the size the benchmark recorded."""
+    ir, vi = read_ir(pair.ir), read_vi(pair.vi)
+    for path, image in ((pair.ir, ir), (pair.vi, vi)):
+        if image.shape[:2] != (pair.height, pair.width):
+            raise ImageError(f"{path}: size {image.shape[1]}x{image.shape[0]}, but the benchmark records "
+                             f"{pair.width}x{pair.height} for pair {pair.stem!r}")
+    return ir, vi
+
+
+def fuse_pair(fuser: Any, pair: Pair) -> tuple[np.ndarray, float]:
+    """Fused image (checked: uint8 RGB of the pair's size) and the seconds the fusion took."""
+    if hasattr(fuser, "fuse_pair"):  # the external importer works by stem
+        start = time.perf_counter()
+        fused = fuser.fuse_pair(pair)
+    else:
+        ir, vi = load_pair(pair)
+        start = time.perf_counter()
+        fused = fuser(ir, vi)
+    seconds = time.perf_counter() - start
+    _check_output(fused, pair)
+    return fused, seconds
+
+
+def _check_output(fused: np.ndarray, pair: Pair) -> None:
+    if fused.dtype != np.uint8 or fused.shape != (pair.height, pair.width, 3):
+        raise ImageError(f"pair {pair.stem!r}: the fuser returned {fused.dtype} {fused.shape}, expected uint8 "
+                         f"({pair.height}, {pair.width}, 3)")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_files(fuser: Any, pair: Pair) -> dict[str, Path | None]:
+    """The files an output depends on: the pair, plus the imported file for the external importer."""
+    files: dict[str, Path | None] = {"ir": pair.ir, "vi": pair.vi}
+    if hasattr(fuser, "source"):
+        files["fused"] = fuser.source(pair.stem)
+    return files
+
+
+def _source_hashes(recorded: dict[str, Any], fuser: Any, pair: Pair) -> dict[str, str | None]:
+    """sha256 of each input: the pair's as ``prepare`` recorded them (``recorded``: its manifest entry),
+    the others (an imported file) hashed here."""
+    return {name: recorded.get(f"{name}_sha256") or (sha256_file(path) if path and path.is_file() else None)
+            for name, path in source_files(fuser, pair).items()}
+
+
+# --- the job: plan what to do, then do it -------------------------------------------------------
+
+class FuseJob:
+    """Fuse one method over (a shard of) the benchmark, skipping what a previous run finished.
+
+    Planning happens on construction (``todo`` lists the pairs left); :meth:`run` is a generator
+    of :class:`Outcome`, so the caller drives progress reporting and may stop it at any time.
+    """
+
+    def __init__(self, benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict[str, Any],
+                 info: dict[str, Any] | None = None, splits: Iterable[str] = SPLITS,
+                 shard: Shard = Shard(), force: bool = False, hash_workers: int = 4):
+        self.benchmark, self.method, self.fuser = benchmark, method, fuser
+        self.out = benchmark.fused_dir(method)
+        self.shard = shard
+        self.header = {"method": method, "fingerprint": fingerprint, **(info or {}),
+                       "versions": _versions(), "shard": f"{shard.index}/{shard.count}"}
+        self.pairs = shard.select([p for split in splits for p in benchmark.pairs(split)])
+        link_labels(benchmark, self.out)
+        previous = {} if force else _valid_entries(self.out, fingerprint)
+        recorded = {p["stem"]: p for p in benchmark.manifest.get("pairs", [])}
+        with ThreadPoolExecutor(hash_workers) as pool:
+            sources = list(pool.map(lambda p: _source_hashes(recorded.get(p.stem, {}), fuser, p), self.pairs))
+            done = list(pool.map(lambda ps: self._finished(*ps, previous), zip(self.pairs, sources)))
+        self.sources = {p.stem: s for p, s in zip(self.pairs, sources)}
+        self.entries = {p.stem: previous[p.stem] for p, ok in zip(self.pairs, done) if ok}
+        self.todo = [p for p, ok in zip(self.pairs, done) if not ok]
+        for pair in self.todo:
+            _remove_temporaries(benchmark.fused_image(method, pair.split, pair.stem))
+
+    def _finished(self, pair: Pair, sources: dict[str, str | None], previous: dict[str, dict]) -> bool:
+        entry = previous.get(pair.stem)
+        output = self.benchmark.fused_image(self.method, pair.split, pair.stem)
+        return (entry is not None and entry.get("split") == pair.split and entry.get("sources") == sources
+                and output.is_file() and sha256_file(output) == entry.get("sha256"))
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out / MANIFEST if self.shard.count == 1 else self.out / "shards" / f"{self.shard.name}.json"
+
+    def save(self, complete: bool = False) -> None:
+        manifest = {**self.header, "complete": complete, "images": dict(sorted(self.entries.items()))}
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
+
+    def run(self, workers: int = 1, batch_size: int = 1) -> Iterator[Outcome]:
+        """Fuse the pairs left, yielding each outcome as it finishes; the manifest is kept up to date."""
+        if hasattr(self.fuser, "fuse_batch"):
+            outcomes = self._batched(max(1, batch_size), max(1, workers))
+        elif workers > 1:
+            outcomes = self._in_processes(workers)
+        else:
+            outcomes = (self._one(pair) for pair in self.todo)
+        last_save = time.monotonic()
+        try:
+            for outcome in outcomes:
+                if outcome.entry is not None:
+                    self.entries[outcome.stem] = outcome.entry
+                if time.monotonic() - last_save >= SAVE_EVERY_S:
+                    self.save()
+                    last_save = time.monotonic()
+                yield outcome
+        finally:
+            outcomes.close()
+            self.save()
+        self.finalize()
+
+    def finalize(self) -> bool:
+        """Merge every manifest of this set (shards included); mark it complete when all stems are there."""
+        entries = _valid_entries(self.out, self.header["fingerprint"])
+        entries.update(self.entries)
+        expected = {p.stem: p.split for p in self.benchmark.pairs()}
+        complete = all(stem in entries and entries[stem]["split"] == split for stem, split in expected.items())
+        if complete or self.shard.count == 1:
+            merged = {**self.header, "shard": "1/1", "complete": complete,
+                      "images": dict(sorted((s, entries[s]) for s in expected if s in entries))}
+            atomic_write_text(self.out / MANIFEST, json.dumps(merged, indent=1))
+        return complete
+
+    # -- three ways to run, one entry format --
+
+    def _entry(self, pair: Pair, output: Path, seconds: float) -> dict[str, Any]:
+        return {"split": pair.split, "sha256": sha256_file(output), "seconds": round(seconds, 6),
+                "sources": self.sources[pair.stem]}
+
+    def _write(self, pair: Pair, fused: np.ndarray, seconds: float) -> Outcome:
+        output = self.benchmark.fused_image(self.method, pair.split, pair.stem)
+        write_image(output, fused)
+        return Outcome(pair.stem, self._entry(pair, output, seconds))
+
+    def _one(self, pair: Pair) -> Outcome:
+        try:
+            return self._write(pair, *fuse_pair(self.fuser, pair))
+        except ImageError as error:
+            return Outcome(pair.stem, error=str(error))
+
+    def _in_processes(self, workers: int) -> Iterator[Outcome]:
+        """CPU fusers: each worker process gets the fuser once and fuses + writes whole images."""
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(self,))
+        try:
+            futures = [pool.submit(_worker_fuse, pair) for pair in self.todo]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _batched(self, batch_size: int, threads: int) -> Iterator[Outcome]:
+        """Learned fusers: batches on the accelerator, reading ahead and writing in threads."""
+        batches = [self.todo[i : i + batch_size] for i in range(len(self.todo))[::batch_size]]
+        pool = ThreadPoolExecutor(threads)
+        try:
+            loading = _submit_loads(pool, batches[0]) if batches else []
+            for index, batch in enumerate(batches):
+                loaded, loading = loading, _submit_loads(pool, batches[index + 1]) if index + 1 < len(batches) else []
+                ready, inputs = [], []
+                for pair, future in zip(batch, loaded):
+                    try:
+                        inputs.append(future.result())
+                        ready.append(pair)
+                    except ImageError as error:
+                        yield Outcome(pair.stem, error=str(error))
+                if not ready:
+                    continue
+                start = time.perf_counter()
+                fused = self.fuser.fuse_batch(inputs)
+                seconds = (time.perf_counter() - start) / len(ready)
+                for pair, image in zip(ready, fused):
+                    _check_output(image, pair)
+                writes = [pool.submit(self._write, pair, image, seconds) for pair, image in zip(ready, fused)]
+                for future in writes:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit_loads(pool: Executor, batch: list[Pair]) -> list[Future]:
+    return [pool.submit(load_pair, pair) for pair in batch]
+
+
+_WORKER_JOB: FuseJob | None = None
+
+
+def _init_worker(job: FuseJob) -> None:
+    import cv2
+
+    global _WORKER_JOB
+    cv2.setNumThreads(1)  # one image per process; OpenCV's own threads would oversubscribe the cores
+    _WORKER_JOB = job
+
+
+def _worker_fuse(pair: Pair) -> Outcome:
+    assert _WORKER_JOB is not None
+    return _WORKER_JOB._one(pair)
+
+
+# --- the folder around the images ---------------------------------------------------------------
+
+def link_labels(benchmark: Benchmark, out: Path) -> None:
+    """``<fused>/<M>/labels -> ../../labels`` (a copy where symlinks are unavailable)."""
+    link = out / "labels"
+    if link.is_symlink() or link.exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(Path("..") / ".." / "labels", target_is_directory=True)
+    except OSError:
+        staging = out / ".labels.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(benchmark.root / "labels", staging)
+        staging.rename(link)
+
+
+def _remove_temporaries(output: Path) -> None:
+    """Temporary files a killed writer left for this image (the names fusion.io.atomic_write_bytes uses)."""
+    if output.parent.is_dir():
+        for leftover in output.parent.glob(f".{output.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a missing or unreadable manifest only means the images get redone
+
+
+def _valid_entries(out: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entries of every manifest of this set made under ``fingerprint`` (others are stale)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for path in [out / MANIFEST, *sorted((out / "shards").glob("*.json"))]:
+        manifest = _read_manifest(path)
+        if manifest and manifest.get("fingerprint") == fingerprint:
+            entries.update(manifest.get("images", {}))
+    return entries
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def is_complete(benchmark: Benchmark, method: str) -> bool:
+    """True when ``method``'s fused set has every image of every split (what later stages wait for)."""
+    manifest = _read_manifest(benchmark.fused_dir(method) / MANIFEST)
+    if not manifest or not manifest.get("complete"):
+        return False
+    images = manifest.get("images", {})
+    return all(
+        stem in images and images[stem].get("split") == pair.split
+        and benchmark.fused_image(method, pair.split, stem).is_file()
+        for pair in benchmark.pairs() for stem in [pair.stem]
+    )
+
+
+def fuse_set(benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict[str, Any],
+             info: dict[str, Any] | None = None, splits: Iterable[str] = SPLITS, workers: int = 1,
+             batch_size: int = 1, shard: Shard = Shard(), force: bool = False, progress: bool = True) -> Path:
+    """Write ``method``'s fused set (or one shard of it) and return its folder.
+
+    Raises :class:`FuseError` naming every image that failed; the others are kept.
+    """
+    job = FuseJob(benchmark, method, fuser, fingerprint=fingerprint, info=info, splits=splits,
+                  shard=shard, force=force)
+    skipped = len(job.pairs) - len(job.todo)
+    log.info("%s: %d images to fuse, %d already done (%s)", method, len(job.todo), skipped, job.out)
+    failures: list[str] = []
+    with tqdm(total=len(job.todo), desc=method, unit="img", disable=not progress, file=sys.stderr) as bar:
+        for outcome in job.run(workers=workers, batch_size=batch_size):
+            bar.update()
+            if outcome.error:
+                failures.append(outcome.error)
+                log.error("%s", outcome.error)
+    if failures:
+        shown = "\n  ".join(failures[:SHOWN_FAILURES])
+        more = f"\n  ... and {len(failures) - SHOWN_FAILURES} more (see the log)" if len(failures) > SHOWN_FAILURES else ""
+        raise FuseError(f"{method}: {len(failures)} of {len(job.pairs)} images failed:\n  {shown}{more}")
+    return job.out
+
+
+# --- from a config: which fuser, with which options ---------------------------------------------
+
+def configured_methods(config: dict[str, Any]) -> list[str]:
+    """``fusion.methods`` of the config."""
+    return [str(m) for m in get_value(config, "fusion.methods", []) or []]
+
+
+def resolve_weights(config: dict[str, Any], method: str, weights: str | Path | None = None) -> Path:
+    """A learned method's checkpoint: ``weights``, else ``fusion.<method>.weights``, else the one
+    ``train-fusion`` wrote (``<run>/fusion/<method>/best.pt``); missing files are a clear error."""
+    explicit = weights or get_value(config, f"fusion.{method}.weights")
+    path = Path(explicit).expanduser() if explicit else stage_dir(config, "fusion", method) / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint for {method}; run `pipelines train-fusion --method "
+                                f"{method}` or give --weights (the authors' model.pkl works for s4fusion)")
+    return path.resolve()
+
+
+def build_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
+                 source: str | Path | None = None, keep_grey: bool | None = None
+                 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The fuser for ``method`` plus its fingerprint (what identifies its output) and manifest info.
+
+    ``source`` (or ``fusion.<method>.from``) makes it an imported external set; learned methods load
+    their checkpoint; classical ones take their options from the ``fusion.<method>`` section.
+    """
+    section = get_value(config, f"fusion.{method}", {}) or {}
+    source = source or section.get("from")
+    info: dict[str, Any] = {"display_name": section.get("name", method), "config": config}
+    if source:
+        keep = bool(section.get("keep_grey", False)) if keep_grey is None else keep_grey
+        fuser = build_fuser("external", folder=source, keep_grey=keep)
+        options: dict[str, Any] = {"from": str(fuser.folder), "keep_grey": keep}
+    elif is_learned(method):
+        path = resolve_weights(config, method, weights)
+        options = {"weights_sha256": sha256_file(path)}
+        info["weights"] = str(path)
+        fuser = build_fuser(method, weights=path, device=str(get_value(config, "run.device", "auto")),
+                            amp=section.get("amp"))
+    else:
+        options = dict(section)
+        fuser = build_fuser(method, **options)
+    fingerprint = {"method": method, "options": options, "code": _versions().get("fusionbench")}
+    return fuser, fingerprint, info
+
+
+def fuse_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
+                source: str | Path | None = None, display_name: str | None = None,
+                keep_grey: bool | None = None, shard: Shard = Shard(), force: bool = False,
+                progress: bool = True) -> Path:
+    """The whole stage for one method of a config: build its fuser and write its fused set."""
+    benchmark = Benchmark(benchmark_dir(config))
+    fuser, fingerprint, info = build_method(config, method, weights=weights, source=source, keep_grey=keep_grey)
+    if display_name:
+        info["display_name"] = display_name
+    return fuse_set(benchmark, method, fuser, fingerprint=fingerprint, info=info,
+                    workers=int(get_value(config, "fusion.workers", 1)),
+                    batch_size=int(get_value(config, "fusion.batch_size", 1)),
+                    shard=shard, force=force, progress=progress)
