@@ -62,6 +62,7 @@ class _Scene:
     texture: np.ndarray  # fine noise in [-1, 1] giving objects a surface texture
     objects: list[_Object]
     light: tuple[int, int]  # glare source / smoke centre
+    strength: float         # fog density
 
 
 def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192, seed: int = 0) -> Path:
@@ -134,15 +135,16 @@ def _make_scene(rng: np.random.Generator, width: int, height: int, condition: st
     sky_top, sky_low = rng.uniform([0.35, 0.55, 0.8], [0.5, 0.7, 0.95]), rng.uniform([0.7, 0.78, 0.85], [0.85, 0.88, 0.95])
     t = np.clip(rows / max(horizon, 1), 0, 1)
     vi = np.broadcast_to(sky_top * (1 - t) + sky_low * t, (height, width, 3)).astype(np.float32).copy()
-    ir = np.full((height, width), rng.uniform(0.08, 0.15), np.float32)
+    ir = np.full((height, width), rng.uniform(0.05, 0.2), np.float32)
     ground_vi = rng.uniform([0.3, 0.4, 0.2], [0.45, 0.55, 0.3])
     vi[horizon:] = ground_vi
-    ir[horizon:] = rng.uniform(0.28, 0.34)
+    ground_ir = rng.uniform(0.22, 0.4)
+    ir[horizon:] = ground_ir
     _draw_skyline(rng, ir, vi, horizon)
     centre = width * rng.uniform(0.42, 0.58)
     road = np.array([[centre - 0.03 * width, horizon], [centre + 0.03 * width, horizon],
                      [centre + 0.5 * width, height], [centre - 0.5 * width, height]], np.int32)
-    _fill(ir, vi, road, rng.uniform(0.38, 0.44), rng.uniform(0.3, 0.42) * np.ones(3))
+    _fill(ir, vi, road, ground_ir + rng.uniform(0.04, 0.12), rng.uniform(0.3, 0.42) * np.ones(3))
     for y0 in range(horizon + 4, height, max(6, height // 12)):          # dashed centre line
         y1 = y0 + max(3, height // 30)
         half = max(1.0, 0.012 * width * (y1 - horizon) / (height - horizon))
@@ -153,7 +155,7 @@ def _make_scene(rng: np.random.Generator, width: int, height: int, condition: st
     objects = _place_objects(rng, width, height, horizon, centre, condition, deck)
     light = (int(rng.uniform(0.15, 0.85) * width), int(rng.uniform(0.2, 0.6) * height))
     return _Scene(condition, horizon, ir, vi, rng.uniform(-1, 1, (height, width)).astype(np.float32),
-                  objects, light)
+                  objects, light, float(rng.uniform(0.6, 0.95)))
 
 
 def _draw_skyline(rng: np.random.Generator, ir: np.ndarray, vi: np.ndarray, horizon: int) -> None:
@@ -297,9 +299,20 @@ def _part_mask(shape: str, geometry, height: int, width: int) -> np.ndarray:
 
 def _render(scene: _Scene, frame: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list]:
     """One frame: objects over the background, then the condition, then sensor noise."""
+    ir, vi, boxes, shown = _draw_objects(scene, frame)
+    ir, vi = _apply_condition(scene, ir, vi, shown)
+    noise = 0.03 if scene.condition == "night" else 0.01
+    vi = vi + rng.normal(0, noise, vi.shape).astype(np.float32)
+    ir = cv2.GaussianBlur(ir, (3, 3), 0.7) + rng.normal(0, 0.01, ir.shape).astype(np.float32)
+    to_u8 = lambda a: (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_u8(ir), to_u8(vi), boxes
+
+
+def _draw_objects(scene: _Scene, frame: int) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Objects over the background; each box is the extent of the object's drawn pixels."""
     ir, vi = scene.ir.copy(), scene.vi.copy()
     height, width = ir.shape
-    boxes, lights = [], []
+    boxes, shown = [], []
     for obj in scene.objects:
         x = obj.x + obj.speed * frame
         union = np.zeros((height, width), bool)
@@ -315,16 +328,13 @@ def _render(scene: _Scene, frame: int, rng: np.random.Generator) -> tuple[np.nda
         if rows.size:
             boxes.append((obj.cls, [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1],
                           obj.hidden_in))
-            lights.append((obj, x))
-    vi = _apply_condition(scene, ir, vi, lights)
-    noise = 0.03 if scene.condition == "night" else 0.01
-    vi = vi + rng.normal(0, noise, vi.shape).astype(np.float32)
-    ir = cv2.GaussianBlur(ir, (3, 3), 0.7) + rng.normal(0, 0.01, ir.shape).astype(np.float32)
-    to_u8 = lambda a: (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return to_u8(ir), to_u8(vi), boxes
+            shown.append((obj, x))
+    return ir, vi, boxes, shown
 
 
-def _apply_condition(scene: _Scene, ir: np.ndarray, vi: np.ndarray, objects: list) -> np.ndarray:
+def _apply_condition(scene: _Scene, ir: np.ndarray, vi: np.ndarray,
+                     objects: list) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's condition; it degrades the visible image and leaves infrared almost untouched."""
     height, width = ir.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     if scene.condition == "night":
@@ -339,25 +349,23 @@ def _apply_condition(scene: _Scene, ir: np.ndarray, vi: np.ndarray, objects: lis
                 continue
             for sx, sy, radius in spots:
                 glow += np.exp(-((xs - sx) ** 2 + (ys - sy) ** 2) / (2 * radius ** 2))
-        return vi * 0.12 + np.array([0.0, 0.01, 0.04]) + glow[..., None] * np.array([1.0, 0.9, 0.6])
+        return ir, vi * 0.12 + np.array([0.0, 0.01, 0.04]) + glow[..., None] * np.array([1.0, 0.9, 0.6])
     if scene.condition == "fog":
         depth = np.clip((ys - scene.horizon) / (height - scene.horizon), 0, 1)
-        fog = (0.88 - 0.35 * depth)[..., None]
-        ir[:] = 0.85 * ir + 0.15 * ir.mean()
-        return vi * (1 - fog) + fog * np.array([0.78, 0.8, 0.82])
+        fog = scene.strength * (0.95 - 0.4 * depth)[..., None]
+        return 0.85 * ir + 0.15 * ir.mean(), vi * (1 - fog) + fog * np.array([0.78, 0.8, 0.82])
     if scene.condition == "smoke":
         cx, cy = scene.light
         cloud = np.exp(-((xs - cx) ** 2 / (2 * (0.22 * width) ** 2) + (ys - cy) ** 2 / (2 * (0.3 * height) ** 2)))
         cloud = np.clip(cloud * (1.3 + 0.4 * scene.texture), 0, 0.92)[..., None]
-        ir[:] = ir * (1 - 0.1 * cloud[..., 0]) + 0.1 * cloud[..., 0] * 0.3
-        return vi * (1 - cloud) + cloud * np.array([0.62, 0.6, 0.58])
+        return ir * (1 - 0.1 * cloud[..., 0]) + 0.03 * cloud[..., 0], vi * (1 - cloud) + cloud * np.array([0.62, 0.6, 0.58])
     if scene.condition == "glare":
         cx, cy = scene.light
         radius = 0.22 * width
         flare = 1.6 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius ** 2))
         streak = 0.5 * np.exp(-((ys - cy) ** 2) / (2 * (0.02 * height) ** 2))
-        return vi + (flare + streak)[..., None] * np.array([1.0, 0.97, 0.85])
-    return vi
+        return ir, vi + (flare + streak)[..., None] * np.array([1.0, 0.97, 0.85])
+    return ir, vi
 
 
 def _voc_xml(stem: str, width: int, height: int, boxes: list) -> str:

@@ -28,7 +28,7 @@ from pipelines.prepare.writers import coco_dataset, write_json, write_split_list
 
 log = logging.getLogger("pipelines.prepare")
 
-SCENE_THRESHOLD = 0.04   # mean absolute thumbnail difference below which two frames are near-duplicates
+SCENE_THRESHOLD = 0.03   # mean absolute thumbnail difference below which two frames are near-duplicates
 WARNINGS_LOGGED = 20
 
 

@@ -46,7 +46,8 @@ def group_scenes(thumbnails: np.ndarray, threshold: float) -> list[int]:
 
 def scene_split(stems: list[str], scenes: list[int], ratios: tuple[float, ...], seed: int) -> dict[str, str]:
     """stem -> split, keeping every scene whole: scenes in seeded random order each go to the split
-    furthest below its target size."""
+    that is the least filled relative to its target size (so val and test get a scene early even
+    when scenes are large compared with them)."""
     targets = split_sizes(len(stems), ratios)
     members: dict[int, list[str]] = {}
     for stem, scene in sorted(zip(stems, scenes)):
@@ -56,7 +57,7 @@ def scene_split(stems: list[str], scenes: list[int], ratios: tuple[float, ...], 
     assignment = {}
     for k in np.random.default_rng(seed).permutation(len(order)):
         group = members[order[k]]
-        target = max(range(len(SPLITS)), key=lambda i: (targets[i] - filled[i], -i))
+        target = min((i for i in range(len(SPLITS)) if targets[i]), key=lambda i: (filled[i] / targets[i], i))
         filled[target] += len(group)
         assignment.update({stem: SPLITS[target] for stem in group})
     return assignment
