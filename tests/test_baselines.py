@@ -34,6 +34,8 @@ def test_registry_lists_every_method_and_rejects_unknown_ones():
         build_fuser("nope")
     with pytest.raises(FuserError, match="bad options"):
         build_fuser("laplacian", depth=3)
+    with pytest.raises(FuserError, match="unknown discrete wavelet 'db99'"):
+        build_fuser("dwt", wavelet="db99")
 
 
 def test_learned_method_needs_an_existing_checkpoint(tmp_path: Path):

@@ -180,9 +180,10 @@ def test_cli_fuses_methods_and_explains_a_missing_checkpoint(bench: Benchmark, t
     assert is_complete(bench, "ir") and is_complete(bench, "average")
     again = runner.invoke(cli, [*base, "--method", "average"])
     assert again.exit_code == 0 and "0 images to fuse" in (tmp_path / "runs" / "sample" / "logs" / "fuse.log").read_text()
-    learned = runner.invoke(cli, [*base, "--method", "s4fusion_ca"])
-    assert learned.exit_code != 0
+    learned = runner.invoke(cli, [*base, "--methods", "s4fusion_ca,max"])  # an untrained one does not stop max
+    assert learned.exit_code != 0 and "1 of 2 methods failed" in learned.output
     assert "pipelines train-fusion --method s4fusion_ca" in learned.output and "best.pt" in learned.output
+    assert is_complete(bench, "max")
     both = runner.invoke(cli, [*base, "--method", "ir", "--methods", "all"])
     assert both.exit_code != 0 and "exactly one of" in both.output
 

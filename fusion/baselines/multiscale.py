@@ -18,7 +18,7 @@ import numpy as np
 import pywt
 
 from fusion.baselines import LuminanceFuser
-from fusion.registry import register
+from fusion.registry import FuserError, register
 
 
 def choose_max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,5 +69,5 @@ def _laplacian(levels: int = 4) -> LuminanceFuser:
 @register("dwt")
 def _dwt(wavelet: str = "db1", levels: int = 4) -> LuminanceFuser:
     if wavelet not in pywt.wavelist(kind="discrete"):
-        raise ValueError(f"dwt: unknown discrete wavelet {wavelet!r} (see pywt.wavelist(kind='discrete'))")
+        raise FuserError(f"dwt: unknown discrete wavelet {wavelet!r} (see pywt.wavelist(kind='discrete'))")
     return LuminanceFuser(dwt_rule, {"wavelet": wavelet, "levels": int(levels)})

@@ -45,12 +45,19 @@ def command(config_source, overrides, method, methods, weights, source, display_
         raise click.UsageError("--weights, --from and --name apply to a single --method")
     try:
         part = Shard.parse(shard)
-        for name in names:
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--shard") from error
+    failed = []
+    for name in names:  # one method failing (e.g. an untrained checkpoint) does not stop the others
+        try:
             out = fuse_method(config, name, weights=weights, source=source, display_name=display_name,
                               keep_grey=keep_grey, shard=part, force=force, progress=not no_progress)
             log.info("%s: fused set in %s", name, out)
-    except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+        except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError) as error:
+            log.error("%s", error)
+            failed.append(f"{name}: {error}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(names)} methods failed:\n" + "\n".join(failed))
 
 
 def _methods(config: dict, method: str | None, methods: str | None) -> list[str]:
