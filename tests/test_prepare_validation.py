@@ -43,8 +43,11 @@ def _m3fd(root: Path, count: int = 10, folders: tuple[str, str, str] = ("Ir", "V
 def _problems(raw: Path, tmp_path: Path) -> str:
     with pytest.raises(PrepareError) as caught:
         prepare_benchmark(raw, tmp_path / "refused")
-    assert not (tmp_path / "refused").exists()
-    return str(caught.value)
+    message = str(caught.value)
+    assert not (tmp_path / "refused" / "manifest.json").exists()
+    listing = (tmp_path / "refused" / "problems.txt").read_text().splitlines()
+    assert listing and all(f"  - {line}" in message for line in listing)
+    return message
 
 
 def test_valid_folder_prepares(tmp_path):
@@ -128,7 +131,8 @@ def test_every_problem_reported_at_once_and_skip_bad(tmp_path):
     assert all(stem in message for stem in ("00000.png", "00001.xml", "00002.png"))
     assert "--skip-bad" in message
 
-    bench = prepare_benchmark(raw, tmp_path / "bench", skip_bad=True)
+    bench = prepare_benchmark(raw, tmp_path / "refused", skip_bad=True)
+    assert not (tmp_path / "refused" / "problems.txt").exists()    # the listing of the failed run is gone
     skipped = bench.manifest["skipped"]
     assert [s["stem"] for s in skipped] == ["00000", "00001", "00002"]
     assert "XML does not parse" in skipped[1]["problems"][0]
@@ -144,7 +148,7 @@ def test_box_outside_is_clipped_and_zero_area_dropped(tmp_path):
         ("Lamp", 3, 4, 13, 24),         # fine
     ]))
     bench = prepare_benchmark(raw, tmp_path / "bench")
-    assert bench.manifest["fixes"] == {"clipped_boxes": 1, "dropped_boxes": 2}
+    assert bench.manifest["fixes"] == {"clipped_boxes": 1, "dropped_boxes": 2, "missing_annotations": 0}
     warnings = bench.manifest["warnings"]
     assert len(warnings) == 3 and all(w.startswith(str(raw / "Annotation" / "00000.xml")) for w in warnings)
     pair = bench.pair("00000")
@@ -162,6 +166,9 @@ def test_background_images_kept(tmp_path):
         pair = bench.pair(stem)
         assert (bench.labels_dir(pair.split) / f"{stem}.txt").read_text() == ""
     assert sum(c["background"] for c in bench.manifest["counts"].values()) == 2
+    assert bench.manifest["fixes"]["missing_annotations"] == 1
+    assert bench.manifest["warnings"] == [f"{raw / 'Ir' / '00001.png'}: no annotation file in "
+                                          f"{raw / 'Annotation'}; kept as a background image"]
 
 
 def test_formats_case_and_16_bit(tmp_path):

@@ -24,12 +24,14 @@ from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layo
 from pipelines.prepare.problems import PrepareError, Problem, summarise
 from pipelines.prepare.split import (STRATEGIES, check_not_empty, group_scenes, leakage, random_split,
                                      scene_split)
-from pipelines.prepare.writers import coco_dataset, write_json, write_split_list, write_yolo_labels, yolo_text
+from pipelines.prepare.writers import (coco_dataset, write_if_changed, write_json, write_split_list,
+                                       write_yolo_labels, yolo_text)
 
 log = logging.getLogger("pipelines.prepare")
 
 SCENE_THRESHOLD = 0.03   # mean absolute thumbnail difference below which two frames are near-duplicates
 WARNINGS_LOGGED = 20
+PROBLEMS_FILE = "problems.txt"   # written into the output folder when prepare stops on problems
 
 
 @dataclass(frozen=True)
@@ -49,64 +51,94 @@ def prepare_benchmark(raw: Path, out: Path, layout: str = "auto", ratios: tuple[
         raise PrepareError(f"unknown split strategy {split_by!r}; expected one of {STRATEGIES}")
     ratios = tuple(float(r) for r in ratios)
     found = open_layout(raw, layout, labels)
-    sources, problems = collect_sources(found)
-    log.info("%s: %s layout, %d stems, classes %s", raw, found.name, len(sources), list(found.classes))
-    checked = _check_all(sources, found, problems)
+    kept, problems = _validate(found, out, skip_bad)
+    split = _split(kept, ratios, seed, split_by, scene_threshold)
+    _write(out, found, kept, problems, split)
+    log.info("benchmark written to %s: %s", out, ", ".join(f"{s} {len(split.members(kept, s))}" for s in SPLITS))
+    return Benchmark(out)
 
-    bad = sorted({p.stem for p in problems})
+
+@dataclass(frozen=True)
+class _Split:
+    strategy: str
+    seed: int
+    ratios: tuple[float, ...]
+    threshold: float
+    assignment: dict[str, str]   # stem -> split
+    scenes: list[int]            # scene id of each kept pair
+    leakage: dict[str, dict]     # strategy -> test size and test images with a near-duplicate in train
+
+    def members(self, kept: list[_Checked], split: str) -> list[_Checked]:
+        return [c for c in kept if self.assignment[c.source.stem] == split]
+
+
+def _validate(found: Layout, out: Path, skip_bad: bool) -> tuple[list[_Checked], list[Problem]]:
+    """Every pair checked; stop on problems (full list in ``out/problems.txt``) unless ``skip_bad``."""
+    sources, problems = collect_sources(found)
+    log.info("%s: %s layout, %d stems, classes %s", found.root, found.name, len(sources), list(found.classes))
+    checked = _check_all(sources, found, problems)
+    listing = out / PROBLEMS_FILE
+    bad = {p.stem for p in problems}
     if problems and not skip_bad:
-        raise PrepareError(f"{raw}: {summarise(problems)}\nFix these files, or rerun with --skip-bad "
-                           f"to leave the {len(bad)} pair(s) out (they are listed in the manifest).")
+        write_if_changed(listing, "".join(f"{p.message}\n" for p in sorted(problems, key=lambda p: (p.stem, p.message))))
+        raise PrepareError(f"{found.root}: {summarise(problems)}\n(full list: {listing})\nFix these files, or "
+                           f"rerun with --skip-bad to leave the {len(bad)} pair(s) out (listed in the manifest).")
+    listing.unlink(missing_ok=True)
     if bad:
         log.warning("skipping %d pair(s):\n%s", len(bad), summarise(problems))
-    kept = [c for c in checked if c.source.stem not in set(bad)]
+    kept = [c for c in checked if c.source.stem not in bad]
     if not kept:
-        raise PrepareError(f"{raw}: no usable image pairs")
+        raise PrepareError(f"{found.root}: no usable image pairs")
     warnings = [w for c in kept for w in c.labels.warnings]
     for message in warnings[:WARNINGS_LOGGED]:
         log.warning(message)
     if len(warnings) > WARNINGS_LOGGED:
-        log.warning("... %d more box warnings (all listed in the manifest)", len(warnings) - WARNINGS_LOGGED)
+        log.warning("... %d more warnings (all listed in the manifest)", len(warnings) - WARNINGS_LOGGED)
+    return kept, problems
 
+
+def _split(kept: list[_Checked], ratios: tuple[float, ...], seed: int, strategy: str, threshold: float) -> _Split:
+    """The split asked for, and the near-duplicate leakage of both strategies for the report."""
     stems = [c.source.stem for c in kept]
     thumbnails = np.stack([c.images.thumbnail for c in kept])
-    scenes = group_scenes(thumbnails, scene_threshold)
-    splits = {"random": random_split(stems, ratios, seed), "scene": scene_split(stems, scenes, ratios, seed)}
-    assignment = splits[split_by]
-    check_not_empty(assignment, ratios, split_by)
+    scenes = group_scenes(thumbnails, threshold)
+    candidates = {"random": random_split(stems, ratios, seed), "scene": scene_split(stems, scenes, ratios, seed)}
+    check_not_empty(candidates[strategy], ratios, strategy)
     leaks = {name: {"test": sum(s == "test" for s in a.values()),
-                    "near_duplicates_in_train": leakage(a, stems, thumbnails, scene_threshold)}
-             for name, a in splits.items()}
-    log.info("test images with a near-duplicate in train: random %d/%d, scene %d/%d (%s split used)",
-             leaks["random"]["near_duplicates_in_train"], leaks["random"]["test"],
-             leaks["scene"]["near_duplicates_in_train"], leaks["scene"]["test"], split_by)
+                    "near_duplicates_in_train": leakage(a, stems, thumbnails, threshold)}
+             for name, a in candidates.items()}
+    log.info("test images with a near-duplicate in train: %s (%s split used)", ", ".join(
+        f"{n} {v['near_duplicates_in_train']}/{v['test']}" for n, v in leaks.items()), strategy)
+    return _Split(strategy, seed, ratios, threshold, candidates[strategy], scenes, leaks)
 
+
+def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Problem], split: _Split) -> None:
+    """Split lists, YOLO labels and COCO per split, then the manifest (last: it marks a complete folder)."""
     classes = list(found.classes)
-    by_split = {split: [c for c in kept if assignment[c.source.stem] == split] for split in SPLITS}
-    for split, members in by_split.items():
-        write_split_list(out, split, [c.source.stem for c in members])
-        write_yolo_labels(out / "labels" / split, {
+    for name in SPLITS:
+        members = split.members(kept, name)
+        write_split_list(out, name, [c.source.stem for c in members])
+        write_yolo_labels(out / "labels" / name, {
             c.source.stem: yolo_text(c.labels.boxes, c.images.width, c.images.height) for c in members})
-        write_json(out / "coco" / f"{split}.json", coco_dataset(
+        write_json(out / "coco" / f"{name}.json", coco_dataset(
             [(c.source.stem, c.images.width, c.images.height, c.labels.boxes) for c in members], classes))
+    bad = sorted({p.stem for p in problems})
     write_json(out / "manifest.json", {
         "tool": {"name": "fusionbench", "version": _tool_version()},
-        "source": {"path": str(raw), "layout": found.name, "annotations": str(found.annotation_dir)},
+        "source": {"path": str(found.root), "layout": found.name, "annotations": str(found.annotation_dir)},
         "classes": classes,
-        "split": {"strategy": split_by, "seed": seed, "ratios": list(ratios),
-                  "scene_threshold": scene_threshold, "scenes": len(set(scenes))},
-        "counts": {split: _counts(members, classes) for split, members in by_split.items()},
-        "leakage": {"threshold": scene_threshold, "chosen": split_by, **leaks},
+        "split": {"strategy": split.strategy, "seed": split.seed, "ratios": list(split.ratios),
+                  "scene_threshold": split.threshold, "scenes": len(set(split.scenes))},
+        "counts": {name: _counts(split.members(kept, name), classes) for name in SPLITS},
+        "leakage": {"threshold": split.threshold, "chosen": split.strategy, **split.leakage},
         "fixes": {"clipped_boxes": sum(c.labels.clipped for c in kept),
-                  "dropped_boxes": sum(c.labels.dropped for c in kept)},
-        "warnings": warnings,
+                  "dropped_boxes": sum(c.labels.dropped for c in kept),
+                  "missing_annotations": sum(c.source.annotation is None for c in kept)},
+        "warnings": [w for c in kept for w in c.labels.warnings],
         "skipped": [{"stem": stem, "problems": sorted(p.message for p in problems if p.stem == stem)}
                     for stem in bad],
-        "pairs": [_pair_entry(c, assignment[c.source.stem], scene) for c, scene in zip(kept, scenes)],
+        "pairs": [_pair_entry(c, split.assignment[c.source.stem], scene) for c, scene in zip(kept, split.scenes)],
     })
-    log.info("benchmark written to %s: %s", out,
-             ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS))
-    return Benchmark(out)
 
 
 def prepare_from_config(config: dict) -> Benchmark:
@@ -148,6 +180,9 @@ def _check(source: Source, layout: Layout) -> _Checked | Problem:
         labels = read_boxes(source.annotation, layout.classes, images.width, images.height)
     except (ImageError, AnnotationError) as error:
         return Problem(source.stem, str(error))
+    if source.annotation is None:
+        labels.warnings.append(f"{source.ir}: no annotation file in {layout.annotation_dir}; "
+                               f"kept as a background image")
     return _Checked(source, images, labels)
 
 
