@@ -34,7 +34,7 @@ CONDITIONS = ("day", "night", "fog", "smoke", "glare")
 FRAMES_PER_SCENE = (3, 6)        # inclusive range of frames in one scene
 EMPTY_SCENE = 0.08               # chance that a scene has no objects (background images)
 CAMOUFLAGE = 0.15                # chance that an object is hidden in one modality
-GENERATOR_VERSION = 1            # bump when the drawing changes: cached samples are then regenerated
+GENERATOR_VERSION = 2            # bump when the drawing changes: cached samples are then regenerated
 
 # Size of each class relative to a standing person at the same distance: (height, width).
 SHAPES = {"People": (1.0, 0.36), "Car": (0.75, 1.9), "Bus": (1.6, 4.0), "Motorcycle": (0.62, 1.05),
@@ -74,10 +74,13 @@ def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192,
     if pairs < 1 or width < 64 or height < 48:
         raise ValueError(f"sample of {pairs} pairs at {width}x{height}: need >= 1 pair and >= 64x48 pixels")
     info_path = out / "sample.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("params") == params:
-        return out
-    if out.is_dir() and any(out.iterdir()) and not info_path.is_file():
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("params") == params and info.get("frames") is not None:
+            return out
+    elif out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out}: not empty and not a synthetic sample (no sample.json); choose another folder")
+    atomic_write_text(info_path, json.dumps({"params": params, "frames": None}) + "\n")   # claimed, incomplete
     rng = np.random.default_rng(seed)
     conditions = [CONDITIONS[i] for i in rng.permutation(len(CONDITIONS))]
     frames: dict[str, dict] = {}
@@ -125,8 +128,8 @@ def _smooth_noise(rng: np.random.Generator, width: int, height: int, cell: int) 
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).clip(-1, 1)
 
 
-def _road_half_width(scene_h: int, horizon: int, width: int, y: float) -> float:
-    return width * (0.03 + 0.47 * (y - horizon) / (scene_h - horizon))
+def _road_half_width(width: int, height: int, horizon: int, y: float) -> float:
+    return width * (0.03 + 0.47 * (y - horizon) / (height - horizon))
 
 
 def _make_scene(rng: np.random.Generator, width: int, height: int, condition: str, deck: list[str]) -> _Scene:
@@ -202,7 +205,7 @@ def _place_objects(rng: np.random.Generator, width: int, height: int, horizon: i
             person = 0.42 * height * (y - horizon) / (height - horizon)
             if person * rel_h < 8 or person > biggest or y - person * rel_h < 1:
                 continue
-            half_road = _road_half_width(height, horizon, width, y)
+            half_road = _road_half_width(width, height, horizon, y)
             if cls == "Lamp":
                 x = centre + rng.choice([-1, 1]) * (half_road + person * rel_w * 0.6)
             elif cls == "People":

@@ -49,6 +49,11 @@ def test_reuse_shrink_and_foreign_folder(tmp_path):
     assert (out / "Ir" / "00000.png").stat().st_mtime_ns == stamp        # same sample: nothing rewritten
     make_sample(out, pairs=3, width=64, height=48, seed=0)
     assert sorted(p.name for p in (out / "Vis").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    complete = (out / "sample.json").read_text()
+    (out / "Ir" / "00002.png").unlink()                                  # as if interrupted while writing
+    (out / "sample.json").write_text(json.dumps({"params": json.loads(complete)["params"], "frames": None}))
+    make_sample(out, pairs=3, width=64, height=48, seed=0)
+    assert (out / "Ir" / "00002.png").is_file() and (out / "sample.json").read_text() == complete
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(ValueError, match="not a synthetic sample"):
