@@ -199,7 +199,7 @@ def _place_objects(rng: np.random.Generator, width: int, height: int, horizon: i
             deck.extend(M3FD_CLASSES[i] for i in rng.permutation(len(M3FD_CLASSES)))
         cls = deck.pop()
         rel_h, rel_w = SHAPES[cls]
-        biggest = min(0.45 * width / rel_w, 0.8 * (height - horizon) / rel_h * 1.2, 0.42 * height)
+        biggest = min(0.45 * width / rel_w, 0.96 * (height - horizon) / rel_h, 0.42 * height)   # person height
         for _attempt in range(20):
             y = rng.uniform(horizon + 0.12 * (height - horizon), height - 1)
             person = 0.42 * height * (y - horizon) / (height - horizon)
@@ -245,8 +245,8 @@ def _parts(obj: _Object, x: float) -> list[tuple[str, object, float, np.ndarray]
     dark, glass = np.array([0.06, 0.06, 0.07]), np.array([0.15, 0.2, 0.28])
     if obj.cls == "People":
         skin = np.array([0.85, 0.65, 0.5])
-        return [("rect", (x - 0.17 * w * 2 / 2, y - 0.5 * h, x - 0.02 * w, y), 0.74, c * 0.5),    # legs
-                ("rect", (x + 0.02 * w, y - 0.5 * h, x + 0.17 * w * 2 / 2, y), 0.74, c * 0.5),
+        return [("rect", (x - 0.17 * w, y - 0.5 * h, x - 0.02 * w, y), 0.74, c * 0.5),    # legs
+                ("rect", (x + 0.02 * w, y - 0.5 * h, x + 0.17 * w, y), 0.74, c * 0.5),
                 ("rect", (x - w / 2, y - 0.8 * h, x + w / 2, y - 0.48 * h), 0.8, c),             # torso
                 ("circle", (x, y - 0.89 * h, 0.11 * h), 0.95, skin)]
     if obj.cls == "Car":
