@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -179,8 +180,9 @@ class FuseJob:
     def manifest_path(self) -> Path:
         return self.out / MANIFEST if self.shard.count == 1 else self.out / "shards" / f"{self.shard.name}.json"
 
-    def save(self, complete: bool = False) -> None:
-        manifest = {**self.header, "complete": complete, "images": dict(sorted(self.entries.items()))}
+    def save(self) -> None:
+        """This run's entries so far (the set is marked complete only by :meth:`finalize`)."""
+        manifest = {**self.header, "complete": False, "images": dict(sorted(self.entries.items()))}
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
 
     def run(self, workers: int = 1, batch_size: int = 1) -> Iterator[Outcome]:
@@ -234,6 +236,13 @@ class FuseJob:
         except ImageError as error:
             return Outcome(pair.stem, error=str(error))
 
+    def _checked_write(self, pair: Pair, fused: np.ndarray, seconds: float) -> Outcome:
+        try:
+            _check_output(fused, pair)
+        except ImageError as error:
+            return Outcome(pair.stem, error=str(error))
+        return self._write(pair, fused, seconds)
+
     def _in_processes(self, workers: int) -> Iterator[Outcome]:
         """CPU fusers: each worker process gets the fuser once and fuses + writes whole images."""
         context = multiprocessing.get_context("spawn")
@@ -265,9 +274,7 @@ class FuseJob:
                 start = time.perf_counter()
                 fused = self.fuser.fuse_batch(inputs)
                 seconds = (time.perf_counter() - start) / len(ready)
-                for pair, image in zip(ready, fused):
-                    _check_output(image, pair)
-                writes = [pool.submit(self._write, pair, image, seconds) for pair, image in zip(ready, fused)]
+                writes = [pool.submit(self._checked_write, pair, image, seconds) for pair, image in zip(ready, fused)]
                 for future in writes:
                     yield future.result()
         finally:
@@ -370,8 +377,10 @@ def fuse_set(benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict
     skipped = len(job.pairs) - len(job.todo)
     log.info("%s: %d images to fuse, %d already done (%s)", method, len(job.todo), skipped, job.out)
     failures: list[str] = []
-    with tqdm(total=len(job.todo), desc=method, unit="img", disable=not progress, file=sys.stderr) as bar:
-        for outcome in job.run(workers=workers, batch_size=batch_size):
+    outcomes = job.run(workers=workers, batch_size=batch_size)
+    with closing(outcomes), tqdm(total=len(job.todo), desc=method, unit="img", disable=not progress,
+                                 file=sys.stderr) as bar:
+        for outcome in outcomes:
             bar.update()
             if outcome.error:
                 failures.append(outcome.error)
