@@ -151,7 +151,7 @@ def prepare_from_config(config: dict) -> Benchmark:
         raw = sample_from_config(config)
         log.info("no data.raw configured: using the synthetic sample in %s", raw)
     return prepare_benchmark(
-        Path(raw), benchmark_dir(config), layout=get_value(config, "data.layout", "auto"),
+        Path(str(raw)), benchmark_dir(config), layout=get_value(config, "data.layout", "auto"),
         ratios=tuple(get_value(config, "data.split.ratios", (0.7, 0.1, 0.2))),
         seed=int(get_value(config, "data.split.seed", 0)), split_by=get_value(config, "data.split.by", "random"),
         skip_bad=bool(get_value(config, "data.skip_bad", False)), labels=get_value(config, "data.labels"),
