@@ -37,7 +37,7 @@ def command(config_source: str, overrides: tuple[str, ...], raw: str | None, out
     manifest = benchmark.manifest
     click.echo(f"benchmark: {benchmark.root}  ({manifest['source']['layout']} layout, "
                f"{manifest['split']['strategy']} split, seed {manifest['split']['seed']})")
-    click.echo(f"{'split':<6} {'pairs':>6} {'empty':>6}  " + " ".join(f"{c:>10}" for c in benchmark.classes))
+    click.echo(f"{'split':<6} {'pairs':>6} {'backgr':>6}  " + " ".join(f"{c:>10}" for c in benchmark.classes))
     for split in SPLITS:
         counts = manifest["counts"][split]
         click.echo(f"{split:<6} {counts['pairs']:>6} {counts['background']:>6}  "

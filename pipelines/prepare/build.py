@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from fusion.io import ImageError
 from pipelines.benchmark import SPLITS, Benchmark
@@ -164,7 +165,8 @@ def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -
     complete = [s for s in sources if s.ir is not None and s.vi is not None]
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: _check(s, layout), complete))
+        results = list(tqdm(pool.map(lambda s: _check(s, layout), complete), total=len(complete),
+                            desc="checking pairs", unit="pair", disable=None, leave=False))
     checked = []
     for result in results:
         if isinstance(result, Problem):
