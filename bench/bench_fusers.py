@@ -31,7 +31,7 @@ from fusion.registry import build_fuser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "msrs_det20"
-CLASSICAL = ("ir", "vi", "average", "max", "laplacian", "dwt", "gff", "tif")
+CLASSICAL = ("ir", "vi", "average", "max", "pca", "laplacian", "dwt", "gff", "tif")
 SIZE = (1024, 768)
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from fusion.baselines.external import ExternalFuser
-from fusion.baselines.pixel import max_rule
-from fusion.baselines.two_scale import box_mean, guided_filter
+from fusion.baselines.pixel import max_rule, pca_weights
+from fusion.baselines.two_scale import box_mean, guided_filter, median3
 from fusion.color import luminance, to_uint8
 from fusion.io import ImageError, read_ir, read_vi
 from fusion.registry import FuserError, LEARNED_METHODS, available_methods, build_fuser
 from pipelines.fuse import load_pair
 
-CLASSICAL = ("average", "max", "laplacian", "dwt", "gff", "tif")
+CLASSICAL = ("average", "max", "pca", "laplacian", "dwt", "gff", "tif")
 MULTISCALE = ("laplacian", "dwt", "gff", "tif")
 REAL_STEMS = ("00055D", "00004N")  # one day, one night scene
 
@@ -67,7 +67,7 @@ def test_sources_are_the_inputs(real_pairs):
     assert np.array_equal(build_fuser("vi")(ir, vi), to_uint8(vi))
 
 
-@pytest.mark.parametrize("name", ("average", *MULTISCALE))
+@pytest.mark.parametrize("name", ("average", "pca", *MULTISCALE))
 def test_identical_inputs_reconstruct_the_input_to_one_grey_level(name: str, real_pairs):
     for _, vi in real_pairs:
         fused = build_fuser(name)(luminance(vi), vi)
@@ -80,6 +80,21 @@ def test_choose_max_is_at_least_both_sources(real_pairs):
         assert (max_rule(ir, y) >= ir).all() and (max_rule(ir, y) >= y).all()
         fused_y = build_fuser("max")(ir, y)[..., 0].astype(int)  # grey visible: the output is the luminance
         assert (fused_y >= to_uint8(ir).astype(int)).all() and (fused_y >= to_uint8(y).astype(int)).all()
+
+
+def test_pca_weights_favour_the_source_with_more_variance():
+    rng = np.random.default_rng(0)
+    base = rng.random((60, 80)).astype(np.float32)
+    strong, weak = base, 0.5 + 0.2 * (base - 0.5) + 0.01 * rng.standard_normal(base.shape).astype(np.float32)
+    p_strong, p_weak = pca_weights(strong, weak)
+    assert p_strong + p_weak == pytest.approx(1.0) and p_strong > 0.7
+    # The principal axis of [[var a, cov], [cov, var b]] computed by hand for a 2x2 matrix:
+    a, b = np.var(strong, ddof=1), np.var(weak, ddof=1)
+    c = np.cov(strong.ravel(), weak.ravel())[0, 1]
+    largest = (a + b) / 2 + np.sqrt(((a - b) / 2) ** 2 + c * c)
+    v = np.array([c, largest - a])
+    assert p_strong == pytest.approx(v[0] / v.sum(), rel=1e-6)
+    assert pca_weights(np.full((4, 4), 0.2, np.float32), np.full((4, 4), 0.7, np.float32)) == (0.5, 0.5)
 
 
 def _stripes(shape: tuple[int, int], vertical: bool) -> np.ndarray:
@@ -114,6 +129,13 @@ def test_guided_filter_properties():
     assert np.allclose(guided_filter(flat, image, 2, 0.1), box_mean(box_mean(image, 2), 2), atol=1e-5)
     # Box mean clips the window at the borders: a corner averages the in-image part only.
     assert np.isclose(box_mean(image, 3)[0, 0], image[:4, :4].mean(), atol=1e-6)
+
+
+def test_median3_is_the_zero_padded_median():
+    from scipy.ndimage import median_filter
+
+    image = np.random.default_rng(1).random((33, 47), dtype=np.float32)
+    assert np.array_equal(median3(image), median_filter(image, size=3, mode="constant", cval=0.0))
 
 
 def test_classical_fusers_pickle_for_worker_processes(real_pairs):

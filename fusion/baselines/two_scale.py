@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter
+from scipy.ndimage import uniform_filter
 
 from fusion.baselines import LuminanceFuser
 from fusion.registry import register
@@ -28,8 +28,15 @@ def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
     """Mean over the (2r+1)^2 window clipped to the image (He et al.'s box filter)."""
     size = (2 * radius + 1, 2 * radius + 1)
     total = cv2.boxFilter(image, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    count = cv2.boxFilter(np.ones_like(image), -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    return total / count
+    rows, cols = (np.minimum(np.arange(n) + radius, n - 1) - np.maximum(np.arange(n) - radius, 0) + 1
+                  for n in image.shape)
+    return total / np.outer(rows, cols).astype(np.float32)
+
+
+def median3(image: np.ndarray) -> np.ndarray:
+    """3x3 median with zero padding (MATLAB's medfilt2 default, used by the TIF authors)."""
+    padded = cv2.copyMakeBorder(image, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    return cv2.medianBlur(padded, 3)[1:-1, 1:-1]
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -64,11 +71,11 @@ def gff_rule(ir: np.ndarray, y: np.ndarray, r1: int = 45, eps1: float = 0.3, r2:
     return sum(wb * b + wd * (s - b) for s, b, wb, wd in zip(sources, bases, w_base, w_detail))
 
 
-def tif_rule(ir: np.ndarray, y: np.ndarray, mean_size: int = 35, median_size: int = 3) -> np.ndarray:
+def tif_rule(ir: np.ndarray, y: np.ndarray, mean_size: int = 35) -> np.ndarray:
     bases, details, saliency = [], [], []
     for s in (ir, y):
         base = uniform_filter(s, mean_size, mode="wrap")
-        median = median_filter(s, size=median_size, mode="constant", cval=0.0)
+        median = median3(s)
         bases.append(base)
         details.append(s - base)
         saliency.append((base - median) ** 2)
@@ -84,5 +91,5 @@ def _gff(r1: int = 45, eps1: float = 0.3, r2: int = 7, eps2: float = 1e-6) -> Lu
 
 
 @register("tif")
-def _tif(mean_size: int = 35, median_size: int = 3) -> LuminanceFuser:
-    return LuminanceFuser(tif_rule, {"mean_size": int(mean_size), "median_size": int(median_size)})
+def _tif(mean_size: int = 35) -> LuminanceFuser:
+    return LuminanceFuser(tif_rule, {"mean_size": int(mean_size)})
