@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fusion.io import write_image
 from fusion.registry import build_fuser
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.cli import cli
@@ -186,6 +187,17 @@ def test_cli_fuses_methods_and_explains_a_missing_checkpoint(bench: Benchmark, t
     assert is_complete(bench, "max")
     both = runner.invoke(cli, [*base, "--method", "ir", "--methods", "all"])
     assert both.exit_code != 0 and "exactly one of" in both.output
+
+    results = tmp_path / "emma_results"  # grey results, as many published codes save them
+    for pair in bench.pairs():
+        write_image(results / f"{pair.stem}.png", np.rint(load_pair(pair)[0] * 255).astype(np.uint8))
+    imported = runner.invoke(cli, [*base, "--method", "emma", "--from", str(results), "--name", "EMMA", "--keep-grey"])
+    assert imported.exit_code == 0, imported.output
+    manifest = _manifest(bench, "emma")
+    assert manifest["display_name"] == "EMMA" and manifest["fingerprint"]["options"]["keep_grey"] is True
+    pair = bench.pairs()[0]
+    fused = cv2.imread(str(bench.fused_image("emma", pair.split, pair.stem)))
+    assert (fused[..., 0] == fused[..., 2]).all() and is_complete(bench, "emma")
 
 
 def test_fused_set_and_labels_load_in_ultralytics(msrs_benchmark: Benchmark, tmp_path: Path):
