@@ -1,0 +1,336 @@
+"""Build ``index.html`` for one run from the files its stages wrote; self-contained and offline.
+
+The page links only to files inside the report folder (``figures/*.png``, ``tables/*.csv|tex``).
+Sections: run summary, mAP@50 (with the paper's Table VI), per-class AP@50, fusion metrics,
+decision-layer entropy, qualitative grid, training curves. A result that does not exist yet is shown
+as missing, never as 0. This module knows the stages only through their output files (and takes the
+prepared benchmark as an object with the :class:`pipelines.benchmark.Benchmark` interface).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+
+from fusion.color import to_uint8
+from fusion.io import atomic_write_text, read_ir, read_vi
+from fusion.metrics import METRICS
+from reports import figures
+from reports.tables import MISSING, Table
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("fusionbench", "torch", "torchvision", "ultralytics", "numpy", "opencv-python-headless",
+            "scikit-image", "pycocotools", "pandas", "matplotlib", "mamba-ssm")
+TILE_WIDTH = 400  # qualitative tiles are downscaled to this width at most
+
+
+@dataclass
+class RunInputs:
+    """Where one run's results are; ``benchmark`` is a :class:`pipelines.benchmark.Benchmark`."""
+
+    name: str
+    config: dict[str, Any]
+    benchmark: Any
+    methods: list[str]
+    fusion_dir: Path
+    detect_dir: Path
+    metrics_dir: Path
+    out: Path
+    qualitative: int = 4
+    entropy_pairs: list[list[str]] = field(default_factory=list)
+    score_threshold: float = 0.25
+
+
+def paper_map50() -> dict[str, float]:
+    """S4Fusion paper, Table VI: YOLOv5s mAP@50 (%) on M3FD, keyed by lower-case method name."""
+    path = resources.files("reports") / "paper_map50.csv"
+    frame = pd.read_csv(io.StringIO(path.read_text()))
+    return dict(zip(frame["method"], frame["map50"].astype(float)))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _mtime(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+def detection_tables(run: RunInputs, results: dict[str, dict | None]) -> tuple[Table, Table]:
+    """The mAP@50 table (ours beside the paper's Table VI) and the per-class AP@50 table, in %."""
+    paper = paper_map50()
+    rows, per_class = {}, {}
+    classes = list(run.benchmark.classes)
+    for method in run.methods:
+        result = results[method]
+        paper_value = paper.get(method.lower(), "not in paper")
+        if result is None:
+            rows[method] = [MISSING, MISSING, paper_value, MISSING, MISSING]
+            per_class[method] = [MISSING] * len(classes)
+            continue
+        rows[method] = [_percent(result.get("map50")), _percent(result.get("map50_95")), paper_value,
+                        str(result.get("selected_epoch", "")), str(result.get("model_source", ""))]
+        per_class[method] = [_percent(result.get("per_class", {}).get(name)) for name in classes]
+    summary = Table(
+        "map50", "Detection: YOLOv5s mAP on the test split (%)",
+        pd.DataFrame.from_dict(rows, orient="index", dtype=object,
+                               columns=["mAP@50", "mAP@50:95", "paper mAP@50 (Table VI, M3FD)", "epoch", "detector"]),
+        ranked={"mAP@50": "max", "mAP@50:95": "max"}, digits=1,
+        note="Best in bold, second best underlined (this run). The paper's values are for the full M3FD "
+             "protocol; compare them only with a run of the paper config.")
+    classwise = Table("per_class_ap50", "Detection: AP@50 per class on the test split (%)",
+                      pd.DataFrame.from_dict(per_class, orient="index", dtype=object, columns=classes),
+                      ranked={name: "max" for name in classes}, digits=1)
+    return summary, classwise
+
+
+def _percent(value: float | None) -> float | str:
+    return MISSING if value is None else 100.0 * float(value)
+
+
+def fusion_table(run: RunInputs, summary: pd.DataFrame | None) -> Table:
+    """Means of every fusion metric and the entropy mean / median per method."""
+    columns = [*METRICS, "entropy_mean", "entropy_median"]
+    rows = {}
+    for method in run.methods:
+        found = summary is not None and method in summary.index and pd.notna(summary.at[method, "images"])
+        rows[method] = [summary.at[method, c] if found and c in summary.columns else MISSING for c in columns]
+        if found and pd.isna(summary.at[method, "entropy_mean"]):
+            rows[method][-2:] = [MISSING, MISSING]
+    ranked = {name: "max" for name in METRICS} | {"entropy_mean": "min", "entropy_median": "min"}
+    return Table("fusion_metrics", "Fusion quality on the test split (mean per image)",
+                 pd.DataFrame.from_dict(rows, orient="index", dtype=object, columns=columns),
+                 ranked=ranked, digits=3,
+                 note="Higher is better except the decision-layer entropy (lower: more confident ResNet50). "
+                      "Conventions (0-255 grey, MI in nats, SSIM window 7) are those of the CDDFuse/EMMA "
+                      "evaluator; see fusion/metrics.py.")
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+def entropy_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
+    """All methods overlaid, then each user-chosen pair (``report.entropy_pairs``)."""
+    entropies = {}
+    for method in run.methods:
+        path = run.metrics_dir / method / "entropy.csv"
+        if path.is_file():
+            entropies[method] = pd.read_csv(path)["entropy"].to_numpy(float)
+    if not entropies:
+        return []
+    made = [{"src": "figures/entropy_all.png", "caption": "all methods"}]
+    figures.entropy_histogram(entropies, figures_dir / "entropy_all.png", "Decision-layer entropy, all methods")
+    for pair in run.entropy_pairs:
+        name = "entropy_" + "_vs_".join(pair) + ".png"
+        chosen = {m: entropies[m] for m in pair if m in entropies}
+        if len(chosen) < len(pair):
+            made.append({"src": None, "caption": f"{' vs '.join(pair)}: {MISSING} "
+                                                 f"(no entropy for {', '.join(set(pair) - set(chosen))})"})
+            continue
+        figures.entropy_histogram(chosen, figures_dir / name, " vs ".join(pair))
+        made.append({"src": f"figures/{name}", "caption": " vs ".join(pair)})
+    return made
+
+
+def _ground_truth(coco_path: Path) -> tuple[dict[str, list], dict[int, str]]:
+    coco = json.loads(coco_path.read_text())
+    by_id = {image["id"]: Path(image["file_name"]).stem for image in coco["images"]}
+    boxes: dict[str, list] = {stem: [] for stem in by_id.values()}
+    for annotation in coco["annotations"]:
+        boxes[by_id[annotation["image_id"]]].append((annotation["bbox"], annotation["category_id"]))
+    return boxes, {c["id"]: c["name"] for c in coco["categories"]}
+
+
+def _tile(image: np.ndarray, boxes: list, colour, names: dict[int, str]) -> np.ndarray:
+    """RGB uint8 tile at most TILE_WIDTH wide, with boxes [(xywh, category, score or None)]."""
+    import cv2
+
+    scale = min(1.0, TILE_WIDTH / image.shape[1])
+    if scale < 1.0:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    scaled = [[v * scale for v in box] for box, _, _ in boxes]
+    labels = [names.get(cat, str(cat)) + (f" {score:.2f}" if score is not None else "") for _, cat, score in boxes]
+    return figures.draw_boxes(image, scaled, colour, labels)
+
+
+def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[str]:
+    """IR | VI | each method for a few evenly spaced test images; ground truth in green on the
+    sources, the method's predictions (score >= threshold) in red on the fused images."""
+    stems = run.benchmark.stems("test")
+    if not stems or run.qualitative <= 0:
+        return []
+    chosen = [stems[int(k)] for k in np.linspace(0, len(stems) - 1, min(run.qualitative, len(stems)))]
+    truth, names = _ground_truth(run.benchmark.coco_path("test"))
+    position = {stem: k + 1 for k, stem in enumerate(stems)}
+    predictions: dict[str, dict[int, list]] = {}
+    for method in run.methods:
+        path = run.detect_dir / method / "test_predictions.json"
+        if results.get(method) is not None and path.is_file():
+            per_image: dict[int, list] = {}
+            for det in json.loads(path.read_text()):
+                if det["score"] >= run.score_threshold:
+                    per_image.setdefault(det["image_id"], []).append((det["bbox"], det["category_id"], det["score"]))
+            predictions[method] = per_image
+    made = []
+    for stem in chosen:
+        pair = run.benchmark.pair(stem)
+        gt = [(box, cat, None) for box, cat in truth.get(stem, [])]
+        ir = np.repeat(to_uint8(read_ir(pair.ir))[..., None], 3, axis=2)
+        vi = to_uint8(read_vi(pair.vi))
+        vi = np.repeat(vi[..., None], 3, axis=2) if vi.ndim == 2 else vi
+        tiles = [("IR + ground truth", _tile(ir, gt, figures.GT_COLOUR, names)),
+                 ("VI + ground truth", _tile(vi, gt, figures.GT_COLOUR, names))]
+        for method in run.methods:
+            path = run.benchmark.fused_image(method, "test", stem)
+            if not path.is_file():
+                tiles.append((method, None))
+                continue
+            fused = to_uint8(read_vi(path))
+            fused = np.repeat(fused[..., None], 3, axis=2) if fused.ndim == 2 else fused
+            shown = predictions.get(method, {}).get(position[stem], [])
+            title = method if method in predictions else f"{method} (not detected)"
+            tiles.append((title, _tile(fused, shown, figures.PRED_COLOUR, names)))
+        figures.qualitative_grid(f"test image {stem}", tiles, figures_dir / f"qualitative_{stem}.png")
+        made.append(f"figures/qualitative_{stem}.png")
+    return made
+
+
+def training_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[dict[str, str]]:
+    """Detector curves (val mAP@50 of the selection, ultralytics' results.csv) and fuser loss curves."""
+    made = []
+    selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
+                                  "val mAP@50 (selection)": r["val_map50_per_epoch"]})
+                 for m, r in results.items() if r and r.get("val_map50_per_epoch")}
+    ultralytics = {}
+    for method in results:
+        found = sorted(p for p in (run.detect_dir / method).glob("*/**/results.csv"))
+        if results[method] and found:
+            frame = pd.read_csv(found[0])
+            frame.columns = [c.strip() for c in frame.columns]
+            ultralytics[method] = frame.drop(columns=[c for c in frame.columns if c.startswith("lr/") or c == "time"])
+    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch"),
+                                 ("detector_training", ultralytics, "ultralytics training log (results.csv)")):
+        if series:
+            figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
+            made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
+    for method in run.methods:
+        path = run.fusion_dir / method / "loss.csv"
+        if path.is_file():
+            frame = pd.read_csv(path)
+            x = "step" if "step" in frame else frame.columns[0]
+            name = f"fusion_{method}.png"
+            figures.curves({method: frame.drop(columns=[c for c in ("epoch",) if c != x and c in frame])},
+                           x, figures_dir / name, f"{method}: fusion training losses")
+            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses ({path.name})"})
+    return made
+
+
+# --- run summary ------------------------------------------------------------------------------
+
+def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: Path) -> dict[str, Any]:
+    manifest = run.benchmark.manifest
+    split = manifest.get("split", {})
+    counts = manifest.get("counts", {})
+    classes = list(run.benchmark.classes)
+    count_rows = [[name, c.get("pairs", ""), c.get("background", ""),
+                   *(c.get("boxes", {}).get(k, "") for k in classes)] for name, c in counts.items()]
+    leakage = manifest.get("leakage", {})
+    leak_rows = [[name, v.get("test", ""), v.get("near_duplicates_in_train", ""),
+                  "yes" if leakage.get("chosen") == name else ""]
+                 for name, v in leakage.items() if isinstance(v, dict)]
+    config = run.config
+    seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
+             "detect.seed": config.get("detect", {}).get("seed")}
+    dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "benchmark prepared": _mtime(run.benchmark.root / "manifest.json"),
+             "metrics summary": _mtime(summary_path)}
+    dates.update({f"detection {m}": _mtime(run.detect_dir / m / "results.json") for m, r in results.items() if r})
+    return {
+        "config": yaml.safe_dump(config, sort_keys=False),
+        "seeds": seeds,
+        "split": {"strategy": split.get("strategy", MISSING), "ratios": split.get("ratios", MISSING),
+                  "scenes": split.get("scenes", MISSING), "leakage threshold": leakage.get("threshold", MISSING)},
+        "counts_header": ["split", "pairs", "background", *classes],
+        "counts": count_rows,
+        "leakage": leak_rows,
+        "versions": _versions(),
+        "hardware": _hardware(),
+        "dates": {k: v or MISSING for k, v in dates.items()},
+    }
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _hardware() -> dict[str, str]:
+    found = {"platform": platform.platform(), "cpu cores": str(os.cpu_count())}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found["gpu"] = ", ".join(torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count()))
+        else:
+            found["gpu"] = "none visible"
+    except ImportError:
+        found["gpu"] = "unknown (torch not importable)"
+    return found
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def build_report(run: RunInputs) -> Path:
+    """Write ``run.out/index.html`` with its figures and tables; returns the HTML path."""
+    figures_dir, tables_dir = run.out / "figures", run.out / "tables"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    results = {m: _read_json(run.detect_dir / m / "results.json") for m in run.methods}
+    summary_path = run.metrics_dir / "summary.csv"
+    summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
+    perception = set(summary["perception"].dropna()) if summary is not None else set()
+
+    tables = [*detection_tables(run, results), fusion_table(run, summary)]
+    rendered = [{"table": t, "rows": t.rows(), "files": t.write(tables_dir)} for t in tables]
+    context = {
+        "name": run.name,
+        "methods": run.methods,
+        "run": run_summary(run, results, summary_path),
+        "tables": {item["table"].name: item for item in rendered},
+        "entropy": entropy_figures(run, figures_dir),
+        "random_perception": "random" in perception,
+        "perception": ", ".join(sorted(perception)) or MISSING,
+        "qualitative": qualitative_figures(run, results, figures_dir),
+        "score_threshold": run.score_threshold,
+        "training": training_figures(run, results, figures_dir),
+        "missing_detection": [m for m, r in results.items() if r is None],
+    }
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
+                                     autoescape=True, undefined=jinja2.StrictUndefined)
+    html = environment.get_template("index.html").render(**context)
+    path = run.out / "index.html"
+    atomic_write_text(path, html)
+    log.info("report written to %s", path)
+    return path

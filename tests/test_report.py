@@ -1,0 +1,119 @@
+"""The report of a small real run on the synthetic sample: every section, its files, no broken links,
+and missing results shown as missing; plus the table marks and formats on their own."""
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import load_config
+from reports.tables import MISSING, Table
+
+SECTIONS = ("summary", "map", "per-class", "fusion", "entropy", "qualitative", "training")
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.ids.update([attrs["id"]] if "id" in attrs else [])
+        self.links += [attrs[k] for k in ("href", "src") if k in attrs]
+
+
+def test_table_marks_missing_and_formats(tmp_path):
+    frame = pd.DataFrame({"EN": [7.0, 6.5, 7.0, MISSING], "entropy": [1.2, 0.4, 0.9, MISSING],
+                          "SCD": [math.nan, 1.5, 1.6, MISSING]},
+                         index=["ir", "s4fusion_wo_per", "s4fusion", "ddfm"], dtype=object)
+    table = Table("t", "t", frame, ranked={"EN": "max", "entropy": "min", "SCD": "max"}, digits=2)
+    rows = dict(table.rows())
+    assert rows["ir"][0] == ("7.00", 1) and rows["s4fusion"][0] == ("7.00", 1)  # ties share the best mark
+    assert rows["s4fusion_wo_per"][0] == ("6.50", 2)
+    assert rows["s4fusion_wo_per"][1] == ("0.40", 1) and rows["s4fusion"][1] == ("0.90", 2)  # lower is better
+    assert rows["ir"][2] == ("n/a", 0)  # undefined value
+    assert rows["ddfm"] == [(MISSING, 0)] * 3  # never a number, never ranked
+    latex = table.to_latex()
+    assert r"\textbf{7.00}" in latex and r"\underline{6.50}" in latex and r"s4fusion\_wo\_per" in latex
+    files = table.write(tmp_path / "tables")
+    written = pd.read_csv(tmp_path / files["csv"], index_col="method", keep_default_na=False)
+    assert written.loc["ddfm"].tolist() == [MISSING] * 3 and written.at["ir", "SCD"] == "n/a"
+    assert float(written.at["s4fusion", "EN"]) == 7.0
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_raw, tmp_path_factory):
+    """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> metrics -> report."""
+    from pipelines.commands.report import build
+    from pipelines.detect import detect_method
+    from pipelines.fuse import fuse_method
+    from pipelines.metrics import run_metrics
+    from pipelines.prepare import prepare_benchmark
+
+    root = tmp_path_factory.mktemp("report_run")
+    prepare_benchmark(sample_raw, root / "benchmark")
+    config = load_config("sample", [
+        f"run.root={root / 'runs'}", f"data.benchmark={root / 'benchmark'}", f"report.dir={root / 'report'}",
+        "fusion.methods=[ir,vi,average]", "fusion.workers=1", "perception.allow_random=true",
+        "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "report.qualitative=2",
+        "report.entropy_pairs=[[ir,average],[vi,s4fusion]]"])
+    for method in ("ir", "vi", "average"):
+        fuse_method(config, method, progress=False)
+    detected = detect_method(config, "average")
+    run_metrics(config)
+    return config, build(config), detected
+
+
+def test_report_has_every_section_and_no_broken_links(sample_run):
+    _, index, _ = sample_run
+    parser = Links()
+    parser.feed(index.read_text())
+    assert set(SECTIONS) <= parser.ids
+    assert parser.links, "the report links to nothing"
+    for link in parser.links:
+        if link.startswith("#"):
+            assert link[1:] in parser.ids, f"broken anchor {link}"
+            continue
+        assert "://" not in link and not link.startswith("/"), f"{link}: not a relative link"
+        target = index.parent / link
+        assert target.is_file(), f"broken link {link}"
+        if target.suffix == ".png":
+            assert cv2.imread(str(target)) is not None, f"{link}: not a readable PNG"
+    figures = {Path(link).name for link in parser.links if link.endswith(".png")}
+    assert {"entropy_all.png", "entropy_ir_vs_average.png", "detector_selection.png", "detector_training.png"} <= figures
+    assert len([f for f in figures if f.startswith("qualitative_")]) == 2
+    for name in ("map50", "per_class_ap50", "fusion_metrics"):
+        assert f"tables/{name}.csv" in parser.links and f"tables/{name}.tex" in parser.links
+
+
+def test_report_tables_hold_the_run_results(sample_run):
+    config, index, detected = sample_run
+    tables = index.parent / "tables"
+    map50 = pd.read_csv(tables / "map50.csv", index_col="method", keep_default_na=False)
+    assert float(map50.at["average", "mAP@50"]) == pytest.approx(100 * detected["map50"])
+    for method, paper in (("ir", 73.8), ("vi", 79.3)):  # not detected: missing, with the paper's value beside
+        assert map50.at[method, "mAP@50"] == MISSING and map50.at[method, "mAP@50:95"] == MISSING
+        assert float(map50.at[method, "paper mAP@50 (Table VI, M3FD)"]) == paper
+    per_class = pd.read_csv(tables / "per_class_ap50.csv", index_col="method", keep_default_na=False)
+    assert per_class.loc["ir"].tolist() == [MISSING] * len(per_class.columns)
+    assert float(per_class.at["average", "Car"]) == pytest.approx(100 * detected["per_class"]["Car"])
+
+    summary = pd.read_csv(Path(config["run"]["root"]) / "sample" / "metrics" / "summary.csv", index_col="method")
+    fusion = pd.read_csv(tables / "fusion_metrics.csv", index_col="method", keep_default_na=False)
+    assert float(fusion.at["average", "VIF"]) == pytest.approx(summary.at["average", "VIF"], rel=1e-5)
+    assert float(fusion.at["vi", "entropy_median"]) == pytest.approx(summary.at["vi", "entropy_median"], rel=1e-5)
+    assert fusion.at["ir", "SCD"] == "n/a"  # F = IR: the correlation of differences is undefined
+
+    html = index.read_text()
+    assert "Not detected yet (shown as missing): ir, vi." in html
+    assert "randomly initialised" in html  # entropy made with random weights is marked
+    assert "vi vs s4fusion: missing" in html
+    assert r"\textbf{" in (tables / "fusion_metrics.tex").read_text()
