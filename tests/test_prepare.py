@@ -127,3 +127,12 @@ def test_prepare_command_reports_bad_files(sample_raw, tmp_path):
     result = CliRunner().invoke(cli, [*base, "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert [s["stem"] for s in Benchmark(tmp_path / "bench").manifest["skipped"]] == ["00001"]
+
+
+def test_prepare_without_data_uses_the_synthetic_sample(tmp_path):
+    result = CliRunner().invoke(cli, ["prepare", "-c", "sample", "-s", f"run.root={tmp_path}", "-s", "sample.pairs=10",
+                                      "-s", "sample.width=64", "-s", "sample.height=48"])
+    assert result.exit_code == 0, result.output
+    bench = Benchmark(tmp_path / "sample" / "benchmark")
+    assert bench.manifest["source"]["path"] == str(tmp_path / "sample" / "sample_raw")
+    assert [len(bench.stems(s)) for s in SPLITS] == [7, 1, 2]
