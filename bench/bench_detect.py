@@ -1,0 +1,96 @@
+"""Seconds per YOLOv5s training epoch per 100 images, to estimate a full `pipelines detect` run.
+
+Builds a YOLO dataset from real MSRS pairs (visible images + labels of ../shared/data/msrs_det20, repeated
+up to --images training images), trains yolov5s.yaml for 3 epochs without per-epoch validation and times
+epoch 2 (epoch 1 carries the start-up, epoch 3 the final validation) from ultralytics' results.csv.
+
+    python bench/bench_detect.py                       # CPU, imgsz 320 and 640, 20 images
+    python bench/bench_detect.py --device 0 --images 2940 --imgsz 640 --batch 16   # a GPU, M3FD-sized
+
+Estimate of a run: seconds_per_100_images / 100 * train images * epochs (+ validation each epoch).
+Writes bench/results/bench_detect.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "data" / "msrs_det20"
+
+
+def build_dataset(source: Path, folder: Path, count: int) -> list[str]:
+    """``count`` training images (repeats of the source pairs), 2 validation images; returns class names."""
+    stems = sorted(p.stem for p in (source / "vi").glob("*.png"))
+    if not stems:
+        raise SystemExit(f"{source / 'vi'}: no PNG images")
+    for split, names in (("train", [stems[i % len(stems)] for i in range(count)]), ("val", stems[:2])):
+        (folder / "images" / split).mkdir(parents=True)
+        (folder / "labels" / split).mkdir(parents=True)
+        for i, stem in enumerate(names):
+            os.symlink(source / "vi" / f"{stem}.png", folder / "images" / split / f"{i:05d}_{stem}.png")
+            shutil.copyfile(source / "labels" / "fusion" / f"{stem}.txt", folder / "labels" / split / f"{i:05d}_{stem}.txt")
+    return [line.split()[-1] for line in (source / "labels" / "classes.txt").read_text().splitlines() if line.strip()]
+
+
+def epoch_seconds(data_yaml: Path, work: Path, imgsz: int, batch: int, device: str | None) -> float:
+    import pandas as pd
+    from ultralytics import YOLO
+
+    YOLO("yolov5s.yaml").train(
+        data=str(data_yaml), epochs=3, imgsz=imgsz, batch=batch, workers=0, seed=0, deterministic=True,
+        device=device, amp=False, val=False, plots=False, project=str(work), name=f"imgsz{imgsz}",
+        exist_ok=True, verbose=False,
+    )
+    times = pd.read_csv(work / f"imgsz{imgsz}" / "results.csv")["time"].tolist()  # seconds since start
+    return float(times[1] - times[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=SOURCE)
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_detect.json")
+    args = parser.parse_args()
+
+    import torch
+
+    from detection.offline import use_offline_ultralytics
+    from detection.yolo import write_data_yaml
+
+    with tempfile.TemporaryDirectory(prefix="bench_detect_") as tmp:
+        work = Path(tmp)
+        use_offline_ultralytics(work / "ultralytics")
+        classes = build_dataset(args.source.resolve(), work / "set", args.images)
+        for kind in ("images", "labels"):
+            (work / "set" / kind / "test").mkdir()  # unused, but the dataset file names one
+        data_yaml = write_data_yaml(work / "data.yaml", work / "set", classes)
+        rows = []
+        for imgsz in args.imgsz:
+            seconds = epoch_seconds(data_yaml, work / "runs", imgsz, args.batch, args.device)
+            rows.append({"imgsz": imgsz, "train_images": args.images, "batch": args.batch,
+                         "epoch_seconds": round(seconds, 2),
+                         "seconds_per_100_images": round(seconds / args.images * 100, 2)})
+
+    report = {"device": args.device, "cpu": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "torch": torch.__version__, "rows": rows}
+    print(f"{'imgsz':>6} {'images':>7} {'batch':>6} {'s/epoch':>9} {'s/epoch/100 img':>16}")
+    for row in rows:
+        print(f"{row['imgsz']:>6} {row['train_images']:>7} {row['batch']:>6} {row['epoch_seconds']:>9.2f} "
+              f"{row['seconds_per_100_images']:>16.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
