@@ -2,7 +2,7 @@
 
 ``ir`` is (H, W) float32 in [0, 1]; ``vi`` is (H, W, 3) RGB float32 in [0, 1] or (H, W) grey
 (the conventions of :mod:`fusion.io`); ``fused`` is (H, W, 3) uint8 RGB of the same size.
-Learned fusers may also offer ``fuse_batch(pairs) -> list of fused`` for batched GPU inference.
+Learned fusers also offer ``fuse_batch([(ir, vi), ...]) -> [fused, ...]`` for batched GPU inference.
 The ``external`` importer is the one exception: it is keyed by the pair (see
 :mod:`fusion.baselines.external`).
 
@@ -15,13 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Protocol
-
-import numpy as np
-
-
-class Fuser(Protocol):
-    def __call__(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray: ...
+from typing import Any, Callable
 
 
 class FuserError(ValueError):
