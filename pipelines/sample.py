@@ -12,8 +12,8 @@ scenes (objects move a little between frames, as in M3FD), under one condition p
 
 Some objects are camouflaged in one modality (same temperature as the background in IR, or the
 colour of the background in VI), so single-modality detectors miss things a good fusion keeps.
-Boxes are exact: each is the bounding box of the object's drawn pixels (pixel-edge corners,
-``xmax = last column + 1``). Everything is drawn without anti-aliasing from one seeded generator,
+Boxes are exact: each is the bounding box of the object's drawn pixels (in ``sample.json`` as
+pixel-edge corners, ``xmax = last column + 1``; in the XML as Pascal VOC's 1-based inclusive indices). Everything is drawn without anti-aliasing from one seeded generator,
 so the same arguments give byte-identical files.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONDITIONS = ("day", "night", "fog", "smoke", "glare")
 FRAMES_PER_SCENE = (3, 6)        # inclusive range of frames in one scene
 EMPTY_SCENE = 0.08               # chance that a scene has no objects (background images)
 CAMOUFLAGE = 0.15                # chance that an object is hidden in one modality
-GENERATOR_VERSION = 2            # bump when the drawing changes: cached samples are then regenerated
+GENERATOR_VERSION = 3            # bump when the drawing changes: cached samples are then regenerated
 
 # Size of each class relative to a standing person at the same distance: (height, width).
 SHAPES = {"People": (1.0, 0.36), "Car": (0.75, 1.9), "Bus": (1.6, 4.0), "Motorcycle": (0.62, 1.05),
@@ -382,7 +382,7 @@ def _voc_xml(stem: str, width: int, height: int, boxes: list) -> str:
         ET.SubElement(obj, "name").text = cls
         ET.SubElement(obj, "difficult").text = "0"
         box = ET.SubElement(obj, "bndbox")
-        for key, value in (("xmin", x1), ("ymin", y1), ("xmax", x2), ("ymax", y2)):
+        for key, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):   # VOC: 1-based, inclusive
             ET.SubElement(box, key).text = str(value)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"

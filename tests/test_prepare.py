@@ -66,6 +66,11 @@ def test_sample_benchmark(sample_benchmark, sample_raw):
     assert manifest["leakage"]["scene"]["near_duplicates_in_train"] == 0
     info = json.loads((sample_raw / "sample.json").read_text())
     assert manifest["split"]["scenes"] == len({f["scene"] for f in info["frames"].values()})
+    # The exact boxes of the generator come through VOC XML into COCO unchanged (pixel-edge corners).
+    coco = COCO(str(sample_benchmark.coco_path("test")))
+    for image_id, stem in enumerate(sample_benchmark.stems("test"), 1):
+        drawn = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in (o["box"] for o in info["frames"][stem]["objects"])]
+        assert [a["bbox"] for a in coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))] == drawn
 
 
 def test_msrs_benchmark(msrs_benchmark, msrs_det20):

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.benchmark import M3FD_CLASSES
 from pipelines.prepare import PrepareError, prepare_benchmark
+from pipelines.prepare.layouts import open_layout
 
 W, H = 40, 30
 
@@ -141,11 +142,11 @@ def test_every_problem_reported_at_once_and_skip_bad(tmp_path):
 
 def test_box_outside_is_clipped_and_zero_area_dropped(tmp_path):
     raw = _m3fd(tmp_path / "raw")
-    (raw / "Annotation" / "00000.xml").write_text(_voc([
-        ("Car", -5, 10, 20, 40),        # outside left and bottom: clipped to (0, 10, 20, 30)
-        ("People", 10, 10, 10, 20),     # zero width: dropped
+    (raw / "Annotation" / "00000.xml").write_text(_voc([   # VOC: 1-based, inclusive
+        ("Car", -5, 10, 20, 40),        # outside left and bottom: corners clipped to (0, 9, 20, 30)
+        ("People", 11, 10, 10, 20),     # zero width (corners x 10..10): dropped
         ("Bus", 50, 5, 60, 10),         # entirely right of the image: zero area after clipping, dropped
-        ("Lamp", 3, 4, 13, 24),         # fine
+        ("Lamp", 3, 4, 13, 24),         # fine: corners (2, 3, 13, 24)
     ]))
     bench = prepare_benchmark(raw, tmp_path / "bench")
     assert bench.manifest["fixes"] == {"clipped_boxes": 1, "dropped_boxes": 2, "missing_annotations": 0}
@@ -153,8 +154,8 @@ def test_box_outside_is_clipped_and_zero_area_dropped(tmp_path):
     assert len(warnings) == 3 and all(w.startswith(str(raw / "Annotation" / "00000.xml")) for w in warnings)
     pair = bench.pair("00000")
     lines = (bench.labels_dir(pair.split) / "00000.txt").read_text().splitlines()
-    assert lines == [f"1 {10 / W:.6f} {20 / H:.6f} {20 / W:.6f} {20 / H:.6f}",
-                     f"4 {8 / W:.6f} {14 / H:.6f} {10 / W:.6f} {20 / H:.6f}"]
+    assert lines == [f"1 {10 / W:.6f} {19.5 / H:.6f} {20 / W:.6f} {21 / H:.6f}",
+                     f"4 {7.5 / W:.6f} {13.5 / H:.6f} {11 / W:.6f} {21 / H:.6f}"]
 
 
 def test_background_images_kept(tmp_path):
@@ -172,8 +173,10 @@ def test_background_images_kept(tmp_path):
 
 
 def test_formats_case_and_16_bit(tmp_path):
-    """Folder names in any case, jpg/bmp/tif files and a 16-bit infrared image are all accepted."""
-    raw = _m3fd(tmp_path / "raw", count=4, folders=("IR", "vis", "ANNOTATION"))
+    """Folder names in any case (and Annotations/ for Annotation/), jpg/bmp/tif files and a 16-bit
+    infrared image are all accepted."""
+    raw = _m3fd(tmp_path / "raw", count=4, folders=("IR", "vis", "ANNOTATIONS"))
+    assert open_layout(raw).name == "m3fd"
     (raw / "IR" / "00000.png").unlink()
     cv2.imwrite(str(raw / "IR" / "00000.tif"), _image(0, False, dtype=np.uint16))
     (raw / "vis" / "00001.png").unlink()
@@ -224,3 +227,7 @@ def test_missing_folders_and_classes(tmp_path):
         prepare_benchmark(tmp_path / "raw", tmp_path / "bench")
     with pytest.raises(PrepareError, match="raw dataset folder not found"):
         prepare_benchmark(tmp_path / "nowhere", tmp_path / "bench")
+    raw = _m3fd(tmp_path / "m3fd", count=1)
+    (raw / "annotations").mkdir()
+    with pytest.raises(PrepareError, match=r"folders \['Annotation', 'annotations'\] are ambiguous"):
+        prepare_benchmark(raw, tmp_path / "bench")

@@ -38,7 +38,7 @@ def test_layout_and_determinism(tmp_path):
         names = [o.findtext("name") for o in root.iter("object")]
         boxes = [[int(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")] for o in root.iter("object")]
         assert names == [o["class"] for o in info["frames"][stem]["objects"]]
-        assert boxes == [o["box"] for o in info["frames"][stem]["objects"]]
+        assert boxes == [[x1 + 1, y1 + 1, x2, y2] for x1, y1, x2, y2 in (o["box"] for o in info["frames"][stem]["objects"])]
         assert all(0 <= x1 < x2 <= 96 and 0 <= y1 < y2 <= 72 for x1, y1, x2, y2 in boxes)
 
 

@@ -1,5 +1,8 @@
 """Reading boxes: Pascal VOC XML (M3FD) and YOLO text (generic), both into pixel corner boxes.
 
+VOC coordinates follow Pascal VOC (and LabelImg): 1-based pixel indices, both ends included, so
+``xmin=1, xmax=W`` spans the whole width; corners are ``(xmin - 1, ymin - 1, xmax, ymax)``.
+
 Boxes reaching outside the image are clipped and boxes of zero area dropped; both are counted
 and reported as warnings naming the file. Anything that makes a file unusable (XML that does not
 parse, an unknown class, a malformed line) raises :class:`AnnotationError`.
@@ -61,7 +64,8 @@ def _read_voc(path: Path, classes: tuple[str, ...], width: int, height: int) -> 
         except (TypeError, ValueError) as error:
             raise AnnotationError(f"{path}: object {number} ({name}) has no numeric bndbox "
                                   f"xmin/ymin/xmax/ymax") from error
-        boxes.append(Box(index[name.lower()], *corners))
+        xmin, ymin, xmax, ymax = corners
+        boxes.append(Box(index[name.lower()], xmin - 1, ymin - 1, xmax, ymax))   # 1-based inclusive -> corners
     if unknown:
         raise AnnotationError(f"{path}: unknown class name(s) {sorted(set(unknown))}; "
                               f"expected one of {list(classes)}")

@@ -1,6 +1,6 @@
 """Where a raw dataset keeps its files: the M3FD layout and the generic (MSRS-style) layout.
 
-M3FD:     ``Ir/``, ``Vis/``, ``Annotation/*.xml`` (Pascal VOC boxes, class names); the classes are
+M3FD:     ``Ir/``, ``Vis/``, ``Annotation/*.xml`` (or ``Annotations/``; Pascal VOC boxes, class names); the classes are
           :data:`pipelines.benchmark.M3FD_CLASSES` in that fixed order, never the order of appearance.
 Generic:  ``ir/``, ``vi/``, ``labels/*.txt`` (YOLO) and ``classes.txt`` (in ``labels/`` or the root;
           one name per line, optionally ``<index> <name>``). When ``labels/`` holds variants in
@@ -23,6 +23,7 @@ from pipelines.prepare.problems import PrepareError, Problem
 
 LAYOUTS = ("auto", "m3fd", "generic")
 DEFAULT_LABEL_VARIANT = "fusion"
+M3FD_ANNOTATIONS = ("annotation", "annotations")   # the release says Annotation/; some copies use the plural
 
 
 @dataclass(frozen=True)
@@ -53,31 +54,34 @@ def open_layout(root: Path, layout: str = "auto", labels: str | None = None) -> 
     if layout not in LAYOUTS:
         raise PrepareError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     if layout == "auto":
-        layout = "m3fd" if _child_dir(root, "vis") or _child_dir(root, "annotation") else "generic"
+        m3fd_only = {"vis", *M3FD_ANNOTATIONS}
+        layout = "m3fd" if any(p.is_dir() and p.name.lower() in m3fd_only for p in root.iterdir()) else "generic"
     return _m3fd(root) if layout == "m3fd" else _generic(root, labels)
 
 
-def _child_dir(parent: Path, name: str) -> Path | None:
-    matches = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name)
+def _child_dir(parent: Path, *names: str) -> Path | None:
+    """The sub-folder of ``parent`` named like one of ``names`` (lower case), in any case."""
+    matches = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() in names)
     if len(matches) > 1:
-        raise PrepareError(f"{parent}: folders {[m.name for m in matches]} differ only in case")
+        raise PrepareError(f"{parent}: folders {[m.name for m in matches]} are ambiguous; keep one")
     return matches[0] if matches else None
 
 
-def _required_dir(parent: Path, name: str, layout: str) -> Path:
-    found = _child_dir(parent, name)
+def _required_dir(parent: Path, layout: str, *names: str) -> Path:
+    found = _child_dir(parent, *names)
     if found is None:
-        raise PrepareError(f"{parent}: no {name}/ folder (any case), required by the {layout} layout")
+        raise PrepareError(f"{parent}: no {' or '.join(n + '/' for n in names)} folder (any case), "
+                           f"required by the {layout} layout")
     return found
 
 
 def _m3fd(root: Path) -> Layout:
-    return Layout("m3fd", root, _required_dir(root, "ir", "M3FD"), _required_dir(root, "vis", "M3FD"),
-                  _required_dir(root, "annotation", "M3FD"), ".xml", M3FD_CLASSES)
+    return Layout("m3fd", root, _required_dir(root, "M3FD", "ir"), _required_dir(root, "M3FD", "vis"),
+                  _required_dir(root, "M3FD", *M3FD_ANNOTATIONS), ".xml", M3FD_CLASSES)
 
 
 def _generic(root: Path, variant: str | None) -> Layout:
-    labels = _required_dir(root, "labels", "generic")
+    labels = _required_dir(root, "generic", "labels")
     annotations = labels
     if variant or not any(p.suffix.lower() == ".txt" and p.stem.lower() != "classes" for p in labels.iterdir()):
         name = variant or DEFAULT_LABEL_VARIANT
@@ -88,7 +92,7 @@ def _generic(root: Path, variant: str | None) -> Layout:
     classes_file = next((d / "classes.txt" for d in (annotations, labels, root) if (d / "classes.txt").is_file()), None)
     if classes_file is None:
         raise PrepareError(f"{labels}: classes.txt not found (looked in {annotations}, {labels} and {root})")
-    return Layout("generic", root, _required_dir(root, "ir", "generic"), _required_dir(root, "vi", "generic"),
+    return Layout("generic", root, _required_dir(root, "generic", "ir"), _required_dir(root, "generic", "vi"),
                   annotations, ".txt", read_classes(classes_file))
 
 
