@@ -1,0 +1,114 @@
+"""The train-fusion stage: the benchmark's TRAIN split (+ optional extra fusion-only folders) ->
+a trained S4Fusion (or ablation) in ``<run>/fusion/<method>/`` (last.pt, best.pt, loss.csv, val.csv,
+loss_curve.png). VAL pairs only score the epochs (best.pt); TEST pairs are never read.
+
+A finished training is skipped unless forced; an unfinished one resumes from last.pt. Launched by
+torchrun (WORLD_SIZE > 1) it trains with DDP, one process per GPU.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fusion.perception import build_resnet50
+from fusion.s4fusion.config import METHOD_BLOCKS, S4FusionConfig, config_for_method
+from fusion.s4fusion.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
+from fusion.s4fusion.losses import LossSettings
+from fusion.s4fusion.trainer import Trainer, TrainSettings
+from pipelines.benchmark import Benchmark, Pair
+from pipelines.config import benchmark_dir, get_value, stage_dir
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png")
+METHOD_LOSS = {"s4fusion_wo_per": {"per": 0.0}}  # same network as s4fusion, trained without L_per
+
+
+def train_settings(config: dict[str, Any], method: str) -> TrainSettings:
+    """``fusion.train`` (+ the method's own loss changes) as typed settings."""
+    section = dict(get_value(config, "fusion.train", {}) or {})
+    loss = {**(section.get("loss") or {}), **METHOD_LOSS.get(method, {})}
+    if "stages" in loss:
+        loss["stages"] = tuple(loss["stages"])
+    known = set(TrainSettings.__dataclass_fields__) - {"loss", "seed"}
+    return TrainSettings(**{k: v for k, v in section.items() if k in known},
+                         seed=int(get_value(config, "run.seed", 0)), loss=LossSettings(**loss))
+
+
+def model_config(config: dict[str, Any], method: str) -> S4FusionConfig:
+    """The method's architecture, with ``fusion.s4fusion.topology`` and any ``fusion.train.model`` sizes."""
+    if method not in METHOD_BLOCKS:
+        raise ValueError(f"train-fusion: {method!r} is not a trainable method; known: {sorted(METHOD_BLOCKS)}")
+    overrides = dict(get_value(config, "fusion.train.model", {}) or {})
+    return config_for_method(method, topology=get_value(config, "fusion.s4fusion.topology", "released"), **overrides)
+
+
+def as_train_pairs(pairs: list[Pair]) -> list[TrainPair]:
+    return [TrainPair(p.stem, p.ir, p.vi, p.width, p.height) for p in pairs]
+
+
+def collect_pairs(config: dict[str, Any]) -> tuple[list[TrainPair], list[TrainPair]]:
+    """(train, val): TRAIN split + extra folders (fixed-seed fractions), and the VAL split; images
+    smaller than the crop padded or skipped per ``fusion.train.small``."""
+    bench = Benchmark(benchmark_dir(config))
+    extra = []
+    for item in get_value(config, "fusion.train.extra", []) or []:
+        found = folder_pairs(item["path"], item.get("ir"), item.get("vi"))
+        chosen = take_fraction(found, float(item.get("fraction", 1.0)), int(item.get("seed", 0)))
+        log.info("extra training folder %s: %d of %d pairs", item["path"], len(chosen), len(found))
+        extra += chosen
+    held_out = [path for split in ("val", "test") for p in bench.pairs(split) for path in (p.ir, p.vi)]
+    train = training_pairs(as_train_pairs(bench.pairs("train")), extra, forbidden=held_out)
+    crop, small = int(get_value(config, "fusion.train.crop", 229)), str(get_value(config, "fusion.train.small", "pad"))
+    train, _ = fit_crop(train, crop, small)
+    val, _ = fit_crop(as_train_pairs(bench.pairs("val")), crop, small)
+    return train, val
+
+
+def setup_device(config: dict[str, Any]) -> torch.device:
+    """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun the process's own GPU, with the
+    process group started."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    wanted = str(get_value(config, "run.device", "auto")).strip()
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted.replace(",", "").isdigit():
+        return torch.device(f"cuda:{wanted.split(',')[0]}")
+    return torch.device(wanted)
+
+
+def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
+    """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder."""
+    out_dir = stage_dir(config, "fusion", method)
+    settings, architecture = train_settings(config, method), model_config(config, method)
+    device = setup_device(config)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if (force or not resume) and rank == 0:
+        for name in OUTPUTS:
+            (out_dir / name).unlink(missing_ok=True)
+    if dist.is_initialized():
+        dist.barrier()
+    network, source = build_resnet50(get_value(config, "perception.weights"),
+                                     bool(get_value(config, "perception.torchvision", False)),
+                                     bool(get_value(config, "perception.allow_random", False)))
+    log.info("perception network: %s (%s)", source.kind, source.detail)
+    train, val = collect_pairs(config)
+    trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device)
+    if trainer.finished:
+        log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
+    else:
+        trainer.fit()
+        log.info("%s: trained %d epochs -> %s", method, trainer.epoch, out_dir)
+    return out_dir
