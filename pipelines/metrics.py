@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,7 +29,7 @@ from fusion.color import luminance
 from fusion.io import atomic_write_text, read_vi
 from fusion.metrics import METRICS, evaluate_files
 from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
-from pipelines.benchmark import Benchmark
+from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,14 @@ def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.dev
     return values
 
 
-def _compute_metrics(bench: Benchmark, method: str, split: str) -> pd.DataFrame:
-    rows = []
-    for pair in tqdm(bench.pairs(split), desc=f"metrics {method}", unit="img", leave=False):
-        rows.append({"stem": pair.stem, **evaluate_files(bench.fused_image(method, split, pair.stem), pair.ir, pair.vi)})
+def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int) -> pd.DataFrame:
+    """Per-image metrics in ``workers`` threads (OpenCV and NumPy release the GIL), in split order."""
+    def one(pair: Pair) -> dict[str, Any]:
+        return {"stem": pair.stem, **evaluate_files(bench.fused_image(method, split, pair.stem), pair.ir, pair.vi)}
+
+    pairs = bench.pairs(split)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        rows = list(tqdm(pool.map(one, pairs), total=len(pairs), desc=f"metrics {method}", unit="img", leave=False))
     return pd.DataFrame(rows, columns=["stem", *METRICS])
 
 
@@ -166,7 +171,8 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
             continue
         stamp = _fused_stamp(bench, method, split)
         if force or not _up_to_date(metrics_csv(config, method), stems, stamp):
-            _write_csv(metrics_csv(config, method), _compute_metrics(bench, method, split))
+            frame = _compute_metrics(bench, method, split, int(get_value(config, "metrics.workers", 1)))
+            _write_csv(metrics_csv(config, method), frame)
             log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
         else:
             log.info("metrics: %s is up to date", metrics_csv(config, method))
