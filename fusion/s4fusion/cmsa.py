@@ -19,12 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion.s4fusion.ssm import DIRECTIONS, DirectionalSSM, dt_rank_for, flatten_direction, unflatten_direction
-
-
-def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, C, L) x 2 -> (B, C, 2L) as [a_1, b_1, a_2, b_2, ...]."""
-    return torch.stack((a, b), dim=-1).flatten(-2)
+from fusion.s4fusion.ssm import DirectionalSSM, dt_rank_for
 
 
 class CMSABlock(DirectionalSSM):
@@ -43,39 +38,28 @@ class CMSABlock(DirectionalSSM):
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, height, width, _ = ir.shape
         if self.norm is not None:
             ir, vi = self.norm(ir), self.norm(vi)
         p_ir, z_ir = self.in_proj(ir).chunk(2, dim=-1)
         p_vi, z_vi = self.in_proj(vi).chunk(2, dim=-1)
-        p_ir = F.silu(self.conv2d(p_ir.permute(0, 3, 1, 2).contiguous()))
-        p_vi = F.silu(self.conv2d(p_vi.permute(0, 3, 1, 2).contiguous()))
-        t_ir, t_vi = self.cross_scan_2d(p_ir, p_vi)
-        return (self.finish(t_ir, z_ir, height, width), self.finish(t_vi, z_vi, height, width))
+        p = torch.cat((p_ir, p_vi)).permute(0, 3, 1, 2).contiguous()  # both modalities as one batch
+        p_ir, p_vi = F.silu(self.conv2d(p)).chunk(2)
+        t = self.cross_scan_2d(p_ir, p_vi)  # (B, D, H, W, 2)
+        out = self.out_proj(self.out_norm(t.permute(0, 4, 2, 3, 1)) * F.silu(torch.stack((z_ir, z_vi), dim=1)))
+        return out[:, 0], out[:, 1]
 
-    def finish(self, t: torch.Tensor, z: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(B, D, L) scan output -> LN, SiLU(z) gate, out_proj, channels-last (B, H, W, C)."""
-        return self.out_proj(self.out_norm(t.transpose(1, 2).unflatten(1, (height, width))) * F.silu(z))
+    def cross_scan_2d(self, p_ir: torch.Tensor, p_vi: torch.Tensor) -> torch.Tensor:
+        """Patch mark, interleave, scan and recover; (B, D, H, W) x 2 -> (B, D, H, W, 2) (last dim IR, VI).
 
-    def cross_scan_2d(self, p_ir: torch.Tensor, p_vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch mark, interleave, scan and recover in each direction; (B, D, H, W) x 2 -> (B, D, L) x 2."""
-        height, width = p_ir.shape[-2:]
+        Interleaving is a trailing pair dimension: flattening (H, W, 2) in any scan order gives
+        [I_1, V_1, I_2, V_2, ...], and even / odd positions come back as index 0 / 1.
+        """
+        dbl = torch.stack((self.project_all(p_ir, "x_proj_weight"), self.project_all(p_vi, "y_proj_weight")), dim=-1)
         if self.mark_proj is not None:
-            mark = torch.einsum("bchw,dc->bdhw", torch.cat((p_ir, p_vi), dim=1), self.mark_proj)
-        t_ir = t_vi = None
-        for k in range(DIRECTIONS):
-            s_ir, s_vi = flatten_direction(p_ir, k), flatten_direction(p_vi, k)
-            proj_ir = self.project(s_ir, k, "x_proj_weight")
-            proj_vi = self.project(s_vi, k, "y_proj_weight")
-            if self.mark_proj is not None:
-                s_mark = flatten_direction(mark, k)
-                s_ir, s_vi = s_ir + s_mark, s_vi + s_mark
-            out = self.scan(interleave(s_ir, s_vi), *(interleave(a, b) for a, b in zip(proj_ir, proj_vi)), k)
-            out_ir = unflatten_direction(out[..., 0::2], k, height, width)
-            out_vi = unflatten_direction(out[..., 1::2], k, height, width)
-            t_ir = out_ir if t_ir is None else t_ir + out_ir
-            t_vi = out_vi if t_vi is None else t_vi + out_vi
-        return t_ir, t_vi
+            w_ir, w_vi = self.mark_proj.chunk(2, dim=1)
+            mark = torch.einsum("bchw,dc->bdhw", p_ir, w_ir) + torch.einsum("bchw,dc->bdhw", p_vi, w_vi)
+            p_ir, p_vi = p_ir + mark, p_vi + mark
+        return self.scan_2d(torch.stack((p_ir, p_vi), dim=-1), dbl)
 
 
 class FusionLayer(nn.Module):

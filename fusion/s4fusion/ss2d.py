@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from fusion.s4fusion.ssm import DIRECTIONS, DirectionalSSM, dt_rank_for, flatten_direction, unflatten_direction
+from fusion.s4fusion.ssm import DirectionalSSM, dt_rank_for
 
 
 class SS2D(DirectionalSSM):
@@ -26,22 +26,10 @@ class SS2D(DirectionalSSM):
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, height, width, _ = x.shape
         branch, z = self.in_proj(x).chunk(2, dim=-1)
         branch = F.silu(self.conv2d(branch.permute(0, 3, 1, 2).contiguous()))
-        y = self.scan_2d(branch)
-        y = self.out_norm(y.transpose(1, 2).unflatten(1, (height, width)))
-        return self.out_proj(y * F.silu(z))
-
-    def scan_2d(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, H, W) -> (B, D, H * W): the four directional scans, mapped back and summed."""
-        height, width = x.shape[-2:]
-        total = None
-        for k in range(DIRECTIONS):
-            seq = flatten_direction(x, k)
-            out = unflatten_direction(self.scan(seq, *self.project(seq, k), k), k, height, width)
-            total = out if total is None else total + out
-        return total
+        y = self.scan_2d(branch, self.project_all(branch))
+        return self.out_proj(self.out_norm(y.permute(0, 2, 3, 1)) * F.silu(z))
 
 
 class VSSBlock(nn.Module):

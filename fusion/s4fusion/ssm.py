@@ -20,19 +20,22 @@ from fusion.scan import selective_scan_fn
 DIRECTIONS = 4
 
 
-def flatten_direction(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, L) read in scan order ``k``: 0 rows, 1 columns, 2 rows reversed, 3 columns reversed."""
-    seq = (x if k % 2 == 0 else x.transpose(2, 3)).flatten(2)
-    return seq.flip(-1) if k >= 2 else seq
+def to_direction(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, C, H, W, *pair) -> (B, C, H * W * pair) in scan order ``k``.
+
+    k = 0 rows, 1 columns, 2 rows reversed, 3 columns reversed. Trailing ``pair`` dims travel with
+    their token, so an interleaved (IR, VI) pair keeps its order in the reversed scans too.
+    """
+    x = x.transpose(2, 3) if k % 2 else x
+    return (x.flip(2, 3) if k >= 2 else x).flatten(2)
 
 
-def unflatten_direction(seq: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`flatten_direction`, back to row-major (B, C, H * W)."""
-    if k >= 2:
-        seq = seq.flip(-1)
-    if k % 2 == 1:
-        seq = seq.unflatten(-1, (width, height)).transpose(2, 3).flatten(2)
-    return seq
+def from_direction(seq: torch.Tensor, k: int, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`to_direction`: (B, C, L') -> (B, C, H, W, *pair) (a view where possible)."""
+    height, width, *pair = shape[2:]
+    x = seq.unflatten(2, ((width, height) if k % 2 else (height, width)) + tuple(pair))
+    x = x.flip(2, 3) if k >= 2 else x
+    return x.transpose(2, 3) if k % 2 else x
 
 
 def dt_rank_for(d_model: int) -> int:
@@ -71,17 +74,31 @@ class DirectionalSSM(nn.Module):
         for p in (self.A_logs, self.Ds):
             p._no_weight_decay = True
 
-    def project(self, seq: torch.Tensor, k: int, proj_name: str = "x_proj_weight") -> tuple[torch.Tensor, ...]:
-        """(B, D, L) -> Delta (B, D, L) before bias/softplus, B (B, N, L), C (B, N, L) for direction ``k``."""
-        dbl = torch.einsum("bdl,cd->bcl", seq, getattr(self, proj_name)[k])
-        dts, b, c = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        return torch.einsum("brl,dr->bdl", dts, self.dt_projs_weight[k]), b, c
+    def project_all(self, x: torch.Tensor, proj_name: str = "x_proj_weight") -> torch.Tensor:
+        """(B, D, H, W) -> (B, K * (R + 2N), H, W): every direction's x -> (dt, B, C) projection at once."""
+        return torch.einsum("bdhw,cd->bchw", x, getattr(self, proj_name).flatten(0, 1))
+
+    def scan_2d(self, u: torch.Tensor, dbl: torch.Tensor) -> torch.Tensor:
+        """Scan ``u`` (B, D, H, W, *pair) in the four directions and sum the results mapped back to 2-D.
+
+        ``dbl`` (B, K * (R + 2N), H, W, *pair) holds the per-token projections from
+        :meth:`project_all`. One direction at a time, so only one sequence copy is alive.
+        """
+        width = self.dt_rank + 2 * self.d_state
+        total = None
+        for k in range(DIRECTIONS):
+            dts, b, c = torch.split(to_direction(dbl[:, k * width:(k + 1) * width], k),
+                                    [self.dt_rank, self.d_state, self.d_state], dim=1)
+            delta = torch.einsum("brl,dr->bdl", dts, self.dt_projs_weight[k])
+            out = from_direction(self.scan(to_direction(u, k), delta, b, c, k), k, u.shape)
+            total = out if total is None else total + out
+        return total
 
     def scan(self, u: torch.Tensor, delta: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
         """Selective scan of direction ``k`` in float32 (B, D, L) -> (B, D, L)."""
         rows = slice(k * self.d_inner, (k + 1) * self.d_inner)
         a = -torch.exp(self.A_logs[rows].float())
         return selective_scan_fn(
-            u.float(), delta.float(), a, b.float(), c.float(), self.Ds[rows].float(),
+            u.float(), delta.float(), a, b.float().contiguous(), c.float().contiguous(), self.Ds[rows].float(),
             delta_bias=self.dt_projs_bias[k].float(), delta_softplus=True,
         )
