@@ -20,6 +20,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+import cv2
 import jinja2
 import numpy as np
 import pandas as pd
@@ -160,8 +161,6 @@ def _ground_truth(coco_path: Path) -> tuple[dict[str, list], dict[int, str]]:
 
 def _tile(image: np.ndarray, boxes: list, colour, names: dict[int, str]) -> np.ndarray:
     """RGB uint8 tile at most TILE_WIDTH wide, with boxes [(xywh, category, score or None)]."""
-    import cv2
-
     scale = min(1.0, TILE_WIDTH / image.shape[1])
     if scale < 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -218,28 +217,42 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
     selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
                                   "val mAP@50 (selection)": r["val_map50_per_epoch"]})
                  for m, r in results.items() if r and r.get("val_map50_per_epoch")}
-    ultralytics = {}
-    for method in results:
-        found = sorted(p for p in (run.detect_dir / method).glob("*/**/results.csv"))
-        if results[method] and found:
-            frame = pd.read_csv(found[0])
-            frame.columns = [c.strip() for c in frame.columns]
-            ultralytics[method] = frame.drop(columns=[c for c in frame.columns if c.startswith("lr/") or c == "time"])
+    ultralytics = {m: frame for m, r in results.items() if r and (frame := _ultralytics_log(run.detect_dir / m)) is not None}
     for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch"),
                                  ("detector_training", ultralytics, "ultralytics training log (results.csv)")):
         if series:
             figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
             made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
     for method in run.methods:
-        path = run.fusion_dir / method / "loss.csv"
-        if path.is_file():
-            frame = pd.read_csv(path)
-            x = "step" if "step" in frame else frame.columns[0]
+        series = _fusion_curves(run.fusion_dir / method)
+        if series:
             name = f"fusion_{method}.png"
-            figures.curves({method: frame.drop(columns=[c for c in ("epoch",) if c != x and c in frame])},
-                           x, figures_dir / name, f"{method}: fusion training losses")
-            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses ({path.name})"})
+            figures.curves(series, "epoch", figures_dir / name, f"{method}: fusion training, mean per epoch")
+            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (loss.csv, mean per "
+                                                             f"epoch) and validation losses (val.csv)"})
     return made
+
+
+def _ultralytics_log(folder: Path) -> pd.DataFrame | None:
+    """The per-epoch results.csv of the ultralytics training folder below ``folder`` (found by a glob),
+    without learning-rate and time columns."""
+    for path in sorted(folder.glob("*/**/results.csv")):
+        frame = pd.read_csv(path)
+        frame.columns = [c.strip() for c in frame.columns]
+        if "epoch" in frame:
+            return frame.drop(columns=[c for c in frame.columns if c.startswith("lr/") or c == "time"])
+    return None
+
+
+def _fusion_curves(folder: Path) -> dict[str, pd.DataFrame]:
+    """A learned fuser's per-step ``loss.csv`` averaged per epoch, and its per-epoch ``val.csv``."""
+    series = {}
+    if (folder / "loss.csv").is_file():
+        loss = pd.read_csv(folder / "loss.csv")
+        series["train"] = loss.drop(columns=[c for c in ("step",) if c in loss]).groupby("epoch", as_index=False).mean()
+    if (folder / "val.csv").is_file():
+        series["validation"] = pd.read_csv(folder / "val.csv")
+    return series
 
 
 # --- run summary ------------------------------------------------------------------------------

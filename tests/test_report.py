@@ -2,7 +2,6 @@
 and missing results shown as missing; plus the table marks and formats on their own."""
 from __future__ import annotations
 
-import json
 import math
 from html.parser import HTMLParser
 from pathlib import Path
@@ -117,3 +116,20 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert "randomly initialised" in html  # entropy made with random weights is marked
     assert "vi vs s4fusion: missing" in html
     assert r"\textbf{" in (tables / "fusion_metrics.tex").read_text()
+
+
+def test_fusion_training_curves_average_steps_per_epoch(tmp_path):
+    from reports.builder import _fusion_curves
+    from reports.figures import curves
+
+    steps = pd.DataFrame({"epoch": [1, 1, 2, 2], "step": [1, 2, 3, 4], "lr": [1e-3] * 4,
+                          "total": [4.0, 2.0, 1.0, 3.0], "per": [1.0, 1.0, 0.5, 0.7]})
+    steps.to_csv(tmp_path / "loss.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "total": [2.5, 1.5], "per": [0.9, 0.6]}).to_csv(tmp_path / "val.csv", index=False)
+    series = _fusion_curves(tmp_path)
+    assert series["train"]["total"].tolist() == [3.0, 2.0] and "step" not in series["train"]
+    assert series["validation"]["per"].tolist() == [0.9, 0.6]
+    curves(series, "epoch", tmp_path / "curves.png", "losses")
+    image = cv2.imread(str(tmp_path / "curves.png"))
+    assert image is not None and np.ptp(image) > 0
+    assert _fusion_curves(tmp_path / "not_trained") == {}
