@@ -44,10 +44,10 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     C = C.repeat_interleave(channels // C.shape[1], dim=1)
     h = u.new_zeros(u.shape[0], channels, A.shape[1])
     ys = []
-    for t in range(u.shape[-1]):
-        dt = delta[:, :, t, None]
-        h = torch.exp(dt * A) * h + dt * B[..., t] * u[:, :, t, None]
-        ys.append((h * C[..., t]).sum(-1))
+    # unbind (not indexing) per step: its backward is one stack, not L full-size scatters
+    for dt, u_t, B_t, C_t in zip(delta.unbind(-1), u.unbind(-1), B.unbind(-1), C.unbind(-1)):
+        h = torch.exp(dt[..., None] * A) * h + (dt * u_t)[..., None] * B_t
+        ys.append((h * C_t).sum(-1))
     out = torch.stack(ys, dim=-1)
     if D is not None:
         out = out + D.double()[:, None] * u

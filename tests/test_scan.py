@@ -1,0 +1,159 @@
+"""The numba selective scan against the float64 sequential reference: outputs, every gradient,
+groups, options, chunk boundaries, long sequences and extreme step sizes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fusion import _scan_kernels
+from fusion.scan import CHUNK, selective_scan_fn, selective_scan_ref
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch=2, dim=4, n_state=3, length=300, b_groups=None, c_groups=None,
+                delta_scale=1.0, a_scale=2.0, seed=0, with_d=True, with_z=True, with_bias=True):
+    """float32 leaves (the reference upcasts the very same values). groups=None: (batch, N, L)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    def grouped(groups):
+        return randn(batch, n_state, length) if groups is None else randn(batch, groups, n_state, length)
+
+    inputs = {
+        "u": randn(batch, dim, length),
+        "delta": randn(batch, dim, length) * delta_scale,
+        "A": -torch.rand(dim, n_state, generator=g) * a_scale,
+        "B": grouped(b_groups),
+        "C": grouped(c_groups),
+        "D": randn(dim) if with_d else None,
+        "z": randn(batch, dim, length) if with_z else None,
+        "delta_bias": randn(dim) * 0.5 if with_bias else None,
+    }
+    return {k: None if v is None else v.requires_grad_() for k, v in inputs.items()}
+
+
+def assert_matches(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
+    """Element-wise relative agreement; the absolute floor only covers values near zero."""
+    actual, expected = actual.detach().double(), expected.detach().double()
+    assert torch.isfinite(actual).all()
+    torch.testing.assert_close(actual, expected, rtol=rtol,
+                               atol=rtol * 1e-2 * float(expected.abs().max()) + 1e-300)
+
+
+def run_both(inputs, softplus, return_last_state=False):
+    """(fast outputs, fast grads), (reference outputs, reference grads) for a random cotangent."""
+    args = [inputs[k] for k in NAMES]
+    ref_args = [None if x is None else x.detach().double().requires_grad_() for x in args]
+    fast = selective_scan_fn(*args, delta_softplus=softplus, return_last_state=return_last_state)
+    ref = selective_scan_ref(*ref_args, delta_softplus=softplus,
+                             return_last_state=return_last_state)
+    fast, ref = (fast, ref) if return_last_state else ((fast,), (ref,))
+    weights = [torch.randn(r.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+               for r in ref]
+    used = [i for i, x in enumerate(args) if x is not None]
+    fast_grads = torch.autograd.grad(sum((f.double() * w).sum() for f, w in zip(fast, weights)),
+                                     [args[i] for i in used])
+    ref_grads = torch.autograd.grad(sum((r * w).sum() for r, w in zip(ref, weights)),
+                                    [ref_args[i] for i in used])
+    names = [NAMES[i] for i in used]
+    return fast, dict(zip(names, fast_grads)), ref, dict(zip(names, ref_grads))
+
+
+def check_all(inputs, softplus, return_last_state=False, rtol=1e-5):
+    fast, fast_grads, ref, ref_grads = run_both(inputs, softplus, return_last_state)
+    for f, r in zip(fast, ref):
+        assert f.dtype == torch.float32
+        assert_matches(f, r, rtol)
+    assert fast_grads.keys() == ref_grads.keys()
+    for name, grad in fast_grads.items():
+        assert grad.shape == inputs[name].shape and grad.dtype == torch.float32, name
+        assert_matches(grad, ref_grads[name], rtol)
+
+
+@pytest.mark.parametrize("b_groups, c_groups", [(None, None), (1, 1), (2, None), (4, 2)])
+def test_groups_forms_match_reference(b_groups, c_groups):
+    check_all(make_inputs(b_groups=b_groups, c_groups=c_groups), softplus=True)
+
+
+@pytest.mark.parametrize("with_d, with_z, with_bias, softplus", [
+    (False, False, False, False), (True, False, False, False), (False, True, False, True),
+    (False, False, True, False), (False, False, True, True), (True, True, True, True)])
+def test_options_match_reference(with_d, with_z, with_bias, softplus):
+    inputs = make_inputs(with_d=with_d, with_z=with_z, with_bias=with_bias, seed=1,
+                         delta_scale=0.5 if softplus else 0.0)
+    if not softplus:  # without softplus the caller supplies positive step sizes
+        inputs["delta"] = torch.rand(inputs["u"].shape).requires_grad_()
+    check_all(inputs, softplus)
+
+
+@pytest.mark.parametrize("length", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
+def test_chunk_boundaries_with_last_state(length):
+    """The backward pass restarts from stored chunk states: every boundary case, and the
+    gradient that flows into last_state."""
+    check_all(make_inputs(length=length, seed=length, b_groups=2), softplus=True,
+              return_last_state=True)
+
+
+def test_three_dim_b_equals_one_group():
+    inputs = make_inputs(b_groups=None, c_groups=None, seed=3)
+    args = [inputs[k] for k in NAMES]
+    as_groups = list(args)
+    as_groups[3], as_groups[4] = args[3].unsqueeze(1), args[4].unsqueeze(1)
+    out_3d = selective_scan_fn(*args, delta_softplus=True)
+    out_4d = selective_scan_fn(*as_groups, delta_softplus=True)
+    assert torch.equal(out_3d, out_4d)
+
+
+def test_long_sequence():
+    inputs = make_inputs(batch=1, dim=2, n_state=4, length=20000, seed=4, with_z=False,
+                         delta_scale=0.3)
+    check_all(inputs, softplus=True, return_last_state=True)
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+def test_extreme_step_sizes(softplus):
+    """delta * |A| up to 1e4: decays underflow to exactly 0 and nothing becomes inf or NaN."""
+    inputs = make_inputs(seed=5, a_scale=100.0, length=200)
+    with torch.no_grad():
+        inputs["delta"].copy_(torch.rand(inputs["u"].shape) * 100.0)
+        inputs["A"].copy_(-torch.logspace(-2, 2, inputs["A"].numel()).reshape(inputs["A"].shape))
+        inputs["delta"][:, :, ::7] = 1e-3  # mix in slow decays so that the state carries over
+    check_all(inputs, softplus)
+
+
+def test_dtypes_follow_u():
+    inputs = make_inputs(seed=6, with_z=False)
+    args = [None if x is None else x.detach() for x in (inputs[k] for k in NAMES)]
+    assert selective_scan_fn(*args).dtype == torch.float32
+    out64, last64 = selective_scan_fn(*[None if x is None else x.double() for x in args],
+                                      return_last_state=True)
+    assert out64.dtype == last64.dtype == torch.float64
+
+
+def test_bad_shapes_are_named():
+    inputs = {k: None if v is None else v.detach() for k, v in make_inputs(seed=8).items()}
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan_fn(**{**inputs, "B": inputs["B"][:, :, :2]})  # wrong N
+    with pytest.raises(ValueError, match="G dividing D"):
+        selective_scan_fn(**{**inputs, "C": torch.zeros(2, 3, 3, 300)})  # 3 groups, D = 4
+    with pytest.raises(ValueError, match="delta_bias"):
+        selective_scan_fn(**{**inputs, "delta_bias": torch.zeros(5)})
+
+
+def test_vectorised_exp_matches_libm():
+    x = np.concatenate([np.linspace(-800.0, 720.0, 100001), -np.geomspace(1e-12, 1e4, 1000),
+                        np.geomspace(1e-12, 700, 1000), [0.0]])
+    out = np.empty_like(x)
+    scratch = np.empty((2, x.size), np.int64)
+    _scan_kernels._exp_into(x, out, scratch[0], scratch[1])
+    with np.errstate(over="ignore"):
+        expected = np.exp(x)
+    normal = np.isfinite(expected) & (expected > np.finfo(np.float64).tiny)
+    assert np.max(np.abs(out[normal] / expected[normal] - 1.0)) < 1e-15
+    assert np.array_equal(np.isinf(out), np.isinf(expected))
+    tiny = (expected <= np.finfo(np.float64).tiny)  # subnormal results, down to exact zeros
+    assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
