@@ -179,7 +179,7 @@ class Trainer:
         rows = []
         for ir, vi in bar:
             lr = self.optimizer.param_groups[0]["lr"]
-            terms = self._step(ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True))
+            terms = self.train_step(ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True))
             self.step += 1
             values = {k: terms[k].item() for k in TERMS}
             for k in TERMS:
@@ -191,7 +191,8 @@ class Trainer:
             self._append_csv("loss.csv", LOSS_COLUMNS, rows)
         return {k: v / max(1, len(rows)) for k, v in sums.items()}
 
-    def _step(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch; returns the loss terms."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             terms = self.loss(self.net(ir, vi), ir, vi)
         self.optimizer.zero_grad(set_to_none=True)
