@@ -5,6 +5,7 @@ Every method is trained with the same seed, hyper-parameters, split and image si
 
 Outputs under ``stage_dir(config, "detect", method)``::
 
+    protocol.json           the settings the run started with; a rerun with other settings stops (use --force)
     data.yaml               ultralytics dataset file (absolute paths into <bench>/fused/<method>)
     train/                  ultralytics training folder: results.csv (per epoch), weights/{last,best,best_map50}.pt
     ultralytics_test/       ultralytics' own validation of the selected weights on the test split
@@ -34,8 +35,9 @@ from typing import Any
 from detection import coco_eval, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusion.io import atomic_write_text
-from pipelines.benchmark import SPLITS, Benchmark
+from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.fuse import is_complete
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +49,23 @@ class DetectError(RuntimeError):
 def detect_method(config: dict[str, Any], method: str, force: bool = False) -> dict[str, Any]:
     """Train, select, predict and evaluate one method; returns its results (skips a finished method)."""
     out = stage_dir(config, "detect", method)
-    results_path = out / "results.json"
-    if results_path.is_file() and not force:
-        log.info("%s: detection already done (%s); use --force to redo", method, results_path)
-        return json.loads(results_path.read_text())
     if force and out.exists():
         shutil.rmtree(out)
+    protocol = detect_protocol(config)
+    protocol_path, results_path = out / "protocol.json", out / "results.json"
+    if protocol_path.is_file():
+        before = json.loads(protocol_path.read_text())
+        changed = {k: [before.get(k), v] for k, v in protocol.items() if before.get(k) != v}
+        if changed:
+            raise DetectError(f"{out}: started with other settings ({changed}: before, now); "
+                              f"rerun with --force to start {method} again")
+    if results_path.is_file():
+        log.info("%s: detection already done (%s); use --force to redo", method, results_path)
+        return json.loads(results_path.read_text())
 
     benchmark = Benchmark(benchmark_dir(config))
     check_fused_set(benchmark, method)
     settings = train_settings(config)
-    select_by = str(get_value(config, "detect.select_by", "map50"))
-    if select_by not in yolo.SELECT_BY:
-        raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
     if settings.amp:
         check_weights = get_value(config, "detect.amp_check_weights")
@@ -67,15 +73,15 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
             raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
                               "ultralytics' CUDA AMP self-test would otherwise download it")
         install_amp_check_weights(check_weights)
-    weights = get_value(config, "detect.weights")
-    source = yolo.model_source(weights, bool(get_value(config, "detect.allow_scratch", False)))
+    source = yolo.model_source(get_value(config, "detect.weights"), bool(get_value(config, "detect.allow_scratch")))
+    atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
 
     data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
     train_dir = yolo.train(data_yaml, out / "train", source, settings)
-    chosen = yolo.select(train_dir, select_by)
-    log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, select_by)
+    chosen = yolo.select(train_dir, protocol["select_by"])
+    log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, chosen.select_by)
 
-    conf, iou = float(get_value(config, "detect.conf", 0.001)), float(get_value(config, "detect.iou", 0.6))
+    conf, iou = protocol["conf"], protocol["iou"]
     gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
     images = [benchmark.fused_image(method, "test", stem) for stem in benchmark.stems("test")]
     detections = coco_eval.to_coco_detections(
@@ -92,17 +98,9 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
         "per_class": scores.per_class,
         "ultralytics_map50": ultralytics_map50,
         "selected_epoch": chosen.epoch,
-        "select_by": select_by,
         "val_map50_per_epoch": [row["map50"] for row in yolo.val_curve(train_dir)],
         "weights": str(chosen.weights),
-        "model_source": "scratch" if source == yolo.SCRATCH_CONFIG else f"pretrained {source}",
-        "epochs": settings.epochs,
-        "imgsz": settings.imgsz,
-        "batch": settings.batch,
-        "seed": settings.seed,
-        "amp": settings.amp,
-        "conf": conf,
-        "iou": iou,
+        **protocol,
         "test_images": len(images),
         "train_dir": str(train_dir),
     }
@@ -113,16 +111,25 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
 
 
 def check_fused_set(benchmark: Benchmark, method: str) -> None:
-    """Every split image of the fused set must exist, with the labels link beside the images."""
-    missing = [benchmark.fused_image(method, split, stem)
-               for split in SPLITS for stem in benchmark.stems(split)
-               if not benchmark.fused_image(method, split, stem).is_file()]
-    if missing:
-        raise DetectError(f"fused set {method!r} is incomplete: {len(missing)} images missing, e.g. {missing[0]} "
+    """Detection starts only on a complete fused set (every image of every split, per its fuse manifest)."""
+    if not is_complete(benchmark, method):
+        raise DetectError(f"{benchmark.fused_dir(method)}: fused set {method!r} is missing or incomplete "
                           f"(run `pipelines fuse --method {method}`)")
-    labels = benchmark.fused_dir(method) / "labels"
-    if not labels.is_dir():
-        raise DetectError(f"{labels}: missing; it must link to ../../labels (run `pipelines fuse --method {method}`)")
+
+
+def detect_protocol(config: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between the start and the end of a method's run (nor between methods)."""
+    settings = train_settings(config)
+    select_by = str(get_value(config, "detect.select_by", "map50"))
+    if select_by not in yolo.SELECT_BY:
+        raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
+    weights = get_value(config, "detect.weights")
+    return {
+        "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",
+        "epochs": settings.epochs, "imgsz": settings.imgsz, "batch": settings.batch, "seed": settings.seed,
+        "amp": settings.amp, "select_by": select_by,
+        "conf": float(get_value(config, "detect.conf", 0.001)), "iou": float(get_value(config, "detect.iou", 0.6)),
+    }
 
 
 def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:

@@ -1,6 +1,6 @@
-"""YOLOv5s training on real MSRS fused sets, offline on the CPU: the CLI stage, resume, skip and selection.
+"""YOLOv5s training offline on the CPU: the CLI stage on the sample, resume, skip and selection on real MSRS.
 
-Kept tiny (imgsz 128, 1-2 epochs, 14 training images, no pre-trained weights): the scores are near zero
+Kept tiny (imgsz 128, 1-2 epochs, 14-17 training images, no pre-trained weights): the scores are near zero
 and the tests check the mechanics, files and conventions, not detector quality.
 """
 from __future__ import annotations
@@ -22,11 +22,11 @@ from detection.coco_eval import evaluate, load_ground_truth
 from detection.offline import use_offline_ultralytics
 from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSettings, model_source, read_selection,
                             select, train, training_finished, val_curve, write_data_yaml)
-from fusion.io import read_ir, read_vi, write_image
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, stage_dir
-from pipelines.detect import DetectError, check_fused_set
+from pipelines.detect import DetectError, check_fused_set, detect_method
+from pipelines.fuse import fuse_method
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
 
@@ -48,28 +48,35 @@ def network_refused():
         yield attempts
 
 
-@pytest.fixture(scope="module")
-def fused_benchmark(msrs_benchmark: Benchmark, tmp_path_factory) -> Benchmark:
-    """A private copy of the MSRS benchmark with the `ir` and `vi` fused sets (3-channel PNGs + labels link)."""
-    root = tmp_path_factory.mktemp("detect") / "benchmark"
-    shutil.copytree(msrs_benchmark.root, root, ignore=shutil.ignore_patterns("fused", "*.cache"))
-    benchmark = Benchmark(root)
-    for method, read, source in (("ir", read_ir, "ir"), ("vi", read_vi, "vi")):
-        for pair in benchmark.pairs():
-            image = read(getattr(pair, source))
-            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-            write_image(benchmark.fused_image(method, pair.split, pair.stem), (image * 255 + 0.5).astype(np.uint8))
-        (benchmark.fused_dir(method) / "labels").symlink_to(Path("..") / ".." / "labels")
-    return benchmark
+def fused_copy(benchmark: Benchmark, folder: Path, methods: tuple[str, ...]) -> Benchmark:
+    """A private copy of ``benchmark`` with the fused sets of ``methods`` written by the fuse stage."""
+    root = folder / "benchmark"
+    shutil.copytree(benchmark.root, root, ignore=shutil.ignore_patterns("fused", "*.cache"))
+    config = load_config("sample", [f"data.benchmark={root}", "fusion.workers=1"])
+    for method in methods:
+        fuse_method(config, method, progress=False)
+    return Benchmark(root)
 
 
 @pytest.fixture(scope="module")
-def resumed_run(fused_benchmark: Benchmark, tmp_path_factory) -> SimpleNamespace:
+def msrs_fused(msrs_benchmark: Benchmark, tmp_path_factory) -> Benchmark:
+    """The real MSRS pairs with the `vi` fused set."""
+    return fused_copy(msrs_benchmark, tmp_path_factory.mktemp("msrs_fused"), ("vi",))
+
+
+@pytest.fixture(scope="module")
+def sample_fused(sample_benchmark: Benchmark, tmp_path_factory) -> Benchmark:
+    """The synthetic sample with the `ir` and `vi` fused sets."""
+    return fused_copy(sample_benchmark, tmp_path_factory.mktemp("sample_fused"), ("ir", "vi"))
+
+
+@pytest.fixture(scope="module")
+def resumed_run(msrs_fused: Benchmark, tmp_path_factory) -> SimpleNamespace:
     """Two epochs on `vi`, interrupted after the first, then resumed, then called once more (finished)."""
     work = tmp_path_factory.mktemp("resume")
     with network_refused() as attempts:
         use_offline_ultralytics(work / "ultralytics")
-        data = write_data_yaml(work / "data.yaml", fused_benchmark.fused_dir("vi"), fused_benchmark.classes)
+        data = write_data_yaml(work / "data.yaml", msrs_fused.fused_dir("vi"), msrs_fused.classes)
         train_dir, last = work / "train", work / "train" / "weights" / "last.pt"
 
         def interrupt_after_first_epoch(trainer):
@@ -125,8 +132,8 @@ def test_map50_keeper_keeps_the_first_best_epoch_across_a_restart(resumed_run, t
     assert list(YOLO(str(kept)).names.values()) == ["person", "bicycle", "car"]
 
 
-def test_detect_command_on_ir_and_vi_offline(fused_benchmark, tmp_path):
-    overrides = [f"data.benchmark={fused_benchmark.root}", f"run.root={tmp_path}", "run.device=cpu",
+def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_path):
+    overrides = [f"data.benchmark={sample_fused.root}", f"run.root={tmp_path}", "run.device=cpu",
                  "detect.epochs=1", "detect.imgsz=128", "detect.batch=4", "detect.workers=0"]
     args = ["detect", "-c", "sample", *(x for o in overrides for x in ("-s", o)), "--methods", "ir,vi"]
     try:
@@ -141,31 +148,34 @@ def test_detect_command_on_ir_and_vi_offline(fused_benchmark, tmp_path):
     assert attempts == []
 
     config = load_config("sample", overrides)
-    gt = load_ground_truth(fused_benchmark.coco_path("test"))
-    with_boxes = {fused_benchmark.classes[a["category_id"] - 1] for a in gt.dataset["annotations"]}
+    gt = load_ground_truth(sample_fused.coco_path("test"))
+    with_boxes = {sample_fused.classes[a["category_id"] - 1] for a in gt.dataset["annotations"]}
     for method in ("ir", "vi"):
         out = stage_dir(config, "detect", method)
         results = json.loads((out / "results.json").read_text())
         assert results["method"] == method and results["model_source"] == "scratch"
         assert results["selected_epoch"] == 1 and len(results["val_map50_per_epoch"]) == 1
         assert Path(results["weights"]).is_file() and (out / "train" / "results.csv").is_file()
-        assert set(results["per_class"]) == set(fused_benchmark.classes)
+        assert set(results["per_class"]) == set(sample_fused.classes)
         assert {c for c, v in results["per_class"].items() if v is not None} == with_boxes
         assert 0.0 <= results["map50"] <= 1.0 and 0.0 <= results["ultralytics_map50"] <= 1.0
         detections = json.loads((out / "test_predictions.json").read_text())
         assert detections, "a conf of 0.001 keeps some boxes even for an untrained detector"
         assert {d["image_id"] for d in detections} <= set(gt.getImgIds())
         assert {d["category_id"] for d in detections} <= {1, 2, 3}
-        assert all(d["bbox"][0] >= 0 and d["bbox"][0] + d["bbox"][2] <= 640.01 for d in detections)
+        widths = {img["id"]: img["width"] for img in gt.dataset["images"]}
+        assert all(0 <= d["bbox"][0] and d["bbox"][0] + d["bbox"][2] <= widths[d["image_id"]] + 0.01 for d in detections)
         assert evaluate(gt, detections).map50 == pytest.approx(results["map50"])
         row = pd.read_csv(out / "results.csv")
-        assert row.columns.tolist() == ["method", "map50", "map50_95", *fused_benchmark.classes]
+        assert row.columns.tolist() == ["method", "map50", "map50_95", *sample_fused.classes]
         assert row["map50"].iloc[0] == pytest.approx(results["map50"], abs=1e-6)
     summary = pd.read_csv(stage_dir(config, "detect") / "summary.csv")
     assert summary["method"].tolist() == ["ir", "vi"]
 
     assert again.exit_code == 0, again.output
     assert (stage_dir(config, "detect", "ir") / "results.json").stat().st_mtime_ns == stamp
+    with pytest.raises(DetectError, match=r"'epochs': \[1, 2\].*--force"):
+        detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
 
 def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
@@ -179,12 +189,13 @@ def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
     assert attempts and attempts[0][0] == "github.com"
 
 
-def test_clear_errors_before_any_training(fused_benchmark, tmp_path):
+def test_clear_errors_before_any_training(msrs_fused, tmp_path):
     with pytest.raises(ValueError, match="allow_scratch"):
         model_source(None, allow_scratch=False)
     with pytest.raises(FileNotFoundError, match="missing.pt.*yolov5su.pt"):
         model_source(tmp_path / "missing.pt", allow_scratch=True)
-    with pytest.raises(DetectError, match="fused set 'average' is incomplete.*pipelines fuse --method average"):
-        check_fused_set(fused_benchmark, "average")
+    check_fused_set(msrs_fused, "vi")
+    with pytest.raises(DetectError, match="fused set 'average' is missing or incomplete.*pipelines fuse --method average"):
+        check_fused_set(msrs_fused, "average")
     with pytest.raises(FileNotFoundError, match="dataset folder missing"):
         write_data_yaml(tmp_path / "data.yaml", tmp_path, ["person"])
