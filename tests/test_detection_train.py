@@ -178,6 +178,16 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
         detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
 
+def test_same_seed_same_training_on_cpu(sample_fused, tmp_path):
+    use_offline_ultralytics(tmp_path / "ultralytics")
+    data = write_data_yaml(tmp_path / "data.yaml", sample_fused.fused_dir("vi"), sample_fused.classes)
+    settings = TrainSettings(epochs=1, imgsz=64, batch=4, workers=0, seed=3, device="cpu")
+    runs = [pd.read_csv(train(data, tmp_path / f"run{i}", SCRATCH_CONFIG, settings) / "results.csv") for i in range(2)]
+    losses = ["train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss"]
+    assert runs[0][losses].equals(runs[1][losses])
+    assert runs[0]["train/box_loss"].iloc[0] > 0
+
+
 def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
     use_offline_ultralytics(tmp_path)
     from ultralytics.utils.checks import check_font
