@@ -17,10 +17,8 @@ and ``stage_dir(config, "detect")/summary.csv`` with one row per finished method
 
 Test evaluation: predictions at ``detect.conf`` (0.001, so the precision-recall curve is complete) and
 NMS IoU ``detect.iou`` (0.6, YOLOv5's val.py setting); pycocotools keeps the 100 best per image.
-Ultralytics' own test mAP@50 of the same weights is recorded as well; it differs slightly because its
-matcher and its precision envelope differ from COCOeval's (COCO: 101 recall points, greedy matching by
-score per image and category, at most 100 detections per image; ultralytics: its own 101-point
-interpolation over all detections, up to 300 per image).
+Ultralytics' own test mAP@50 of the same weights is recorded as well; detection/README.md explains
+why the two differ slightly (detections kept per image, and how the precision envelope is integrated).
 """
 from __future__ import annotations
 
