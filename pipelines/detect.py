@@ -121,6 +121,9 @@ def detect_protocol(config: dict[str, Any]) -> dict[str, Any]:
     select_by = str(get_value(config, "detect.select_by", "map50"))
     if select_by not in yolo.SELECT_BY:
         raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
+    if settings.device and "," in settings.device:  # untested here, and its launcher pip-installs cloudpickle
+        raise DetectError(f"run.device={settings.device}: one device per detect run; train methods in parallel "
+                          "on separate GPUs instead (run.device=0, run.device=1, ...)")
     weights = get_value(config, "detect.weights")
     return {
         "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",

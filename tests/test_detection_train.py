@@ -25,7 +25,7 @@ from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSetting
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, stage_dir
-from pipelines.detect import DetectError, check_fused_set, detect_method
+from pipelines.detect import DetectError, check_fused_set, detect_method, detect_protocol
 from pipelines.fuse import fuse_method
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
@@ -204,6 +204,10 @@ def test_clear_errors_before_any_training(msrs_fused, tmp_path):
         model_source(None, allow_scratch=False)
     with pytest.raises(FileNotFoundError, match="missing.pt.*yolov5su.pt"):
         model_source(tmp_path / "missing.pt", allow_scratch=True)
+    with pytest.raises(DetectError, match="one device per detect run"):
+        detect_protocol(load_config("sample", ["run.device='0,1'"]))
+    with pytest.raises(DetectError, match="select_by='loss'"):
+        detect_protocol(load_config("sample", ["detect.select_by=loss"]))
     check_fused_set(msrs_fused, "vi")
     with pytest.raises(DetectError, match="fused set 'average' is missing or incomplete.*pipelines fuse --method average"):
         check_fused_set(msrs_fused, "average")
