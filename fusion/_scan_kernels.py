@@ -102,8 +102,12 @@ def _chunk_buffers(chunk, n_state):
 
 
 @njit(parallel=True, cache=True)
-def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk):
-    """Returns out (batch, D, L) float32, chunk start states (batch, D, n_chunks, N) and the last state."""
+def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, n_parts):
+    """Returns out (batch, D, L) float32, chunk start states (batch, D, n_chunks, N) and the last state.
+
+    Work items are (batch, part of the channels); an item walks the chunks in time order and,
+    within a chunk, its channels, so the chunk's B and C stay in cache while they are reused.
+    """
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
     b_per_group = n_dim // B.shape[1]
@@ -111,29 +115,29 @@ def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk):
     n_chunks = (length + chunk - 1) // chunk
     out = np.empty((n_batch, n_dim, length), np.float32)
     starts = np.empty((n_batch, n_dim, n_chunks, n_state), np.float64)
-    last = np.empty((n_batch, n_dim, n_state), np.float64)
-    for item in prange(n_batch * n_dim):
-        b, d = item // n_dim, item % n_dim
-        gb, gc = d // b_per_group, d // c_per_group
+    last = np.zeros((n_batch, n_dim, n_state), np.float64)  # the running state
+    for item in prange(n_batch * n_parts):
+        b, part = item // n_parts, item % n_parts
         dts, decay, work = _chunk_buffers(chunk, n_state)
-        h = np.zeros(n_state)
         for c in range(n_chunks):
             t0 = c * chunk
             t1 = min(length, t0 + chunk)
-            starts[b, d, c] = h
-            _chunk_decay(delta[b, d, t0:t1], delta_bias[d], A[d], softplus, dts, decay, work)
-            for t in range(t0, t1):
-                k = t - t0
-                dt_u = dts[k] * u[b, d, t]
-                y = 0.0
-                for n in range(n_state):
-                    h[n] = decay[k * n_state + n] * h[n] + dt_u * B[b, gb, t, n]
-                    y += C[b, gc, t, n] * h[n]
-                y += D[d] * u[b, d, t]
-                if has_z:
-                    y *= z[b, d, t] * _sigmoid(z[b, d, t])
-                out[b, d, t] = y
-        last[b, d] = h
+            for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
+                gb, gc = d // b_per_group, d // c_per_group
+                h = last[b, d]
+                starts[b, d, c] = h
+                _chunk_decay(delta[b, d, t0:t1], delta_bias[d], A[d], softplus, dts, decay, work)
+                for t in range(t0, t1):
+                    k = t - t0
+                    dt_u = dts[k] * u[b, d, t]
+                    y = 0.0
+                    for n in range(n_state):
+                        h[n] = decay[k * n_state + n] * h[n] + dt_u * B[b, gb, t, n]
+                        y += C[b, gc, t, n] * h[n]
+                    y += D[d] * u[b, d, t]
+                    if has_z:
+                        y *= z[b, d, t] * _sigmoid(z[b, d, t])
+                    out[b, d, t] = y
     return out, starts, last
 
 
@@ -142,9 +146,9 @@ def scan_backward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, s
                   dout, dlast, n_parts):
     """Gradients of out (and of the last state) with respect to every input.
 
-    Work items are (batch, part of the channels). Channels of one group share B_t and C_t, so
-    their gradients are summed: each part sums into its own slice of dB/dC (n_parts of them,
-    added up by the caller) and no two threads ever write the same element.
+    Same work items as scan_forward, chunks in reverse order. Channels of one group share B_t and
+    C_t, so their gradients are summed: each part sums into its own slice of dB/dC (n_parts of
+    them, added up by the caller) and no two threads ever write the same element.
     Returns du, ddelta, dz (float32, batch x D x L), dA and dD and ddelta_bias per batch (float64),
     and dB, dC per part (float64, n_parts x batch x G x L x N).
     """
@@ -161,18 +165,18 @@ def scan_backward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, s
     dbias = np.zeros((n_batch, n_dim))
     dB = np.zeros((n_parts, n_batch, B.shape[1], length, n_state))
     dC = np.zeros((n_parts, n_batch, C.shape[1], length, n_state))
+    adjoint = dlast.copy()  # dLoss/dh per channel, carried backwards in time
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
         dts, decay, work = _chunk_buffers(chunk, n_state)
         states = np.empty((chunk + 1, n_state))  # states[k + 1] = h at step t0 + k
         ys = np.empty(chunk)  # C.h + D u, before the z gate
-        adj = np.empty(n_state)  # dLoss/dh, carried backwards in time
-        for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
-            gb, gc = d // b_per_group, d // c_per_group
-            adj[:] = dlast[b, d]
-            for c in range(n_chunks - 1, -1, -1):
-                t0 = c * chunk
-                t1 = min(length, t0 + chunk)
+        for c in range(n_chunks - 1, -1, -1):
+            t0 = c * chunk
+            t1 = min(length, t0 + chunk)
+            for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
+                gb, gc = d // b_per_group, d // c_per_group
+                adj = adjoint[b, d]
                 _chunk_decay(delta[b, d, t0:t1], delta_bias[d], A[d], softplus, dts, decay, work)
                 states[0] = starts[b, d, c]
                 for t in range(t0, t1):

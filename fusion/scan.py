@@ -97,6 +97,13 @@ def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
             _numpy(torch.zeros(1, 1, 1) if z is None else z, torch.float32))
 
 
+def _n_parts(n_batch: int, n_dim: int) -> int:
+    """Channel blocks per batch item: enough work items for every numba thread."""
+    from numba import get_num_threads
+
+    return min(n_dim, -(-get_num_threads() // n_batch))
+
+
 class _SelectiveScanCPU(torch.autograd.Function):
     """Numba forward scan + reverse scan; only chunk-start states are kept between the two."""
 
@@ -105,7 +112,8 @@ class _SelectiveScanCPU(torch.autograd.Function):
         from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
 
         arrays = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
-        out, starts, last = kernels.scan_forward(*arrays, delta_softplus, z is not None, CHUNK)
+        out, starts, last = kernels.scan_forward(*arrays, delta_softplus, z is not None, CHUNK,
+                                                 _n_parts(*u.shape[:2]))
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.from_numpy(starts))
         ctx.delta_softplus = delta_softplus
         return torch.from_numpy(out), torch.from_numpy(last)
@@ -116,13 +124,12 @@ class _SelectiveScanCPU(torch.autograd.Function):
 
         u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
         n_batch, n_dim, _ = u.shape
-        n_parts = min(n_dim, -(-torch.get_num_threads() // n_batch))
         if dlast is None:
             dlast = torch.zeros(n_batch, n_dim, A.shape[1])
         du, ddelta, dz, dA, dD, dbias, dB, dC = kernels.scan_backward(
             *_kernel_inputs(u, delta, A, B, C, D, z, delta_bias), ctx.delta_softplus,
             z is not None, CHUNK, starts.numpy(), _numpy(dout, torch.float32),
-            _numpy(dlast, torch.float64), n_parts)
+            _numpy(dlast, torch.float64), _n_parts(n_batch, n_dim))
 
         def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
