@@ -56,10 +56,14 @@ class RunInputs:
     score_threshold: float = 0.25
 
 
+def paper_table(name: str) -> pd.DataFrame:
+    """Values published in the S4Fusion paper, shipped as ``reports/<name>.csv``: ``paper_map50``
+    (Table VI, YOLOv5s mAP@50 % on M3FD, by lower-case method) and ``paper_fusion`` (Tables I and IV)."""
+    return pd.read_csv(io.StringIO((resources.files("reports") / f"{name}.csv").read_text()), dtype=str)
+
+
 def paper_map50() -> dict[str, float]:
-    """S4Fusion paper, Table VI: YOLOv5s mAP@50 (%) on M3FD, keyed by lower-case method name."""
-    path = resources.files("reports") / "paper_map50.csv"
-    frame = pd.read_csv(io.StringIO(path.read_text()))
+    frame = paper_table("paper_map50")
     return dict(zip(frame["method"], frame["map50"].astype(float)))
 
 
@@ -339,6 +343,7 @@ def build_report(run: RunInputs) -> Path:
         "score_threshold": run.score_threshold,
         "training": training_figures(run, results, figures_dir),
         "missing_detection": [m for m, r in results.items() if r is None],
+        "paper_fusion": paper_table("paper_fusion").to_dict("records"),
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
