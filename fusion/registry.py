@@ -73,14 +73,15 @@ def build_fuser(name: str, **options: Any) -> Any:
     return factory(**options)
 
 
-def _learned_factory(weights: str | Path, device: str = "auto", amp: bool | None = None) -> Any:
-    """A trained S4Fusion-family checkpoint (the project's own or the authors' model.pkl)."""
+def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int = 8) -> Any:
+    """A trained S4Fusion-family checkpoint (the project's own or the authors' model.pkl); ``amp``:
+    None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass."""
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     from fusion.s4fusion.inference import S4FusionFuser
 
-    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp)
+    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp, max_batch=int(max_batch))
 
 
 for _name in LEARNED_METHODS:

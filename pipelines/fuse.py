@@ -410,6 +410,14 @@ def resolve_weights(config: dict[str, Any], method: str, weights: str | Path | N
     return path.resolve()
 
 
+def torch_device(run_device: Any) -> str:
+    """``run.device`` (auto | cpu | cuda | cuda:N | N | N,M as ultralytics takes it) as a torch device;
+    a GPU list means its first GPU (spread fusion over GPUs with --shard i/n and CUDA_VISIBLE_DEVICES)."""
+    text = str(run_device if run_device is not None else "auto").strip()
+    first = text.split(",")[0].strip()
+    return f"cuda:{first}" if first.isdigit() else text
+
+
 def build_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
                  source: str | Path | None = None, keep_grey: bool | None = None
                  ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -429,8 +437,8 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
         path = resolve_weights(config, method, weights)
         options = {"weights_sha256": sha256_file(path)}
         info["weights"] = str(path)
-        fuser = build_fuser(method, weights=path, device=str(get_value(config, "run.device", "auto")),
-                            amp=section.get("amp"))
+        fuser = build_fuser(method, weights=path, device=torch_device(get_value(config, "run.device", "auto")),
+                            amp=section.get("amp"), max_batch=int(get_value(config, "fusion.batch_size", 8)))
     else:
         options = dict(section)
         fuser = build_fuser(method, **options)

@@ -200,6 +200,51 @@ def test_cli_fuses_methods_and_explains_a_missing_checkpoint(bench: Benchmark, t
     assert (fused[..., 0] == fused[..., 2]).all() and is_complete(bench, "emma")
 
 
+def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) -> Benchmark:
+    """A private benchmark of one pair per split, cropped to ``size`` (for the slow learned fuser on a CPU)."""
+    shutil.copytree(benchmark.root, root)
+    keep = {benchmark.stems(split)[0]: split for split in SPLITS}
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["pairs"] = [p for p in manifest["pairs"] if p["stem"] in keep]
+    width, height = size
+    for entry in manifest["pairs"]:
+        for kind in ("ir", "vi"):
+            crop = root / "sources" / kind / Path(entry[kind]).name
+            crop.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(crop), cv2.imread(entry[kind], cv2.IMREAD_UNCHANGED)[:height, :width])
+            entry[kind], entry[f"{kind}_sha256"] = str(crop), None  # hashed by the fuse stage instead
+        entry["width"], entry["height"] = width, height
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for stem, split in keep.items():
+        (root / "splits" / f"{split}.txt").write_text(stem + "\n")
+    return Benchmark(root)
+
+
+def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benchmark, tmp_path: Path):
+    import torch
+
+    from fusion.s4fusion.checkpoint import save_checkpoint
+    from fusion.s4fusion.model import S4Fusion
+    from pipelines.fuse import sha256_file
+
+    bench = _tiny(sample_benchmark, tmp_path / "bench")
+    config = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={bench.root}",
+                                    "run.device=cpu", "fusion.batch_size=3"])
+    with pytest.raises(FileNotFoundError, match="pipelines train-fusion --method s4fusion"):
+        build_method(config, "s4fusion")
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
+    save_checkpoint(checkpoint, S4Fusion())
+    fuser, fingerprint, info = build_method(config, "s4fusion")
+    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint)}
+    assert info["weights"] == str(checkpoint.resolve())
+    fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
+    assert is_complete(bench, "s4fusion")
+    pair = bench.pairs("test")[0]  # batched inference through the stage = the fuser on the pair alone
+    written = cv2.cvtColor(cv2.imread(str(bench.fused_image("s4fusion", "test", pair.stem))), cv2.COLOR_BGR2RGB)
+    assert np.abs(written.astype(int) - fuser(*load_pair(pair)).astype(int)).max() <= 1
+
+
 def test_fused_set_and_labels_load_in_ultralytics(msrs_benchmark: Benchmark, tmp_path: Path):
     from detection.offline import use_offline_ultralytics
     from detection.yolo import write_data_yaml
