@@ -288,3 +288,15 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     os.utime(bench / "fused" / "average" / "manifest.json", (newer, newer))  # the set was fused again
     run_metrics(config)
     assert (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns != stamp
+
+
+def test_metrics_command_refuses_random_weights_unless_accepted(tmp_path, msrs_det20):
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    bench = make_benchmark(tmp_path, msrs_det20, ["00004N"])
+    result = CliRunner().invoke(cli, ["metrics", "-s", f"run.root={tmp_path / 'runs'}", "-s", f"data.benchmark={bench}",
+                                      "-s", "perception.allow_random=false"])
+    assert result.exit_code == 1
+    assert "no ResNet50 weights given" in result.output and "perception.allow_random=true" in result.output

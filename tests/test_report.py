@@ -50,25 +50,33 @@ def test_table_marks_missing_and_formats(tmp_path):
 
 @pytest.fixture(scope="module")
 def sample_run(sample_raw, tmp_path_factory):
-    """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> metrics -> report."""
-    from pipelines.commands.report import build
+    """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> `pipelines metrics` ->
+    `pipelines report`, the last two through the command line."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
     from pipelines.detect import detect_method
     from pipelines.fuse import fuse_method
-    from pipelines.metrics import run_metrics
     from pipelines.prepare import prepare_benchmark
 
     root = tmp_path_factory.mktemp("report_run")
     prepare_benchmark(sample_raw, root / "benchmark")
-    config = load_config("sample", [
+    overrides = [
         f"run.root={root / 'runs'}", f"data.benchmark={root / 'benchmark'}", f"report.dir={root / 'report'}",
         "fusion.methods=[ir,vi,average]", "fusion.workers=1", "perception.allow_random=true",
         "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "report.qualitative=2",
-        "report.entropy_pairs=[[ir,average],[vi,s4fusion]]"])
+        "report.entropy_pairs=[[ir,average],[vi,s4fusion]]"]
+    config = load_config("sample", overrides)
     for method in ("ir", "vi", "average"):
         fuse_method(config, method, progress=False)
     detected = detect_method(config, "average")
-    run_metrics(config)
-    return config, build(config), detected
+    flags = [item for override in overrides for item in ("-s", override)]
+    for command in ("metrics", "report"):
+        result = CliRunner().invoke(cli, [command, "-c", "sample", *flags])
+        assert result.exit_code == 0, result.output
+    index = root / "report" / "index.html"
+    assert f"report: {index}" in result.output
+    return config, index, detected
 
 
 def test_report_has_every_section_and_no_broken_links(sample_run):
@@ -115,6 +123,7 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert "Not detected yet (shown as missing): ir, vi." in html
     assert "randomly initialised" in html  # entropy made with random weights is marked
     assert "vi vs s4fusion: missing" in html
+    assert "15.363" in html  # the paper's S4Fusion SF on M3FD, shown for reference
     assert r"\textbf{" in (tables / "fusion_metrics.tex").read_text()
 
 
