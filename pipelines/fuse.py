@@ -183,7 +183,7 @@ class FuseJob:
     def save(self) -> None:
         """This run's entries so far (the set is marked complete only by :meth:`finalize`)."""
         manifest = {**self.header, "complete": False, "images": dict(sorted(self.entries.items()))}
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
+        _write_json(self.manifest_path, manifest)
 
     def run(self, workers: int = 1, batch_size: int = 1) -> Iterator[Outcome]:
         """Fuse the pairs left, yielding each outcome as it finishes; the manifest is kept up to date."""
@@ -193,18 +193,19 @@ class FuseJob:
             outcomes = self._in_processes(workers)
         else:
             outcomes = (self._one(pair) for pair in self.todo)
-        last_save = time.monotonic()
+        last_save, unsaved = time.monotonic(), False
         try:
             for outcome in outcomes:
                 if outcome.entry is not None:
-                    self.entries[outcome.stem] = outcome.entry
-                if time.monotonic() - last_save >= SAVE_EVERY_S:
+                    self.entries[outcome.stem], unsaved = outcome.entry, True
+                if unsaved and time.monotonic() - last_save >= SAVE_EVERY_S:
                     self.save()
-                    last_save = time.monotonic()
+                    last_save, unsaved = time.monotonic(), False
                 yield outcome
         finally:
             outcomes.close()
-            self.save()
+            if unsaved:
+                self.save()
         self.finalize()
 
     def finalize(self) -> bool:
@@ -216,7 +217,7 @@ class FuseJob:
         if complete or self.shard.count == 1:
             merged = {**self.header, "shard": "1/1", "complete": complete,
                       "images": dict(sorted((s, entries[s]) for s in expected if s in entries))}
-            atomic_write_text(self.out / MANIFEST, json.dumps(merged, indent=1))
+            _write_json(self.out / MANIFEST, merged)
         return complete
 
     # -- three ways to run, one entry format --
@@ -325,6 +326,14 @@ def _remove_temporaries(output: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic write, skipped when the file already holds exactly this (a no-op rerun keeps its mtime,
+    which later stages use to notice a changed fused set)."""
+    text = json.dumps(data, indent=1)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+
+
 def _read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -428,7 +437,8 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
     """
     section = get_value(config, f"fusion.{method}", {}) or {}
     source = source or section.get("from")
-    info: dict[str, Any] = {"display_name": section.get("name", method), "config": config}
+    info: dict[str, Any] = {"display_name": section.get("name", method),
+                            "config": {"file": get_value(config, "run.config_file"), "fusion": config.get("fusion")}}
     if source:
         keep = bool(section.get("keep_grey", False)) if keep_grey is None else keep_grey
         fuser = build_fuser("external", folder=source, keep_grey=keep)

@@ -59,6 +59,9 @@ def test_fused_set_has_every_image_the_labels_link_and_a_complete_manifest(bench
     assert entry["sources"] == {"ir": recorded["ir_sha256"], "vi": recorded["vi_sha256"]}
     assert is_complete(bench, "gff") and not is_complete(bench, "tif")
     assert not list(out.rglob("*.tmp"))
+    before = (out / "manifest.json").stat().st_mtime_ns
+    _fuse(bench, "gff")  # nothing left to do: the manifest is not even rewritten
+    assert (out / "manifest.json").stat().st_mtime_ns == before
 
 
 def test_interrupted_run_resumes_to_the_same_set(sample_benchmark: Benchmark, tmp_path: Path):
