@@ -8,6 +8,10 @@ import pytest
 
 # No test may reach the network: ultralytics reads these before it is imported anywhere.
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# torch's and numba's OpenMP pools otherwise spin-wait against each other between calls (each idle
+# pool burns CPU for a while); on 2 cores that made every small selective-scan call ~15x slower.
+# Read once when libgomp loads, so it must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
