@@ -1,0 +1,140 @@
+"""S4Fusion: fusion time and peak memory per image pair, parameter counts, FLOPs.
+
+Timing: the released topology with random weights fuses one random IR/VI pair through the public
+API (S4FusionFuser: padding, model, colour) on the CPU with torch and numba limited to --threads
+threads (default 2) and OMP_WAIT_POLICY=PASSIVE (unless set: with the default active waiting,
+torch's and numba's OpenMP thread pools burn CPU spinning against each other), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that
+size alone. Wall and CPU (process) seconds are both reported: on a shared machine the wall time
+grows with the load average, which is recorded too. The scan kernels are compiled (or loaded from
+numba's cache) on a 49x61 pair before the clock starts.
+
+Parameters: every method name (both decoder topologies) in total and in the fusion layers.
+
+FLOPs at 480x640 (padded to 481x649), counted in the released topology:
+* dense: torch.utils.flop_counter over one forward pass (matmuls, convolutions, einsums; 2 FLOPs
+  per multiply-add; elementwise ops are not counted, as usual);
+* scan: analytic, since the scan runs outside torch. Per scan call with u (B, D, L) and N states:
+  9 * B * D * L * N (exp(dt A), dt B u, the state update and C h, mamba-ssm's own estimate)
+  + 2 * B * D * L (the D skip term); summed over every call the forward pass makes.
+The released forward skips the finest-scale fusion layer (its output is never read), so the
+numbers describe what actually runs.
+
+    python bench/bench_model.py                     # both sizes, 2 threads
+    python bench/bench_model.py --sizes 480x640
+
+Writes bench/results/model.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "model.json"
+
+
+def child(height: int, width: int, threads: int, flops: bool) -> dict:
+    """Runs in a fresh process: time one fusion (and optionally count FLOPs) at height x width."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import fusion.s4fusion.ssm as ssm
+    from fusion.s4fusion.geometry import pad_to_valid
+    from fusion.s4fusion.inference import S4FusionFuser
+    from fusion.s4fusion.model import S4Fusion
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    fuser = S4FusionFuser(S4Fusion(), device="cpu")
+    rng = np.random.default_rng(0)
+    ir = rng.random((height, width), dtype=np.float32)
+    vi = rng.random((height, width, 3), dtype=np.float32)
+    fuser(ir[:49, :61], vi[:49, :61])  # compile / load the numba kernels
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fuser(ir, vi)
+    result = {"size": f"{height}x{width}", "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "out_shape": list(out.shape),
+              "padded": "x".join(str(s) for s in pad_to_valid(torch.zeros(1, 1, height, width))[0].shape[-2:])}
+    if flops:
+        calls = []
+        scan = ssm.selective_scan_fn
+
+        def counting_scan(u, delta, A, *args, **kwargs):
+            calls.append((u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
+            return scan(u, delta, A, *args, **kwargs)
+
+        ssm.selective_scan_fn = counting_scan
+        x = pad_to_valid(torch.from_numpy(ir)[None, None])[0]
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            fuser.model(x, x)
+        result["dense_gflops"] = counter.get_total_flops() / 1e9
+        result["scan_gflops"] = sum(9 * b * d * n_len * n + 2 * b * d * n_len for b, d, n_len, n in calls) / 1e9
+        result["scan_calls"] = len(calls)
+    return result
+
+
+def parameter_counts() -> dict:
+    from fusion.s4fusion.config import METHOD_BLOCKS
+    from fusion.s4fusion.model import S4Fusion, config_for_method
+
+    counts = {}
+    for topology in ("released", "paper"):
+        for name in METHOD_BLOCKS:
+            model = S4Fusion(config_for_method(name, topology=topology))
+            counts[f"{name}/{topology}"] = {
+                "total": sum(p.numel() for p in model.parameters()),
+                "fusion_layers": sum(p.numel() for p in model.fusion_layers.parameters()),
+            }
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="480x640,1024x768", help="comma-separated HxW")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        height, width, flops = args.child.split(",")
+        print(json.dumps(child(int(height), int(width), args.threads, flops == "1")))
+        return
+
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's and numba's OpenMP pools must not spin-wait
+    timings = []
+    for size in args.sizes.split(","):
+        height, width = (int(v) for v in size.lower().split("x"))
+        flops = "1" if (height, width) == (480, 640) else "0"
+        run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
+                              f"{height},{width},{flops}"], env=env, capture_output=True, text=True, cwd=ROOT)
+        if run.returncode:
+            raise SystemExit(f"benchmark at {size} failed:\n{run.stderr}")
+        timings.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        t = timings[-1]
+        print(f"{t['size']:>9} (padded {t['padded']}): {t['wall_s']:6.2f} s wall, {t['cpu_s']:6.2f} s CPU, "
+              f"peak RSS {t['peak_rss_gb']:.2f} GiB", flush=True)
+        if "dense_gflops" in t:
+            print(f"          FLOPs: dense {t['dense_gflops']:.2f} G, scan {t['scan_gflops']:.2f} G "
+                  f"({t['scan_calls']} scan calls)")
+    params = parameter_counts()
+    for name, c in params.items():
+        print(f"{name:>28}: {c['total']:>9,} parameters ({c['fusion_layers']:>9,} in the fusion layers)")
+    result = {"threads": args.threads, "omp_wait_policy": env["OMP_WAIT_POLICY"], "load_average": os.getloadavg(), "timings": timings, "parameters": params,
+              "scan_flops_formula": "sum over scan calls of 9*B*D*L*N + 2*B*D*L"}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = OUT.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(OUT)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
