@@ -368,9 +368,9 @@ def is_complete(benchmark: Benchmark, method: str) -> bool:
         return False
     images = manifest.get("images", {})
     return all(
-        stem in images and images[stem].get("split") == pair.split
-        and benchmark.fused_image(method, pair.split, stem).is_file()
-        for pair in benchmark.pairs() for stem in [pair.stem]
+        images.get(pair.stem, {}).get("split") == pair.split
+        and benchmark.fused_image(method, pair.split, pair.stem).is_file()
+        for pair in benchmark.pairs()
     )
 
 
