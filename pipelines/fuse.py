@@ -22,6 +22,7 @@ import json
 import logging
 import multiprocessing
 import platform
+import re
 import shutil
 import sys
 import time
@@ -43,6 +44,7 @@ from pipelines.config import benchmark_dir, get_value, stage_dir
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
 
@@ -83,6 +85,11 @@ class Outcome:
     stem: str
     entry: dict[str, Any] | None = None
     error: str | None = None
+
+
+def check_method_name(method: str) -> None:
+    if not METHOD_NAME.fullmatch(method):
+        raise ValueError(f"method name {method!r}: use letters, digits, '_', '-' or '.' (it names a folder)")
 
 
 # --- reading the inputs, running a fuser on one pair -------------------------------------------
@@ -152,6 +159,7 @@ class FuseJob:
     def __init__(self, benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict[str, Any],
                  info: dict[str, Any] | None = None, splits: Iterable[str] = SPLITS,
                  shard: Shard = Shard(), force: bool = False, hash_workers: int = 4):
+        check_method_name(method)
         self.benchmark, self.method, self.fuser = benchmark, method, fuser
         self.out = benchmark.fused_dir(method)
         self.shard = shard
@@ -435,6 +443,7 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
     ``source`` (or ``fusion.<method>.from``) makes it an imported external set; learned methods load
     their checkpoint; classical ones take their options from the ``fusion.<method>`` section.
     """
+    check_method_name(method)
     section = get_value(config, f"fusion.{method}", {}) or {}
     source = source or section.get("from")
     info: dict[str, Any] = {"display_name": section.get("name", method),

@@ -190,6 +190,9 @@ def test_cli_fuses_methods_and_explains_a_missing_checkpoint(bench: Benchmark, t
     assert is_complete(bench, "max")
     both = runner.invoke(cli, [*base, "--method", "ir", "--methods", "all"])
     assert both.exit_code != 0 and "exactly one of" in both.output
+    escaping = runner.invoke(cli, [*base, "--method", "../outside", "--from", str(tmp_path)])
+    assert escaping.exit_code != 0 and "it names a folder" in escaping.output
+    assert not (bench.root / "outside").exists()
 
     results = tmp_path / "emma_results"  # grey results, as many published codes save them
     for pair in bench.pairs():

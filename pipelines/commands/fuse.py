@@ -53,7 +53,7 @@ def command(config_source, overrides, method, methods, weights, source, display_
             out = fuse_method(config, name, weights=weights, source=source, display_name=display_name,
                               keep_grey=keep_grey, shard=part, force=force, progress=not no_progress)
             log.info("%s: fused set in %s", name, out)
-        except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError) as error:
+        except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError, ValueError) as error:
             log.error("%s", error)
             failed.append(f"{name}: {error}")
     if failed:
