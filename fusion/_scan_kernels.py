@@ -1,8 +1,9 @@
-"""Numba CPU kernels of the selective scan: a forward scan and its reverse (adjoint) scan.
+"""Numba CPU kernels of the selective scan core: y_t = C_t . h_t with
+h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t, and its reverse (adjoint) scan.
 
-Layout (prepared by fusion.scan): u, delta, z, dout are float32 (batch, D, L); B and C are float32
-(batch, G, L, N) so that one time step reads N contiguous values; A (D, N), D (D,) and delta_bias
-(D,) are float64. Every sum runs in float64.
+Layout (prepared by fusion.scan): u, dt, dy are float32 (batch, D, L); B and C are float32
+(batch, G, L, N) so that one time step reads N contiguous values; A is float64 (D, N). States and
+every sum are float64.
 
 Memory stays linear in L without any (D, L, N) tensor: the forward pass keeps the hidden state only
 at the start of every chunk of ``chunk`` steps; the backward pass walks the chunks from last to
@@ -16,7 +17,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-SOFTPLUS_THRESHOLD = 20.0  # as torch.nn.functional.softplus and mamba-ssm: above it softplus(x) = x
+# The scans may reorder float64 sums (so that dot products over N vectorise) and fuse multiply-adds;
+# no other fast-math licence: inf, NaN and signed zeros keep their IEEE meaning.
+REASSOCIATE = {"reassoc", "contract"}
 
 # exp(x) = 2**k * exp(r) with k = round(x / ln 2) and |r| <= ln(2) / 2 (Cody-Waite reduction with
 # ln 2 split in two parts, as in fdlibm); a degree-12 Taylor polynomial then has error < 2e-16.
@@ -33,7 +36,7 @@ def _exp_taylor(r: float) -> float:
             1 / 39916800 + r * (1 / 479001600))))))))))))
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def _exp_into(x, out, half, rest):
     """out[i] = exp(x[i]) for 1-D arrays, in loops that LLVM vectorises (calls to libm's exp are
     not vectorised and cost ~3x more). Exact to ~1 ulp over the whole double range: 2**k is built
@@ -52,58 +55,30 @@ def _exp_into(x, out, half, rest):
         out[i] = out[i] * half_f[i] * rest_f[i]
 
 
-@njit(cache=True, inline="always")
-def _sigmoid(x: float) -> float:
-    """Logistic function without overflow for large |x|."""
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, inline="always")
-def _step_size(raw: float, softplus: bool) -> float:
-    """delta (bias already added) -> the step size dt that enters exp(dt * A)."""
-    if softplus and raw <= SOFTPLUS_THRESHOLD:
-        return math.log1p(math.exp(raw))
-    return raw
-
-
-@njit(cache=True, inline="always")
-def _step_size_grad(raw: float, softplus: bool) -> float:
-    """d dt / d delta, matching torch's softplus backward (1 above the threshold)."""
-    if softplus and raw <= SOFTPLUS_THRESHOLD:
-        return _sigmoid(raw)
-    return 1.0
-
-
 @njit(cache=True)
-def _chunk_decay(delta, bias, A, softplus, dts, decay, work):
-    """Step sizes and decays of one channel over one chunk: dts[k] = dt_k and
-    decay[k * N + n] = exp(dt_k * A[n]) for the len(delta) steps of the chunk.
+def _chunk_decay(dt, A, decay, work):
+    """decay[k * N + n] = exp(dt[k] * A[n]) for the len(dt) steps of one chunk of one channel.
     ``work`` is a float64 and two int64 scratch arrays of decay's size."""
     n_state = A.size
     exponents, half, rest = work
-    for k in range(delta.size):
-        dt = _step_size(delta[k] + bias, softplus)
-        dts[k] = dt
+    for k in range(dt.size):
         for n in range(n_state):
-            exponents[k * n_state + n] = dt * A[n]
-    used = delta.size * n_state
+            exponents[k * n_state + n] = dt[k] * A[n]
+    used = dt.size * n_state
     _exp_into(exponents[:used], decay[:used], half[:used], rest[:used])
 
 
 @njit(cache=True)
 def _chunk_buffers(chunk, n_state):
-    """Per-thread buffers for _chunk_decay: dts, decay and its scratch arrays."""
+    """Per-thread buffers for _chunk_decay: decay and its scratch arrays."""
     size = chunk * n_state
-    work = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64))
-    return np.empty(chunk), np.empty(size), work
+    return np.empty(size), (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64))
 
 
-@njit(parallel=True, cache=True)
-def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, n_parts):
-    """Returns out (batch, D, L) float32, chunk start states (batch, D, n_chunks, N) and the last state.
+@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
+def scan_forward(u, dt, A, B, C, chunk, n_parts):
+    """Returns y (batch, D, L) float32, the states at every chunk start (batch, D, n_chunks, N)
+    and the last state (batch, D, N).
 
     Work items are (batch, part of the channels); an item walks the chunks in time order and,
     within a chunk, its channels, so the chunk's B and C stay in cache while they are reused.
@@ -113,12 +88,12 @@ def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, n_
     b_per_group = n_dim // B.shape[1]
     c_per_group = n_dim // C.shape[1]
     n_chunks = (length + chunk - 1) // chunk
-    out = np.empty((n_batch, n_dim, length), np.float32)
+    y = np.empty((n_batch, n_dim, length), np.float32)
     starts = np.empty((n_batch, n_dim, n_chunks, n_state), np.float64)
     last = np.zeros((n_batch, n_dim, n_state), np.float64)  # the running state
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
-        dts, decay, work = _chunk_buffers(chunk, n_state)
+        decay, work = _chunk_buffers(chunk, n_state)
         for c in range(n_chunks):
             t0 = c * chunk
             t1 = min(length, t0 + chunk)
@@ -126,31 +101,30 @@ def scan_forward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, n_
                 gb, gc = d // b_per_group, d // c_per_group
                 h = last[b, d]
                 starts[b, d, c] = h
-                _chunk_decay(delta[b, d, t0:t1], delta_bias[d], A[d], softplus, dts, decay, work)
+                _chunk_decay(dt[b, d, t0:t1], A[d], decay, work)
                 for t in range(t0, t1):
                     k = t - t0
-                    dt_u = dts[k] * u[b, d, t]
-                    y = 0.0
+                    decay_t = decay[k * n_state:(k + 1) * n_state]
+                    B_t, C_t = B[b, gb, t], C[b, gc, t]
+                    dt_u = dt[b, d, t] * u[b, d, t]
+                    y_t = 0.0
                     for n in range(n_state):
-                        h[n] = decay[k * n_state + n] * h[n] + dt_u * B[b, gb, t, n]
-                        y += C[b, gc, t, n] * h[n]
-                    y += D[d] * u[b, d, t]
-                    if has_z:
-                        y *= z[b, d, t] * _sigmoid(z[b, d, t])
-                    out[b, d, t] = y
-    return out, starts, last
+                        h[n] = decay_t[n] * h[n] + dt_u * B_t[n]
+                        y_t += C_t[n] * h[n]
+                    y[b, d, t] = y_t
+    return y, starts, last
 
 
-@njit(parallel=True, cache=True)
-def scan_backward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, starts,
-                  dout, dlast, n_parts):
-    """Gradients of out (and of the last state) with respect to every input.
+@njit(parallel=True, cache=True, fastmath=REASSOCIATE)
+def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
+    """Gradients of y (and of the last state) with respect to u, dt, A, B and C.
 
-    Same work items as scan_forward, chunks in reverse order. Channels of one group share B_t and
-    C_t, so their gradients are summed: each part sums into its own slice of dB/dC (n_parts of
-    them, added up by the caller) and no two threads ever write the same element.
-    Returns du, ddelta, dz (float32, batch x D x L), dA and dD and ddelta_bias per batch (float64),
-    and dB, dC per part (float64, n_parts x batch x G x L x N).
+    Same work items as scan_forward, chunks in reverse order: each chunk's states are recomputed
+    from its start state into a (chunk + 1, N) buffer, then the adjoint dLoss/dh runs backwards
+    through it. Channels of one group share B_t and C_t, so their gradients are summed: each part
+    sums into its own slice of dB/dC (added up by the caller) and no two threads write the same
+    element. Returns du, ddt (float32, batch x D x L), dA per batch (float64, batch x D x N),
+    dB and dC per part (float64, n_parts x batch x G x L x N).
     """
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
@@ -158,58 +132,47 @@ def scan_backward(u, delta, A, B, C, D, delta_bias, z, softplus, has_z, chunk, s
     c_per_group = n_dim // C.shape[1]
     n_chunks = starts.shape[2]
     du = np.empty((n_batch, n_dim, length), np.float32)
-    ddelta = np.empty((n_batch, n_dim, length), np.float32)
-    dz = np.zeros(z.shape, np.float32)
+    ddt = np.empty((n_batch, n_dim, length), np.float32)
     dA = np.zeros((n_batch, n_dim, n_state))
-    dD = np.zeros((n_batch, n_dim))
-    dbias = np.zeros((n_batch, n_dim))
     dB = np.zeros((n_parts, n_batch, B.shape[1], length, n_state))
     dC = np.zeros((n_parts, n_batch, C.shape[1], length, n_state))
     adjoint = dlast.copy()  # dLoss/dh per channel, carried backwards in time
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
-        dts, decay, work = _chunk_buffers(chunk, n_state)
+        decay, work = _chunk_buffers(chunk, n_state)
         states = np.empty((chunk + 1, n_state))  # states[k + 1] = h at step t0 + k
-        ys = np.empty(chunk)  # C.h + D u, before the z gate
         for c in range(n_chunks - 1, -1, -1):
             t0 = c * chunk
             t1 = min(length, t0 + chunk)
             for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
                 gb, gc = d // b_per_group, d // c_per_group
-                adj = adjoint[b, d]
-                _chunk_decay(delta[b, d, t0:t1], delta_bias[d], A[d], softplus, dts, decay, work)
+                adj, A_d, dA_d = adjoint[b, d], A[d], dA[b, d]
+                _chunk_decay(dt[b, d, t0:t1], A_d, decay, work)
                 states[0] = starts[b, d, c]
                 for t in range(t0, t1):
                     k = t - t0
-                    dt_u = dts[k] * u[b, d, t]
-                    y = 0.0
+                    decay_t = decay[k * n_state:(k + 1) * n_state]
+                    B_t, before, after = B[b, gb, t], states[k], states[k + 1]
+                    dt_u = dt[b, d, t] * u[b, d, t]
                     for n in range(n_state):
-                        states[k + 1, n] = (decay[k * n_state + n] * states[k, n]
-                                            + dt_u * B[b, gb, t, n])
-                        y += C[b, gc, t, n] * states[k + 1, n]
-                    ys[k] = y + D[d] * u[b, d, t]
+                        after[n] = decay_t[n] * before[n] + dt_u * B_t[n]
                 for t in range(t1 - 1, t0 - 1, -1):
                     k = t - t0
-                    dt, u_t, g = dts[k], u[b, d, t], dout[b, d, t]
-                    if has_z:
-                        sig = _sigmoid(z[b, d, t])
-                        dz[b, d, t] = g * ys[k] * sig * (1.0 + z[b, d, t] * (1.0 - sig))
-                        g *= z[b, d, t] * sig
-                    dD[b, d] += g * u_t
-                    d_input = 0.0  # dLoss/d(dt * u_t)
-                    d_exponent = 0.0  # sum_n dLoss/d(dt * A_n) * A_n
+                    decay_t = decay[k * n_state:(k + 1) * n_state]
+                    B_t, C_t, before, after = B[b, gb, t], C[b, gc, t], states[k], states[k + 1]
+                    dB_t, dC_t = dB[part, b, gb, t], dC[part, b, gc, t]
+                    dt_t, u_t, g = dt[b, d, t], u[b, d, t], dy[b, d, t]
+                    d_input = 0.0  # dLoss/d(dt_t * u_t)
+                    d_exponent = 0.0  # sum_n dLoss/d(dt_t * A_n) * A_n
                     for n in range(n_state):
-                        adj[n] += g * C[b, gc, t, n]
-                        dC[part, b, gc, t, n] += g * states[k + 1, n]
-                        dB[part, b, gb, t, n] += adj[n] * dt * u_t
-                        d_input += adj[n] * B[b, gb, t, n]
-                        w = adj[n] * states[k, n] * decay[k * n_state + n]
-                        d_exponent += w * A[d, n]
-                        dA[b, d, n] += w * dt
-                        adj[n] *= decay[k * n_state + n]
-                    du[b, d, t] = g * D[d] + d_input * dt
-                    d_dt = d_input * u_t + d_exponent
-                    d_raw = d_dt * _step_size_grad(delta[b, d, t] + delta_bias[d], softplus)
-                    ddelta[b, d, t] = d_raw
-                    dbias[b, d] += d_raw
-    return du, ddelta, dz, dA, dD, dbias, dB, dC
+                        adj[n] += g * C_t[n]
+                        dC_t[n] += g * after[n]
+                        dB_t[n] += adj[n] * dt_t * u_t
+                        d_input += adj[n] * B_t[n]
+                        w = adj[n] * before[n] * decay_t[n]  # dLoss/d(dt_t * A_n)
+                        d_exponent += w * A_d[n]
+                        dA_d[n] += w * dt_t
+                        adj[n] *= decay_t[n]
+                    du[b, d, t] = d_input * dt_t
+                    ddt[b, d, t] = d_input * u_t + d_exponent
+    return du, ddt, dA, dB, dC

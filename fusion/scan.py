@@ -85,18 +85,6 @@ def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
     return x.detach().to(dtype).contiguous().numpy()
 
 
-def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
-    """Torch tensors -> the contiguous numpy layout of fusion._scan_kernels (see there)."""
-    n_dim = A.shape[0]
-    zero = torch.zeros(n_dim, dtype=torch.float64)
-    return (_numpy(u, torch.float32), _numpy(delta, torch.float32), _numpy(A, torch.float64),
-            _numpy(_grouped(B).transpose(2, 3), torch.float32),
-            _numpy(_grouped(C).transpose(2, 3), torch.float32),
-            _numpy(zero if D is None else D, torch.float64),
-            _numpy(zero if delta_bias is None else delta_bias, torch.float64),
-            _numpy(torch.zeros(1, 1, 1) if z is None else z, torch.float32))
-
-
 def _n_parts(n_batch: int, n_dim: int) -> int:
     """Channel blocks per batch item: enough work items for every numba thread."""
     from numba import get_num_threads
@@ -104,44 +92,56 @@ def _n_parts(n_batch: int, n_dim: int) -> int:
     return min(n_dim, -(-get_num_threads() // n_batch))
 
 
-class _SelectiveScanCPU(torch.autograd.Function):
-    """Numba forward scan + reverse scan; only chunk-start states are kept between the two."""
+class _ScanCore(torch.autograd.Function):
+    """y_t = C_t . h_t, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t with numba kernels: a forward
+    scan and a reverse scan; only the states at chunk starts are kept between the two."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def forward(ctx, u, dt, A, B, C):
         from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
 
-        arrays = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
-        out, starts, last = kernels.scan_forward(*arrays, delta_softplus, z is not None, CHUNK,
-                                                 _n_parts(*u.shape[:2]))
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.from_numpy(starts))
-        ctx.delta_softplus = delta_softplus
-        return torch.from_numpy(out), torch.from_numpy(last)
+        arrays = (_numpy(u, torch.float32), _numpy(dt, torch.float32), _numpy(A, torch.float64),
+                  _numpy(_grouped(B).transpose(2, 3), torch.float32),
+                  _numpy(_grouped(C).transpose(2, 3), torch.float32))
+        y, starts, last = kernels.scan_forward(*arrays, CHUNK, _n_parts(*u.shape[:2]))
+        ctx.arrays = arrays  # float32 copies or views of the inputs, reused by backward
+        ctx.save_for_backward(u, dt, A, B, C, torch.from_numpy(starts))
+        return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)
 
     @staticmethod
-    def backward(ctx, dout, dlast):
+    def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
-        u, delta, A, B, C, D, z, delta_bias, starts = ctx.saved_tensors
-        n_batch, n_dim, _ = u.shape
+        u, dt, A, B, C, starts = ctx.saved_tensors
         if dlast is None:
-            dlast = torch.zeros(n_batch, n_dim, A.shape[1])
-        du, ddelta, dz, dA, dD, dbias, dB, dC = kernels.scan_backward(
-            *_kernel_inputs(u, delta, A, B, C, D, z, delta_bias), ctx.delta_softplus,
-            z is not None, CHUNK, starts.numpy(), _numpy(dout, torch.float32),
-            _numpy(dlast, torch.float64), _n_parts(n_batch, n_dim))
+            dlast = torch.zeros(*u.shape[:2], A.shape[1])
+        du, ddt, dA, dB, dC = kernels.scan_backward(
+            *ctx.arrays, CHUNK, starts.numpy(), _numpy(dy, torch.float32),
+            _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
+        del ctx.arrays
 
         def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
             return grad.reshape(like.shape).to(like.dtype)
 
-        grads = (torch.from_numpy(du).to(u.dtype), torch.from_numpy(ddelta).to(delta.dtype),
-                 torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C),
-                 None if D is None else torch.from_numpy(dD).sum(0).to(D.dtype),
-                 None if z is None else torch.from_numpy(dz).to(z.dtype),
-                 None if delta_bias is None else torch.from_numpy(dbias).sum(0).to(delta_bias.dtype),
-                 None)
-        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))
+        return (torch.from_numpy(du).to(u.dtype), torch.from_numpy(ddt).to(dt.dtype),
+                torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C))
+
+
+def _scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+              z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool
+              ) -> tuple[Tensor, Tensor]:
+    """The scan core in numba; the element-wise parts (step size, skip term D, gate z) are
+    whole-tensor torch ops, vectorised and differentiated by torch itself."""
+    dt = delta if delta_bias is None else delta + delta_bias[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)  # threshold 20, as mamba-ssm
+    out, last = _ScanCore.apply(u, dt, A, B, C)
+    if D is not None:
+        out = out + D[:, None] * u
+    if z is not None:
+        out = out * F.silu(z)
+    return out, last
 
 
 def _mamba_selective_scan():
@@ -164,8 +164,9 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 
     CUDA tensors go to mamba-ssm's kernel when it is installed. Everything else runs the numba
     CPU scan (CUDA tensors without mamba-ssm are moved to the CPU and back, with a warning).
-    The CPU path computes in float64 from float32 inputs and, unlike mamba-ssm, also
-    back-propagates a gradient that flows into last_state.
+    The CPU path scans float32 inputs with float64 states and sums (like mamba-ssm it computes
+    softplus, D and z in the inputs' precision) and, unlike mamba-ssm, also back-propagates a
+    gradient that flows into last_state.
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if u.is_cuda:
@@ -181,7 +182,7 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                           RuntimeWarning, stacklevel=2)
             _warned_cpu_roundtrip = True
     cpu = [None if x is None else x.cpu() for x in (u, delta, A, B, C, D, z, delta_bias)]
-    out, last = _SelectiveScanCPU.apply(*cpu, delta_softplus)
+    out, last = _scan_cpu(*cpu, delta_softplus)
     out = out.to(device=device, dtype=u.dtype)
     if return_last_state:
         return out, last.to(device=device, dtype=u.dtype)
