@@ -10,14 +10,14 @@ numba's cache) on a 49x61 pair before the clock starts.
 
 Parameters: every method name (both decoder topologies) in total and in the fusion layers.
 
-FLOPs at 480x640 (padded to 481x649), counted in the released topology:
+FLOPs at 480x640 (padded to 481x649), in both topologies:
 * dense: torch.utils.flop_counter over one forward pass (matmuls, convolutions, einsums; 2 FLOPs
   per multiply-add; elementwise ops are not counted, as usual);
 * scan: analytic, since the scan runs outside torch. Per scan call with u (B, D, L) and N states:
   9 * B * D * L * N (exp(dt A), dt B u, the state update and C h, mamba-ssm's own estimate)
   + 2 * B * D * L (the D skip term); summed over every call the forward pass makes.
-The released forward skips the finest-scale fusion layer (its output is never read), so the
-numbers describe what actually runs.
+The released forward skips the finest-scale fusion layer (its output is never read); the paper
+topology runs it, so the two differ by that layer's cost.
 
     python bench/bench_model.py                     # both sizes, 2 threads
     python bench/bench_model.py --sizes 480x640
@@ -43,12 +43,10 @@ def child(height: int, width: int, threads: int, flops: bool) -> dict:
     """Runs in a fresh process: time one fusion (and optionally count FLOPs) at height x width."""
     import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    import fusion.s4fusion.ssm as ssm
     from fusion.s4fusion.geometry import pad_to_valid
     from fusion.s4fusion.inference import S4FusionFuser
-    from fusion.s4fusion.model import S4Fusion
+    from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -63,22 +61,35 @@ def child(height: int, width: int, threads: int, flops: bool) -> dict:
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "out_shape": list(out.shape),
               "padded": "x".join(str(s) for s in pad_to_valid(torch.zeros(1, 1, height, width))[0].shape[-2:])}
     if flops:
-        calls = []
-        scan = ssm.selective_scan_fn
-
-        def counting_scan(u, delta, A, *args, **kwargs):
-            calls.append((u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
-            return scan(u, delta, A, *args, **kwargs)
-
-        ssm.selective_scan_fn = counting_scan
         x = pad_to_valid(torch.from_numpy(ir)[None, None])[0]
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
-            fuser.model(x, x)
-        result["dense_gflops"] = counter.get_total_flops() / 1e9
-        result["scan_gflops"] = sum(9 * b * d * n_len * n + 2 * b * d * n_len for b, d, n_len, n in calls) / 1e9
-        result["scan_calls"] = len(calls)
+        result["flops"] = {topology: count_flops(S4Fusion(S4FusionConfig(topology=topology)), x)
+                           for topology in ("released", "paper")}
     return result
+
+
+def count_flops(model, x) -> dict:
+    """Dense FLOPs of one forward pass by torch's counter; scan FLOPs from the shapes of every scan call."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import fusion.s4fusion.ssm as ssm
+
+    calls = []
+    scan = ssm.selective_scan_fn
+
+    def counting_scan(u, delta, A, *args, **kwargs):
+        calls.append((u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
+        return scan(u, delta, A, *args, **kwargs)
+
+    ssm.selective_scan_fn = counting_scan
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.inference_mode(), counter:
+            model.eval()(x, x)
+    finally:
+        ssm.selective_scan_fn = scan
+    scan_flops = sum(9 * b * d * length * n + 2 * b * d * length for b, d, length, n in calls)
+    return {"dense_gflops": counter.get_total_flops() / 1e9, "scan_gflops": scan_flops / 1e9, "scan_calls": len(calls)}
 
 
 def parameter_counts() -> dict:
@@ -121,9 +132,9 @@ def main() -> None:
         t = timings[-1]
         print(f"{t['size']:>9} (padded {t['padded']}): {t['wall_s']:6.2f} s wall, {t['cpu_s']:6.2f} s CPU, "
               f"peak RSS {t['peak_rss_gb']:.2f} GiB", flush=True)
-        if "dense_gflops" in t:
-            print(f"          FLOPs: dense {t['dense_gflops']:.2f} G, scan {t['scan_gflops']:.2f} G "
-                  f"({t['scan_calls']} scan calls)")
+        for topology, f in t.get("flops", {}).items():
+            print(f"          FLOPs ({topology} topology): dense {f['dense_gflops']:.2f} G, scan {f['scan_gflops']:.2f} G "
+                  f"({f['scan_calls']} scan calls)")
     params = parameter_counts()
     for name, c in params.items():
         print(f"{name:>28}: {c['total']:>9,} parameters ({c['fusion_layers']:>9,} in the fusion layers)")
