@@ -17,6 +17,10 @@ class S4FusionConfig:
         fused features are added before each patch expanding, the finest-scale fusion is unused) or
         "paper" (Eq. 6: F^(l-1) = D^(l)(UP^(l)(F^(l)) + R^(l)) with every scale's R used).
     fusion_block: "cmsa" or one of the Table V ablations.
+    dims / depths / depths_decoder: channels and VSS blocks per scale (encoder; decoder reversed).
+    d_state / d_state_fusion: scan state size in VSS blocks / CMSA blocks; expand: d_inner = expand * C.
+    fusion_depth: blocks per fusion layer (K). cmsa_input_norm: the paper's LayerNorm in front of
+        each CMSA block (the released code has none). attn_head_dim: head width of the attention ablations.
     """
 
     topology: str = "released"

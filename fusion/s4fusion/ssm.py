@@ -50,7 +50,7 @@ def init_dt_bias(d_inner: int, dt_min: float = 1e-3, dt_max: float = 0.1, floor:
 
 
 class DirectionalSSM(nn.Module):
-    """Owns the scan parameters of K directions and runs one direction's scan.
+    """Owns the scan parameters of the K directions and runs the four directional scans.
 
     ``proj_names`` lists the input-dependent x -> (Delta, B, C) projections: one for SS2D
     (``x_proj_weight``); one per modality for Cross SS2D (``x_proj_weight``, ``y_proj_weight``),
@@ -60,7 +60,6 @@ class DirectionalSSM(nn.Module):
     def __init__(self, d_inner: int, d_state: int, dt_rank: int, proj_names: tuple[str, ...] = ("x_proj_weight",)):
         super().__init__()
         self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, dt_rank
-        self.proj_names = proj_names
         bound = d_inner ** -0.5
         for name in proj_names:
             weight = torch.empty(DIRECTIONS, dt_rank + 2 * d_state, d_inner).uniform_(-bound, bound)
@@ -71,8 +70,6 @@ class DirectionalSSM(nn.Module):
         a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(DIRECTIONS * d_inner, 1)
         self.A_logs = nn.Parameter(torch.log(a))
         self.Ds = nn.Parameter(torch.ones(DIRECTIONS * d_inner))
-        for p in (self.A_logs, self.Ds):
-            p._no_weight_decay = True
 
     def project_all(self, x: torch.Tensor, proj_name: str = "x_proj_weight") -> torch.Tensor:
         """(B, D, H, W) -> (B, K * (R + 2N), H, W): every direction's x -> (dt, B, C) projection at once."""
