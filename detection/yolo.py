@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ class TrainSettings:
     seed: int
     device: str | None = None  # None: ultralytics picks the first GPU, else the CPU
     amp: bool = False
+    resume: bool = True  # False: an interrupted run restarts from epoch 0 (bit-identical to an uninterrupted one)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,10 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     if last.is_file() and training_finished(last):
         log.info("%s: training already finished", train_dir)
         return train_dir
-    resume = last.is_file()
+    resume = last.is_file() and settings.resume
+    if last.is_file() and not resume:
+        log.info("%s: interrupted run discarded (detect.resume=false): restarting from epoch 0", train_dir)
+        shutil.rmtree(train_dir)
     model = YOLO(str(last) if resume else source)
     model.add_callback("on_model_save", Map50Keeper(train_dir / "weights" / "best_map50.pt"))
     for event, callback in (callbacks or {}).items():

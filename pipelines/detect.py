@@ -144,6 +144,7 @@ def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:
         seed=int(get_value(config, "detect.seed", 0)),
         device=None if device in (None, "auto") else str(device),
         amp=bool(get_value(config, "detect.amp", False)),
+        resume=bool(get_value(config, "detect.resume", True)),
     )
 
 

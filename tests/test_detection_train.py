@@ -188,6 +188,26 @@ def test_same_seed_same_training_on_cpu(sample_fused, tmp_path):
     assert runs[0]["train/box_loss"].iloc[0] > 0
 
 
+def test_without_resume_an_interrupted_run_restarts_and_matches_an_uninterrupted_one(sample_fused, tmp_path):
+    """detect.resume=false (the sample's setting): a kill costs the epochs done, never the reproducibility."""
+    use_offline_ultralytics(tmp_path / "ultralytics")
+    data = write_data_yaml(tmp_path / "data.yaml", sample_fused.fused_dir("vi"), sample_fused.classes)
+    settings = TrainSettings(epochs=2, imgsz=64, batch=4, workers=0, seed=1, device="cpu", resume=False)
+
+    def interrupt_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "killed", SCRATCH_CONFIG, settings, callbacks={"on_fit_epoch_end": interrupt_after_first_epoch})
+    assert not training_finished(tmp_path / "killed" / "weights" / "last.pt")
+    rerun = pd.read_csv(train(data, tmp_path / "killed", SCRATCH_CONFIG, settings) / "results.csv")
+    straight = pd.read_csv(train(data, tmp_path / "straight", SCRATCH_CONFIG, settings) / "results.csv")
+    columns = ["epoch", "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", MAP50_KEY]
+    assert list(rerun["epoch"]) == [1, 2]
+    assert rerun[columns].equals(straight[columns])
+
+
 def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
     use_offline_ultralytics(tmp_path)
     from ultralytics.utils.checks import check_font
