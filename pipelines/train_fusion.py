@@ -25,7 +25,6 @@ from pipelines.config import benchmark_dir, get_value, stage_dir
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png")
 METHOD_LOSS = {"s4fusion_wo_per": {"per": 0.0}}  # same network as s4fusion, trained without L_per
 
 
@@ -77,6 +76,8 @@ def setup_device(config: dict[str, Any]) -> torch.device:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if dist.get_rank():
+            logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
         if torch.cuda.is_available():
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
@@ -90,22 +91,19 @@ def setup_device(config: dict[str, Any]) -> torch.device:
 
 
 def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
-    """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder."""
+    """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder. An existing
+    last.pt is continued (or, when finished, left alone) unless ``force`` or not ``resume``: then the
+    folder's outputs are replaced by a fresh run."""
     out_dir = stage_dir(config, "fusion", method)
     settings, architecture = train_settings(config, method), model_config(config, method)
     device = setup_device(config)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if (force or not resume) and rank == 0:
-        for name in OUTPUTS:
-            (out_dir / name).unlink(missing_ok=True)
-    if dist.is_initialized():
-        dist.barrier()
     network, source = build_resnet50(get_value(config, "perception.weights"),
                                      bool(get_value(config, "perception.torchvision", False)),
                                      bool(get_value(config, "perception.allow_random", False)))
     log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config)
-    trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device)
+    trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device,
+                      resume=resume and not force)
     if trainer.finished:
         log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
     else:

@@ -65,6 +65,11 @@ def test_resume_gives_identical_weights(sample_benchmark, perception, tmp_path):
     assert rows[0] == rows[1] and len(rows[0].splitlines()) == 3  # header + one step per epoch
     fresh = Trainer(config, perception, pairs, [], tmp_path / "fresh", settings)
     assert not all(torch.equal(fresh.model.state_dict()[k], a[k]) for k in a)  # training changed the weights
+    other = config_for_method("s4fusion", **{**TINY, "dims": (12, 24, 48)})
+    with pytest.raises(ValueError, match="another architecture"):
+        Trainer(other, perception, pairs, [], tmp_path / "split", settings)
+    with pytest.raises(ValueError, match="training pairs or seed changed"):
+        Trainer(config, perception, pairs[:1], [], tmp_path / "split", settings)
     with pytest.raises(ValueError, match="not a valid S4Fusion size.*61"):
         Trainer(config, perception, pairs, [], tmp_path / "bad", TrainSettings(crop=50))
 

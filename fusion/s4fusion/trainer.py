@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 TERMS = ("total", "per", "l1", "ssim", "grad")
 LOSS_COLUMNS = ("epoch", "step", "lr", *TERMS, "w_ir", "w_vi")
 VAL_COLUMNS = ("epoch", *TERMS)
+OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -133,10 +134,14 @@ class Trainer:
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)  # the released topology never uses its finest-scale fusion layer
         self.epoch, self.step, self.best_val = 0, 0, math.inf
         if resume and self.last_path.is_file():
             self._resume()
+        elif self.rank == 0:  # a fresh start: nothing of an earlier run may mix into the new outputs
+            for name in OUTPUTS:
+                (self.out_dir / name).unlink(missing_ok=True)
 
     @property
     def last_path(self) -> Path:
@@ -255,9 +260,14 @@ class Trainer:
         if state["data"] != {"seed": self.settings.seed, "pairs": self.train_names}:
             raise ValueError(f"{self.last_path}: the training pairs or seed changed since this checkpoint; "
                              "use --force to start over")
-        if state["settings"]["epochs"] != self.settings.epochs:
-            log.warning("resuming with %d epochs instead of %d: the learning-rate schedule changes",
-                        self.settings.epochs, state["settings"]["epochs"])
+        if state["config"] != self.model.config.to_dict():
+            raise ValueError(f"{self.last_path}: trained with another architecture ({state['config']}); "
+                             "use --force to start over")
+        now = asdict(self.settings)
+        changed = sorted(k for k in now if state["settings"].get(k) != now[k])
+        if changed:
+            log.warning("resuming with changed settings %s (schedule or data order differ from the first run)",
+                        ", ".join(f"{k}: {state['settings'].get(k)} -> {now[k]}" for k in changed))
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -301,6 +311,7 @@ def plot_losses(out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     train = pd.read_csv(out_dir / "loss.csv").groupby("epoch").mean(numeric_only=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -311,6 +322,7 @@ def plot_losses(out_dir: Path) -> None:
     for term in TERMS[1:]:
         axes[1].plot(train.index, train[term], label=term)
     for ax, title in zip(axes, ("total loss", "terms (unweighted)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()
