@@ -18,7 +18,7 @@ SMALL = S4FusionConfig(dims=(16, 32, 64), d_state=4, d_state_fusion=6, fusion_de
 @pytest.fixture(scope="module")
 def fuser() -> S4FusionFuser:
     torch.manual_seed(0)
-    return S4FusionFuser(S4Fusion(SMALL), device="cpu")
+    return S4FusionFuser(S4Fusion(SMALL), device="cpu", max_batch=4)  # so that batching is exercised
 
 
 @pytest.fixture(scope="module")
