@@ -8,9 +8,16 @@ Per batch b, channel d and state index n::
     out_t   = y_t * silu(z_t)                        (z optional)
 
 B and C are (batch, N, L) or (batch, G, N, L); with G groups channel d reads group d // (D / G).
+
+Dispatch: CUDA tensors with mamba-ssm installed -> mamba-ssm's kernel; otherwise the CPU path
+(CUDA tensors without mamba-ssm make a round trip to the CPU, with a one-time warning). The CPU
+path runs the recurrence in numba kernels (fusion._scan_kernels) with a hand-written reverse scan
+as backward; it never materialises (D, L, N) tensors. ``selective_scan_ref`` is the readable
+float64 definition that the tests hold it to.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -144,6 +151,7 @@ def _scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     return out, last
 
 
+@functools.cache
 def _mamba_selective_scan():
     """mamba-ssm's CUDA selective_scan_fn, or None where mamba-ssm is not installed."""
     try:
