@@ -40,21 +40,25 @@ def recolor(fused_y: np.ndarray, vi: np.ndarray, keep_grey: bool = False) -> np.
 
     A grey visible image (or ``keep_grey``) gives a grey result replicated to 3 channels.
     """
+    return _recolor(fused_y, None if vi.ndim == 2 or keep_grey else rgb_to_ycbcr(vi))
+
+
+def _recolor(fused_y: np.ndarray, vi_ycbcr: np.ndarray | None) -> np.ndarray:
     fused_y = np.clip(fused_y.astype(np.float32), 0.0, 1.0)
-    if vi.ndim == 2 or keep_grey:
-        rgb = np.repeat(fused_y[..., None], 3, axis=2)
-    else:
-        ycc = rgb_to_ycbcr(vi)
-        ycc[..., 0] = fused_y
-        rgb = ycbcr_to_rgb(ycc)
-    return to_uint8(rgb)
+    if vi_ycbcr is None:
+        return to_uint8(np.repeat(fused_y[..., None], 3, axis=2))
+    vi_ycbcr[..., 0] = fused_y
+    return to_uint8(ycbcr_to_rgb(vi_ycbcr))
 
 
 def fuse_luminance(
     ir: np.ndarray, vi: np.ndarray, fuse_y: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """Apply a grey-level fusion rule ``fuse_y(ir, y) -> fused_y`` and recolour with the visible chroma."""
-    return recolor(fuse_y(ir.astype(np.float32), luminance(vi).astype(np.float32)), vi)
+    if vi.ndim == 2:
+        return _recolor(fuse_y(ir.astype(np.float32), vi.astype(np.float32)), None)
+    ycc = rgb_to_ycbcr(vi)  # converted once: the rule reads its Y, the recolouring keeps its Cb/Cr
+    return _recolor(fuse_y(ir.astype(np.float32), ycc[..., 0].copy()), ycc)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
