@@ -1,0 +1,115 @@
+"""``run-all``: prepare -> train learned fusers -> fuse -> detect -> metrics -> report, for every
+method of the config.
+
+Every stage is idempotent (it skips what its manifests say is done and resumes what was
+interrupted), so rerunning after a crash or a kill continues where it stopped. A failure in one
+method's stage is logged with its traceback, reported in the summary, and the other methods go on;
+the report then shows that method as missing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fusion.registry import is_learned
+from pipelines.config import get_value
+from pipelines.fuse import configured_methods
+
+log = logging.getLogger("pipelines.run_all")
+
+
+@dataclass
+class Step:
+    stage: str
+    method: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class RunSummary:
+    steps: list[Step] = field(default_factory=list)
+    report: Path | None = None
+
+    @property
+    def failures(self) -> list[Step]:
+        return [s for s in self.steps if not s.ok]
+
+    def step(self, stage: str, method: str, action: Callable[[], Any]) -> Any:
+        """Run one stage for one method; a failure is recorded (with traceback in the log), not raised."""
+        start = time.perf_counter()
+        try:
+            result = action()
+        except Exception as error:  # noqa: BLE001 - one method's failure must not lose the others
+            log.exception("%s %s failed", stage, method)
+            self.steps.append(Step(stage, method, False, time.perf_counter() - start, f"{type(error).__name__}: {error}"))
+            return None
+        self.steps.append(Step(stage, method, True, time.perf_counter() - start))
+        return result
+
+    def status(self, stage: str, method: str) -> str:
+        for step in self.steps:
+            if step.stage == stage and step.method == method:
+                return "ok" if step.ok else "FAILED"
+        return "-"
+
+
+def methods_to_train(config: dict[str, Any]) -> list[str]:
+    """Learned methods of the config that have neither weights nor an imported folder."""
+    return [m for m in configured_methods(config)
+            if is_learned(m) and not get_value(config, f"fusion.{m}.weights") and not get_value(config, f"fusion.{m}.from")]
+
+
+def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
+    """The whole benchmark for one config; returns what each step did."""
+    from pipelines.commands.report import build as build_report
+    from pipelines.detect import detect_method
+    from pipelines.fuse import fuse_method, is_complete
+    from pipelines.metrics import run_metrics
+    from pipelines.prepare import prepare_from_config
+    from pipelines.train_fusion import train_fusion
+
+    summary = RunSummary()
+    benchmark = summary.step("prepare", "-", lambda: prepare_from_config(config))
+    if benchmark is None:
+        return summary  # nothing downstream can run without a benchmark
+    for method in methods_to_train(config):
+        summary.step("train-fusion", method, lambda m=method: train_fusion(config, m))
+    methods = configured_methods(config)
+    for method in methods:
+        summary.step("fuse", method, lambda m=method: fuse_method(config, m, progress=progress))
+    fused = [m for m in methods if is_complete(benchmark, m)]
+    for method in fused:
+        summary.step("detect", method, lambda m=method: detect_method(config, m))
+    if fused:
+        summary.step("metrics", ",".join(fused), lambda: run_metrics(config, fused))
+    summary.report = summary.step("report", "-", lambda: build_report(config))
+    return summary
+
+
+def format_summary(config: dict[str, Any], summary: RunSummary) -> str:
+    """The one-screen summary printed at the end: per method what happened and its test mAP@50."""
+    import json
+
+    from pipelines.config import stage_dir
+
+    lines = [f"run {get_value(config, 'run.name')}: " + ("all steps succeeded" if not summary.failures
+                                                        else f"{len(summary.failures)} step(s) failed")]
+    lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50")
+    for method in configured_methods(config):
+        results = stage_dir(config, "detect", method) / "results.json"
+        map50 = json.loads(results.read_text())["map50"] if results.is_file() else None
+        shown = "missing" if map50 is None else f"{100 * map50:.1f}"
+        lines.append(f"{method:<18}{summary.status('train-fusion', method):>8}{summary.status('fuse', method):>8}"
+                     f"{summary.status('detect', method):>8}   {shown}")
+    for step in summary.failures:
+        lines.append(f"FAILED {step.stage} {step.method}: {step.detail.splitlines()[0] if step.detail else ''}")
+    total = sum(s.seconds for s in summary.steps)
+    lines.append(f"time: {total:.0f} s; logs: {stage_dir(config, 'logs')}")
+    if summary.report:
+        lines.append(f"report: {summary.report}")
+    return "\n".join(lines)
