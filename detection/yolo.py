@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -91,6 +92,25 @@ def write_data_yaml(path: str | Path, root: str | Path, classes: Sequence[str]) 
     path = Path(path)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@contextmanager
+def cpu_threads(count: int | None = None) -> Iterator[None]:
+    """Run ultralytics on ``count`` CPU threads (default: all cores), then give the caller its own setting.
+
+    Ultralytics sets torch's process-wide thread count to ``cpu_count - 1`` whenever it selects a device:
+    one thread on a 2-core machine, and every later stage of the same process would inherit it.
+    """
+    import torch
+    from ultralytics.utils import torch_utils
+
+    before, default = torch.get_num_threads(), torch_utils.NUM_THREADS
+    torch_utils.NUM_THREADS = max(1, int(count or os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch_utils.NUM_THREADS = default
+        torch.set_num_threads(before)
 
 
 def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: TrainSettings,

@@ -75,19 +75,20 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
 
     data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
-    train_dir = yolo.train(data_yaml, out / "train", source, settings)
-    chosen = yolo.select(train_dir, protocol["select_by"])
-    log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, chosen.select_by)
+    with yolo.cpu_threads(get_value(config, "detect.cpu_threads")):
+        train_dir = yolo.train(data_yaml, out / "train", source, settings)
+        chosen = yolo.select(train_dir, protocol["select_by"])
+        log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, chosen.select_by)
 
-    conf, iou = protocol["conf"], protocol["iou"]
-    gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
-    images = [benchmark.fused_image(method, "test", stem) for stem in benchmark.stems("test")]
-    detections = coco_eval.to_coco_detections(
-        yolo.predict(chosen.weights, images, settings.imgsz, conf, iou, settings.device), gt)
-    atomic_write_text(out / "test_predictions.json", json.dumps(detections))
-    scores = coco_eval.evaluate(gt, detections)
-    ultralytics_map50 = yolo.ultralytics_map50(chosen.weights, data_yaml, "test", settings, conf, iou,
-                                               out / "ultralytics_test")
+        conf, iou = protocol["conf"], protocol["iou"]
+        gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
+        images = [benchmark.fused_image(method, "test", stem) for stem in benchmark.stems("test")]
+        detections = coco_eval.to_coco_detections(
+            yolo.predict(chosen.weights, images, settings.imgsz, conf, iou, settings.device), gt)
+        atomic_write_text(out / "test_predictions.json", json.dumps(detections))
+        scores = coco_eval.evaluate(gt, detections)
+        ultralytics_map50 = yolo.ultralytics_map50(chosen.weights, data_yaml, "test", settings, conf, iou,
+                                                   out / "ultralytics_test")
 
     results = {
         "method": method,

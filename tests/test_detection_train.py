@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.offline import use_offline_ultralytics
-from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSettings, model_source, read_selection,
+from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSettings, cpu_threads, model_source, read_selection,
                             select, train, training_finished, val_curve, write_data_yaml)
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
@@ -206,6 +206,22 @@ def test_without_resume_an_interrupted_run_restarts_and_matches_an_uninterrupted
     columns = ["epoch", "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", MAP50_KEY]
     assert list(rerun["epoch"]) == [1, 2]
     assert rerun[columns].equals(straight[columns])
+
+
+def test_cpu_threads_is_used_by_ultralytics_and_the_callers_setting_comes_back(tmp_path):
+    import torch
+
+    use_offline_ultralytics(tmp_path)
+    from ultralytics.utils import torch_utils
+
+    before = torch.get_num_threads()
+    with cpu_threads(before + 1):
+        torch_utils.select_device("cpu", verbose=False)  # what every ultralytics train/predict/val call does
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    torch_utils.select_device("cpu", verbose=False)
+    assert torch.get_num_threads() == torch_utils.NUM_THREADS  # ultralytics' own default is back too
+    torch.set_num_threads(before)
 
 
 def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
