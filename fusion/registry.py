@@ -73,7 +73,7 @@ def build_fuser(name: str, **options: Any) -> Any:
     return factory(**options)
 
 
-def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int = 8) -> Any:
+def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None) -> Any:
     """A trained S4Fusion-family checkpoint (the project's own or the authors' model.pkl); ``amp``:
     None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass."""
     path = Path(weights)
@@ -81,7 +81,7 @@ def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None 
         raise FileNotFoundError(f"{path}: checkpoint not found")
     from fusion.s4fusion.inference import S4FusionFuser
 
-    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp, max_batch=int(max_batch))
+    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp, max_batch=int(max_batch) if max_batch else None)
 
 
 for _name in LEARNED_METHODS:

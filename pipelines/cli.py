@@ -12,6 +12,7 @@ import sys
 
 import click
 
+import fusion  # noqa: F401  (first: sets the OpenMP wait policy before any command imports torch)
 from pipelines import commands
 
 

@@ -457,7 +457,7 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
         options = {"weights_sha256": sha256_file(path)}
         info["weights"] = str(path)
         fuser = build_fuser(method, weights=path, device=torch_device(get_value(config, "run.device", "auto")),
-                            amp=section.get("amp"), max_batch=int(get_value(config, "fusion.batch_size", 8)))
+                            amp=section.get("amp"), max_batch=get_value(config, "fusion.batch_size"))
     else:
         options = dict(section)
         fuser = build_fuser(method, **options)
@@ -476,5 +476,5 @@ def fuse_method(config: dict[str, Any], method: str, *, weights: str | Path | No
         info["display_name"] = display_name
     return fuse_set(benchmark, method, fuser, fingerprint=fingerprint, info=info,
                     workers=int(get_value(config, "fusion.workers", 1)),
-                    batch_size=int(get_value(config, "fusion.batch_size", 1)),
+                    batch_size=int(get_value(config, "fusion.batch_size") or 8),
                     shard=shard, force=force, progress=progress)
