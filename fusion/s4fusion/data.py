@@ -163,4 +163,5 @@ def make_loader(dataset: CropPairs, batch_size: int, workers: int, seed: int, sh
     ``dataset.set_epoch`` before each epoch. Under DDP each rank gets its share of the same order."""
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                      pin_memory=torch.cuda.is_available(),
+                      persistent_workers=False)  # workers start each epoch with the dataset's new epoch
