@@ -1,0 +1,238 @@
+"""Selective scan on the CPU: fusion.scan (numba) against a plain PyTorch loop, same run, same inputs.
+
+Shapes are S4Fusion's cross scan: batch 1, D = 288 channels, N = 18 states, interleaved sequence
+length 2L = 8,192 ... 131,072, with D, delta_bias and softplus, B and C shared by all channels.
+For each length: forward (under no_grad) and forward+backward, wall-clock and CPU seconds (best
+of --repeats for fusion.scan, one run for the slow baseline), and peak resident memory above the
+level before the call (Linux VmHWM, reset through /proc/self/clear_refs). numba uses all its
+threads; torch is held to one thread (the baseline's tensors are tiny, and fusion.scan's few
+element-wise torch ops are cheap), which avoids thread-barrier stalls on a shared machine.
+
+The baseline loop is only run where its predicted time (from the per-token rate at the previous
+length) stays under --baseline-limit seconds and its predicted memory under half the available
+RAM; beyond that its numbers are linear extrapolations, marked "extrapolated" in the table and JSON.
+numba's one-time cost is measured in child processes: a cold compile (empty cache directory) and
+a warm start (loading that cache), both for a tiny forward+backward.
+
+    python bench/bench_scan.py
+    python bench/bench_scan.py --lengths 8192 32768 --repeats 1
+
+Writes bench/results/scan.json.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+# torch's and numba's OpenMP pools must not spin-wait against each other (see tests/conftest.py);
+# libgomp reads this once, so it is set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fusion.io import atomic_write_text  # noqa: E402
+from fusion.scan import selective_scan_fn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DIM, N_STATE = 288, 18
+LENGTHS = (8192, 16384, 32768, 65536, 131072)
+NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
+LIBC = ctypes.CDLL("libc.so.6")
+
+
+def torch_loop_scan(u, delta, A, B, C, D, delta_bias):
+    """The baseline to beat: one step of the recurrence per iteration, float32, plain autograd.
+    B, C: (batch, N, L). Steps are taken with unbind so that backward stays linear in L."""
+    dt = F.softplus(delta + delta_bias[:, None])
+    h = u.new_zeros(u.shape[0], A.shape[0], A.shape[1])
+    ys = []
+    for dt_t, u_t, B_t, C_t in zip(dt.unbind(-1), u.unbind(-1), B.unbind(-1), C.unbind(-1)):
+        h = torch.exp(dt_t[..., None] * A) * h + (dt_t * u_t)[..., None] * B_t[:, None, :]
+        ys.append((h * C_t[:, None, :]).sum(-1))
+    return torch.stack(ys, dim=-1) + D[:, None] * u
+
+
+def numba_scan(u, delta, A, B, C, D, delta_bias):
+    return selective_scan_fn(u, delta, A, B, C, D, None, delta_bias, delta_softplus=True)
+
+
+def make_inputs(length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Mamba-style initialisation: A = -(1..N), dt = softplus(delta + bias) around 1e-3 .. 1e-1."""
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.exp(torch.rand(DIM, generator=g) * (torch.log(torch.tensor(0.1)) - torch.log(torch.tensor(1e-3)))
+                   + torch.log(torch.tensor(1e-3)))
+    return {
+        "u": torch.randn(1, DIM, length, generator=g),
+        "delta": torch.randn(1, DIM, length, generator=g) * 0.5,
+        "A": -torch.arange(1, N_STATE + 1, dtype=torch.float32).repeat(DIM, 1),
+        "B": torch.randn(1, N_STATE, length, generator=g),
+        "C": torch.randn(1, N_STATE, length, generator=g),
+        "D": torch.ones(DIM),
+        "delta_bias": dt + torch.log(-torch.expm1(-dt)),  # inverse softplus
+    }
+
+
+def proc_kib(path: str, field: str) -> int:
+    """A 'Field:  123 kB' line of /proc/self/status or /proc/meminfo."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{path} has no {field}")
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of all threads, peak RSS above the starting level in MiB) of
+    one call. Memory freed by earlier calls is handed back to the OS first, so that it cannot
+    hide this call's peak."""
+    gc.collect()
+    LIBC.malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    start_kib = proc_kib("/proc/self/status", "VmRSS")
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return seconds, cpu, (proc_kib("/proc/self/status", "VmHWM") - start_kib) / 1024
+
+
+def run_once(scan, inputs: dict[str, torch.Tensor], backward: bool) -> Callable[[], object]:
+    def forward():
+        with torch.no_grad():
+            return scan(*(inputs[k] for k in NAMES))
+
+    def forward_backward():
+        leaves = [inputs[k].clone().requires_grad_() for k in NAMES]
+        scan(*leaves).sum().backward()
+        return [x.grad for x in leaves]
+
+    return forward_backward if backward else forward
+
+
+def first_call_seconds() -> dict[str, float]:
+    """numba's one-time cost: cold compile into an empty cache directory, then a warm start."""
+    probe = ("import time; t = time.perf_counter(); import torch; "
+             "from fusion.scan import selective_scan_fn; "
+             "x = [torch.randn(1, 4, 64, requires_grad=True) for _ in range(2)]; "
+             "A = (-torch.rand(4, 3)).requires_grad_(); "
+             "B, C = (torch.randn(1, 3, 64, requires_grad=True) for _ in range(2)); "
+             "selective_scan_fn(x[0], x[1], A, B, C, delta_softplus=True).sum().backward(); "
+             "print(time.perf_counter() - t)")
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("cold_compile_s", "warm_cache_s"):
+            done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, check=True,
+                                  capture_output=True, text=True)
+            result[label] = float(done.stdout.split()[-1])
+    return result
+
+
+def bench(lengths: list[int], repeats: int, baseline_limit: float) -> dict:
+    available_mib = proc_kib("/proc/meminfo", "MemAvailable") / 1024
+    rows = []
+    rate: dict[bool, tuple[float, ...] | None] = {False: None, True: None}  # s, cpu s, MiB per token
+    for length in lengths:
+        inputs = make_inputs(length)
+        row: dict = {"length": length}
+        for backward, mode in ((False, "forward"), (True, "forward_backward")):
+            run_numba = run_once(numba_scan, inputs, backward)
+            run_numba()  # warm-up: numba cache load, allocator
+            best = min((timed(run_numba) for _ in range(repeats)), key=lambda r: r[0])
+            row[f"numba_{mode}_s"], row[f"numba_{mode}_cpu_s"], row[f"numba_{mode}_peak_mib"] = best
+            predicted = None if rate[backward] is None else tuple(r * length for r in rate[backward])
+            if predicted and (predicted[0] > baseline_limit or predicted[2] > available_mib / 2):
+                measured = predicted
+                row[f"baseline_{mode}_extrapolated"] = True
+            else:
+                run_once(torch_loop_scan, make_inputs(256), backward)()  # warm-up
+                measured = timed(run_once(torch_loop_scan, inputs, backward))
+                rate[backward] = tuple(max(m, 0.0) / length for m in measured)
+                row[f"baseline_{mode}_extrapolated"] = False
+            (row[f"baseline_{mode}_s"], row[f"baseline_{mode}_cpu_s"],
+             row[f"baseline_{mode}_peak_mib"]) = measured
+            row[f"speedup_{mode}"] = measured[0] / row[f"numba_{mode}_s"]
+            row[f"speedup_{mode}_cpu"] = measured[1] / row[f"numba_{mode}_cpu_s"]
+            print(f"  L={length} {mode}: numba {row[f'numba_{mode}_s']:.3f} s "
+                  f"(cpu {row[f'numba_{mode}_cpu_s']:.3f}), baseline {measured[0]:.2f} s "
+                  f"(cpu {measured[1]:.2f}){' extrapolated' if row[f'baseline_{mode}_extrapolated'] else ''}",
+                  flush=True)
+        if not row["baseline_forward_extrapolated"]:
+            with torch.no_grad():
+                ours = numba_scan(*(inputs[k] for k in NAMES))
+                loop = torch_loop_scan(*(inputs[k] for k in NAMES))
+            row["max_rel_diff_vs_baseline"] = float((ours - loop).abs().max() / loop.abs().max())
+        rows.append(row)
+    return {"rows": rows}
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'2L':>7} | {'fwd numba':>9} {'fwd loop':>10} {'x wall':>6} {'x cpu':>6} | "
+              f"{'f+b numba':>9} {'f+b loop':>10} {'x wall':>6} {'x cpu':>6} | "
+              f"{'MiB f+b numba':>13} {'loop':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        def loop(mode: str, key: str, fmt: str) -> str:
+            star = "*" if r[f"baseline_{mode}_extrapolated"] else " "
+            return format(r[f"baseline_{mode}_{key}"], fmt) + star
+        cells = []
+        for mode in ("forward", "forward_backward"):
+            cells.append(f"{r[f'numba_{mode}_s']:>9.3f} {loop(mode, 's', '9.2f')} "
+                         f"{r[f'speedup_{mode}']:>6.1f} {r[f'speedup_{mode}_cpu']:>6.1f}")
+        print(f"{r['length']:>7} | {cells[0]} | {cells[1]} | "
+              f"{r['numba_forward_backward_peak_mib']:>13.1f} {loop('forward_backward', 'peak_mib', '7.0f')}")
+    print("seconds are wall clock; 'x cpu' compares CPU seconds of all threads (robust on a busy\n"
+          "machine); * = extrapolated linearly from the largest measured length")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-limit", type=float, default=60.0,
+                        help="extrapolate the baseline where one run would take longer (s)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scan.json")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    first = first_call_seconds()
+    print(f"numba first call: cold compile {first['cold_compile_s']:.1f} s, "
+          f"warm cache {first['warm_cache_s']:.1f} s", flush=True)
+    result = bench(sorted(args.lengths), args.repeats, args.baseline_limit)
+    rows = result["rows"]
+    print_table(rows)
+    growth = [{"from": a["length"], "to": b["length"],
+               **{f"{mode}{unit}": b[f"numba_{mode}{unit}"] / a[f"numba_{mode}{unit}"]
+                  for mode in ("forward", "forward_backward") for unit in ("_s", "_cpu_s")}}
+              for a in rows for b in rows if b["length"] == 4 * a["length"]]
+    for g in growth:
+        print(f"numba, 4x length ({g['from']} -> {g['to']}): forward time x{g['forward_s']:.2f} "
+              f"(cpu x{g['forward_cpu_s']:.2f}), forward+backward x{g['forward_backward_s']:.2f} "
+              f"(cpu x{g['forward_backward_cpu_s']:.2f})")
+    report = {
+        "dim": DIM, "n_state": N_STATE, "batch": 1, "repeats": args.repeats,
+        "baseline_limit_s": args.baseline_limit, "first_call": first, "rows": rows,
+        "growth_4x_length": growth,
+        "machine": {"cpus": os.cpu_count(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "numba_threads": numba.get_num_threads(),
+                    "torch_threads": torch.get_num_threads(),
+                    "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
+                    "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
