@@ -76,42 +76,70 @@ def _chunk_buffers(chunk, n_state):
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def scan_forward(u, dt, A, B, C, chunk, n_parts):
+def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
     """Returns y (batch, D, L) float32, the states at every chunk start (batch, D, n_chunks, N)
     and the last state (batch, D, N).
 
-    Work items are (batch, part of the channels); an item walks the chunks in time order and,
-    within a chunk, its channels, so the chunk's B and C stay in cache while they are reused.
+    Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
+    divides both group sizes), so one step updates an (N, block) state with contiguous inner
+    loops and one exp call over N * block values. Work items are (batch, part of the blocks); an
+    item walks the chunks in time order and, within a chunk, its blocks, gathering each block's
+    u and dt of the chunk into small (chunk, block) buffers.
     """
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
     b_per_group = n_dim // B.shape[1]
     c_per_group = n_dim // C.shape[1]
     n_chunks = (length + chunk - 1) // chunk
+    n_blocks = n_dim // block
+    A_T = np.ascontiguousarray(A.T)
     y = np.empty((n_batch, n_dim, length), np.float32)
     starts = np.empty((n_batch, n_dim, n_chunks, n_state), np.float64)
-    last = np.zeros((n_batch, n_dim, n_state), np.float64)  # the running state
+    last = np.empty((n_batch, n_dim, n_state), np.float64)
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
-        decay, work = _chunk_buffers(chunk, n_state)
+        first, stop = part * n_blocks // n_parts, (part + 1) * n_blocks // n_parts
+        states = np.zeros((stop - first, n_state, block))  # running state of each block
+        dt_chunk, dtu_chunk, y_chunk = (np.empty((chunk, block)), np.empty((chunk, block)),
+                                        np.empty((chunk, block)))
+        size = n_state * block
+        exponents, decay = np.empty(size), np.empty(size)
+        half, rest = np.empty(size, np.int64), np.empty(size, np.int64)
         for c in range(n_chunks):
             t0 = c * chunk
-            t1 = min(length, t0 + chunk)
-            for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
-                gb, gc = d // b_per_group, d // c_per_group
-                h = last[b, d]
-                starts[b, d, c] = h
-                _chunk_decay(dt[b, d, t0:t1], A[d], decay, work)
-                for t in range(t0, t1):
-                    k = t - t0
-                    decay_t = decay[k * n_state:(k + 1) * n_state]
-                    B_t, C_t = B[b, gb, t], C[b, gc, t]
-                    dt_u = dt[b, d, t] * u[b, d, t]
-                    y_t = 0.0
+            steps = min(length, t0 + chunk) - t0
+            for blk in range(first, stop):
+                d0 = blk * block
+                gb, gc = d0 // b_per_group, d0 // c_per_group
+                h = states[blk - first]
+                for j in range(block):
                     for n in range(n_state):
-                        h[n] = decay_t[n] * h[n] + dt_u * B_t[n]
-                        y_t += C_t[n] * h[n]
-                    y[b, d, t] = y_t
+                        starts[b, d0 + j, c, n] = h[n, j]
+                    for k in range(steps):
+                        dt_chunk[k, j] = dt[b, d0 + j, t0 + k]
+                        dtu_chunk[k, j] = dt_chunk[k, j] * u[b, d0 + j, t0 + k]
+                for k in range(steps):
+                    t = t0 + k
+                    dt_k, dtu_k, y_k = dt_chunk[k], dtu_chunk[k], y_chunk[k]
+                    for n in range(n_state):
+                        A_n = A_T[n, d0:d0 + block]
+                        for j in range(block):
+                            exponents[n * block + j] = dt_k[j] * A_n[j]
+                    _exp_into(exponents, decay, half, rest)
+                    y_k[:] = 0.0
+                    for n in range(n_state):
+                        B_tn, C_tn = B[b, gb, t, n], C[b, gc, t, n]
+                        h_n, decay_n = h[n], decay[n * block:(n + 1) * block]
+                        for j in range(block):
+                            h_n[j] = decay_n[j] * h_n[j] + dtu_k[j] * B_tn
+                            y_k[j] += C_tn * h_n[j]
+                for j in range(block):
+                    for k in range(steps):
+                        y[b, d0 + j, t0 + k] = y_chunk[k, j]
+        for blk in range(first, stop):
+            for j in range(block):
+                for n in range(n_state):
+                    last[b, blk * block + j, n] = states[blk - first, n, j]
     return y, starts, last
 
 
@@ -119,7 +147,9 @@ def scan_forward(u, dt, A, B, C, chunk, n_parts):
 def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
     """Gradients of y (and of the last state) with respect to u, dt, A, B and C.
 
-    Same work items as scan_forward, chunks in reverse order: each chunk's states are recomputed
+    Work items are (batch, part of the channels), chunks in reverse order and, within a chunk,
+    the item's channels one by one (so the chunk's B, C, dB and dC stay in cache); each
+    channel's states over the chunk are recomputed
     from its start state into a (chunk + 1, N) buffer, then the adjoint dLoss/dh runs backwards
     through it. Channels of one group share B_t and C_t, so their gradients are summed: each part
     sums into its own slice of dB/dC (added up by the caller) and no two threads write the same

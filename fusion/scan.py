@@ -18,6 +18,7 @@ float64 definition that the tests hold it to.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import numpy as np
@@ -92,11 +93,19 @@ def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
     return x.detach().to(dtype).contiguous().numpy()
 
 
-def _n_parts(n_batch: int, n_dim: int) -> int:
-    """Channel blocks per batch item: enough work items for every numba thread."""
+def _n_parts(n_batch: int, n_units: int) -> int:
+    """How many parts to split a batch item's channels (or channel blocks) into: enough work
+    items for every numba thread."""
     from numba import get_num_threads
 
-    return min(n_dim, -(-get_num_threads() // n_batch))
+    return min(n_units, -(-get_num_threads() // n_batch))
+
+
+def _channel_block(n_dim: int, b_groups: int, c_groups: int, widest: int = 64) -> int:
+    """The widest run of consecutive channels (at most ``widest``) inside one B group and one C
+    group: the forward kernel vectorises across it."""
+    common = math.gcd(n_dim // b_groups, n_dim // c_groups)
+    return max(w for w in range(1, min(common, widest) + 1) if common % w == 0)
 
 
 class _ScanCore(torch.autograd.Function):
@@ -110,7 +119,9 @@ class _ScanCore(torch.autograd.Function):
         arrays = (_numpy(u, torch.float32), _numpy(dt, torch.float32), _numpy(A, torch.float64),
                   _numpy(_grouped(B).transpose(2, 3), torch.float32),
                   _numpy(_grouped(C).transpose(2, 3), torch.float32))
-        y, starts, last = kernels.scan_forward(*arrays, CHUNK, _n_parts(*u.shape[:2]))
+        block = _channel_block(A.shape[0], _grouped(B).shape[1], _grouped(C).shape[1])
+        y, starts, last = kernels.scan_forward(*arrays, CHUNK,
+                                               _n_parts(u.shape[0], A.shape[0] // block), block)
         ctx.arrays = arrays  # float32 copies or views of the inputs, reused by backward
         ctx.save_for_backward(u, dt, A, B, C, torch.from_numpy(starts))
         return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)

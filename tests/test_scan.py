@@ -37,11 +37,14 @@ def make_inputs(batch=2, dim=4, n_state=3, length=300, b_groups=None, c_groups=N
 
 
 def assert_matches(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
-    """Element-wise relative agreement; the absolute floor only covers values near zero."""
+    """Relative agreement in the max norm: max|actual - expected| <= rtol * max|expected|.
+    (Element-wise it cannot hold for float32 results: an element that is a sum of terms that
+    nearly cancel keeps the terms' absolute float32 rounding, not the element's.)"""
     actual, expected = actual.detach().double(), expected.detach().double()
+    assert actual.shape == expected.shape
     assert torch.isfinite(actual).all()
-    torch.testing.assert_close(actual, expected, rtol=rtol,
-                               atol=rtol * 1e-2 * float(expected.abs().max()) + 1e-300)
+    error = float((actual - expected).abs().max())
+    assert error <= rtol * float(expected.abs().max()), (error, float(expected.abs().max()))
 
 
 def run_both(inputs, softplus, return_last_state=False):
@@ -74,9 +77,13 @@ def check_all(inputs, softplus, return_last_state=False, rtol=1e-5):
         assert_matches(grad, ref_grads[name], rtol)
 
 
-@pytest.mark.parametrize("b_groups, c_groups", [(None, None), (1, 1), (2, None), (4, 2)])
-def test_groups_forms_match_reference(b_groups, c_groups):
-    check_all(make_inputs(b_groups=b_groups, c_groups=c_groups), softplus=True)
+@pytest.mark.parametrize("dim, b_groups, c_groups", [
+    (4, None, None), (4, 1, 1), (4, 2, None), (4, 4, 2),
+    (12, 3, 2),  # channel blocks of 2: inside one B group (4 channels) and one C group (6)
+    (130, None, None)])  # blocks of 26 channels, several per thread
+def test_groups_forms_match_reference(dim, b_groups, c_groups):
+    check_all(make_inputs(dim=dim, b_groups=b_groups, c_groups=c_groups, length=200),
+              softplus=True, return_last_state=True)
 
 
 @pytest.mark.parametrize("with_d, with_z, with_bias, softplus", [
