@@ -40,6 +40,7 @@ from fusion.io import ImageError, atomic_write_text, read_ir, read_vi, write_ima
 from fusion.registry import build_fuser, is_learned
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.devices import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -427,14 +428,6 @@ def resolve_weights(config: dict[str, Any], method: str, weights: str | Path | N
     return path.resolve()
 
 
-def torch_device(run_device: Any) -> str:
-    """``run.device`` (auto | cpu | cuda | cuda:N | N | N,M as ultralytics takes it) as a torch device;
-    a GPU list means its first GPU (spread fusion over GPUs with --shard i/n and CUDA_VISIBLE_DEVICES)."""
-    text = str(run_device if run_device is not None else "auto").strip()
-    first = text.split(",")[0].strip()
-    return f"cuda:{first}" if first.isdigit() else text
-
-
 def build_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
                  source: str | Path | None = None, keep_grey: bool | None = None
                  ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -456,7 +449,7 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
         path = resolve_weights(config, method, weights)
         options = {"weights_sha256": sha256_file(path)}
         info["weights"] = str(path)
-        fuser = build_fuser(method, weights=path, device=torch_device(get_value(config, "run.device", "auto")),
+        fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
                             amp=section.get("amp"), max_batch=get_value(config, "fusion.batch_size"))
     else:
         options = dict(section)

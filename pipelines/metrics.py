@@ -31,6 +31,7 @@ from fusion.metrics import METRICS, evaluate_files
 from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.devices import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +89,6 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format="%.6g")
     atomic_write_text(path, buffer.getvalue())
-
-
-def _resolve_device(config: dict[str, Any]) -> torch.device:
-    """``run.device``: auto (CUDA when available), cpu, cuda[:n], or GPU indices such as ``0,1``."""
-    wanted = str(get_value(config, "run.device", "auto")).strip()
-    if wanted == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if wanted.split(",")[0].isdigit():
-        return torch.device(f"cuda:{wanted.split(',')[0]}")
-    return torch.device(wanted)
 
 
 def perception_network(config: dict[str, Any]) -> tuple[torch.nn.Module, PerceptionSource]:
@@ -160,7 +151,7 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
     stems = bench.stems(split)
     with_entropy = bool(get_value(config, "metrics.entropy", True))
     network = perception_network(config) if with_entropy else None
-    device = _resolve_device(config)
+    device = torch_device(config)
     if network is not None:
         network[0].to(device)
 

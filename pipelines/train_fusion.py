@@ -22,6 +22,7 @@ from fusion.s4fusion.losses import LossSettings
 from fusion.s4fusion.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.devices import torch_device
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,7 @@ def setup_device(config: dict[str, Any]) -> torch.device:
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
         return torch.device("cpu")
-    wanted = str(get_value(config, "run.device", "auto")).strip()
-    if wanted == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if wanted.replace(",", "").isdigit():
-        return torch.device(f"cuda:{wanted.split(',')[0]}")
-    return torch.device(wanted)
+    return torch_device(config)
 
 
 def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:

@@ -76,3 +76,15 @@ def test_cli_lists_every_stage_command():
     for name in commands:
         assert cli.get_command(None, name) is not None, name  # type: ignore[arg-type]
     assert cli.get_command(None, "no-such-command") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wanted, expected", [
+    ("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("0", "cuda:0"), ("2,3", "cuda:2"), (None, None),
+])
+def test_run_device_maps_to_one_torch_device(wanted, expected):
+    import torch
+
+    from pipelines.devices import torch_device
+
+    device = torch_device({"run": {"device": wanted}})
+    assert str(device) == (expected or ("cuda" if torch.cuda.is_available() else "cpu"))
