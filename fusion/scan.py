@@ -17,6 +17,7 @@ float64 definition that the tests hold it to.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -101,6 +102,17 @@ def _n_parts(n_batch: int, n_units: int) -> int:
     return min(n_units, -(-get_num_threads() // n_batch))
 
 
+@contextlib.contextmanager
+def _keeping_torch_threads():
+    """numba's OpenMP layer sets the process-wide OpenMP thread count (when its pool starts and
+    at parallel launches), which torch reads as its own: put torch's back afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _channel_block(n_dim: int, b_groups: int, c_groups: int, widest: int = 64) -> int:
     """The widest run of consecutive channels (at most ``widest``) inside one B group and one C
     group: the forward kernel vectorises across it."""
@@ -120,8 +132,9 @@ class _ScanCore(torch.autograd.Function):
                   _numpy(_grouped(B).transpose(2, 3), torch.float32),
                   _numpy(_grouped(C).transpose(2, 3), torch.float32))
         block = _channel_block(A.shape[0], _grouped(B).shape[1], _grouped(C).shape[1])
-        y, starts, last = kernels.scan_forward(*arrays, CHUNK,
-                                               _n_parts(u.shape[0], A.shape[0] // block), block)
+        with _keeping_torch_threads():
+            y, starts, last = kernels.scan_forward(*arrays, CHUNK,
+                                                   _n_parts(u.shape[0], A.shape[0] // block), block)
         ctx.arrays = arrays  # float32 copies or views of the inputs, reused by backward
         ctx.save_for_backward(u, dt, A, B, C, torch.from_numpy(starts))
         return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)
@@ -133,9 +146,10 @@ class _ScanCore(torch.autograd.Function):
         u, dt, A, B, C, starts = ctx.saved_tensors
         if dlast is None:
             dlast = torch.zeros(*u.shape[:2], A.shape[1])
-        du, ddt, dA, dB, dC = kernels.scan_backward(
-            *ctx.arrays, CHUNK, starts.numpy(), _numpy(dy, torch.float32),
-            _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
+        with _keeping_torch_threads():
+            du, ddt, dA, dB, dC = kernels.scan_backward(
+                *ctx.arrays, CHUNK, starts.numpy(), _numpy(dy, torch.float32),
+                _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
         del ctx.arrays
 
         def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:

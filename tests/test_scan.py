@@ -164,3 +164,15 @@ def test_vectorised_exp_matches_libm():
     assert np.array_equal(np.isinf(out), np.isinf(expected))
     tiny = (expected <= np.finfo(np.float64).tiny)  # subnormal results, down to exact zeros
     assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
+
+
+def test_torch_thread_count_is_left_alone():
+    """numba's OpenMP layer sets the process-wide OpenMP thread count; torch must keep its own."""
+    inputs = make_inputs(seed=9, with_z=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        selective_scan_fn(*(inputs[k] for k in NAMES)).sum().backward()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
