@@ -20,9 +20,9 @@ import logging
 import os
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -50,6 +50,7 @@ class TrainSettings:
     device: str | None = None  # None: ultralytics picks the first GPU, else the CPU
     amp: bool = False
     resume: bool = True  # False: an interrupted run restarts from epoch 0 (bit-identical to an uninterrupted one)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further ultralytics train arguments (lr0, mosaic, ...)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
         data=str(Path(data_yaml).resolve()), epochs=settings.epochs, imgsz=settings.imgsz,
         batch=settings.batch, workers=settings.workers, seed=settings.seed, deterministic=True,
         device=settings.device, amp=settings.amp, project=str(train_dir.parent), name=train_dir.name,
-        exist_ok=True, plots=False, resume=str(last) if resume else False, verbose=False,
+        exist_ok=True, plots=False, resume=str(last) if resume else False, verbose=False, **settings.extra,
     )
     return train_dir
 

@@ -129,7 +129,7 @@ def detect_protocol(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",
         "epochs": settings.epochs, "imgsz": settings.imgsz, "batch": settings.batch, "seed": settings.seed,
-        "amp": settings.amp, "select_by": select_by,
+        "amp": settings.amp, "select_by": select_by, "train_args": dict(settings.extra),
         "conf": float(get_value(config, "detect.conf", 0.001)), "iou": float(get_value(config, "detect.iou", 0.6)),
     }
 
@@ -146,6 +146,7 @@ def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:
         device=None if device in (None, "auto") else str(device),
         amp=bool(get_value(config, "detect.amp", False)),
         resume=bool(get_value(config, "detect.resume", True)),
+        extra=dict(get_value(config, "detect.train_args") or {}),
     )
 
 

@@ -249,3 +249,13 @@ def test_clear_errors_before_any_training(msrs_fused, tmp_path):
         check_fused_set(msrs_fused, "average")
     with pytest.raises(FileNotFoundError, match="dataset folder missing"):
         write_data_yaml(tmp_path / "data.yaml", tmp_path, ["person"])
+
+
+def test_extra_train_arguments_are_part_of_the_protocol():
+    """detect.train_args reach ultralytics for every method and are recorded, so a mid-run change is refused."""
+    from pipelines.detect import train_settings
+
+    config = load_config("sample", ["detect.train_args={lr0: 0.003, mosaic: 0.0}"])
+    assert dict(train_settings(config).extra) == {"lr0": 0.003, "mosaic": 0.0}
+    assert detect_protocol(config)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
+    assert detect_protocol(load_config("paper", ["detect.train_args=null"]))["train_args"] == {}
