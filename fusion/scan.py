@@ -143,14 +143,11 @@ class _ScanCore(torch.autograd.Function):
     def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
-        u, dt, A, B, C, starts = ctx.saved_tensors
-        if dlast is None:
-            dlast = torch.zeros(*u.shape[:2], A.shape[1])
+        u, dt, A, B, C, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
         with _keeping_torch_threads():
             du, ddt, dA, dB, dC = kernels.scan_backward(
                 *ctx.arrays, CHUNK, starts.numpy(), _numpy(dy, torch.float32),
                 _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
-        del ctx.arrays
 
         def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)

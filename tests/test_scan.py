@@ -176,3 +176,11 @@ def test_torch_thread_count_is_left_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_backward_twice_through_a_retained_graph():
+    inputs = make_inputs(seed=10, with_z=False)
+    out = selective_scan_fn(*(inputs[k] for k in NAMES), delta_softplus=True)
+    first = torch.autograd.grad(out.sum(), inputs["B"], retain_graph=True)[0]
+    second = torch.autograd.grad(out.sum(), inputs["B"])[0]
+    assert torch.equal(first, second)
