@@ -88,7 +88,11 @@ def test_train_fusion_command_writes_every_output(trained):
     args, run, result = trained
     assert result.exit_code == 0, result.output
     out = run / "fusion" / "s4fusion"
-    assert {p.name for p in out.iterdir()} >= {"last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png"}
+    assert {p.name for p in out.iterdir()} >= {"last.pt", "best.pt", "loss.csv", "val.csv", "delta.csv", "loss_curve.png"}
+    with (out / "delta.csv").open() as handle:  # paper Table VIII: mean Delta per scan layer and modality
+        deltas = list(csv.DictReader(handle))
+    assert {r["stream"] for r in deltas} == {"ir", "vi", "fused"} and {r["epoch"] for r in deltas} == {"1"}
+    assert all(float(r["mean_delta"]) > 0 for r in deltas)
     with (out / "loss.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and all(math.isfinite(float(r[k])) for r in rows for k in ("total", "per", "l1", "ssim", "grad"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fusion.scan import selective_scan_fn
@@ -70,6 +71,7 @@ class DirectionalSSM(nn.Module):
         a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(DIRECTIONS * d_inner, 1)
         self.A_logs = nn.Parameter(torch.log(a))
         self.Ds = nn.Parameter(torch.ones(DIRECTIONS * d_inner))
+        self.delta_record: list[torch.Tensor] | None = None  # set by interpret.recording_delta
 
     def project_all(self, x: torch.Tensor, proj_name: str = "x_proj_weight") -> torch.Tensor:
         """(B, D, H, W) -> (B, K * (R + 2N), H, W): every direction's x -> (dt, B, C) projection at once."""
@@ -87,9 +89,17 @@ class DirectionalSSM(nn.Module):
             dts, b, c = torch.split(to_direction(dbl[:, k * width:(k + 1) * width], k),
                                     [self.dt_rank, self.d_state, self.d_state], dim=1)
             delta = torch.einsum("brl,dr->bdl", dts, self.dt_projs_weight[k])
+            if self.delta_record is not None:
+                self.delta_record.append(self._mean_delta(delta, k, u.shape))
             out = from_direction(self.scan(to_direction(u, k), delta, b, c, k), k, u.shape)
             total = out if total is None else total + out
         return total
+
+    def _mean_delta(self, delta: torch.Tensor, k: int, shape: torch.Size) -> torch.Tensor:
+        """Mean step size Delta = softplus(dt + bias) per interleaved token kind: (pair,), e.g. (IR, VI)."""
+        pair = shape[4] if len(shape) == 5 else 1
+        dt = F.softplus(delta.detach().float() + self.dt_projs_bias[k].detach().float()[:, None])
+        return dt.unflatten(2, (-1, pair)).mean(dim=(0, 1, 2))
 
     def scan(self, u: torch.Tensor, delta: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
         """Selective scan of direction ``k`` in float32 (B, D, L) -> (B, D, L)."""

@@ -6,7 +6,8 @@ Exactness: the data order and every crop/flip depend only on (seed, epoch) (see 
 on a CPU ``N`` epochs straight and ``N/2`` + resume + ``N/2`` give identical weights.
 
 Outputs in ``out_dir``: last.pt, best.pt (lowest validation loss), loss.csv (every step), val.csv
-(every epoch), loss_curve.png. Under torchrun (DDP) only rank 0 writes.
+(every epoch), delta.csv (mean Delta per scan layer and modality on VAL, paper Table VIII),
+loss_curve.png. Under torchrun (DDP) only rank 0 writes.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from fusion.io import atomic_write_bytes, atomic_write_text
 from fusion.perception import PerceptionSource
 from fusion.s4fusion.checkpoint import load_checkpoint, save_checkpoint
 from fusion.s4fusion.data import CropPairs, TrainPair, make_loader
+from fusion.s4fusion.interpret import mean_delta_rows, recording_delta
 from fusion.s4fusion.losses import FusionLoss, LossSettings
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 TERMS = ("total", "per", "l1", "ssim", "grad")
 LOSS_COLUMNS = ("epoch", "step", "lr", *TERMS, "w_ir", "w_vi")
 VAL_COLUMNS = ("epoch", *TERMS)
-OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png")
+OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "delta.csv", "loss_curve.png")
+DELTA_COLUMNS = ("epoch", "layer", "stream", "mean_delta")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -217,13 +220,15 @@ class Trainer:
             return None
         self.model.eval()
         sums, count = dict.fromkeys(TERMS, 0.0), 0
-        for ir, vi in self.val_loader:
-            ir, vi = ir.to(self.device), vi.to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                terms = self.loss(self.model(ir, vi), ir, vi)
-            for k in TERMS:
-                sums[k] += terms[k].item() * len(ir)
-            count += len(ir)
+        with recording_delta(self.model) as deltas:
+            for ir, vi in self.val_loader:
+                ir, vi = ir.to(self.device), vi.to(self.device)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    terms = self.loss(self.model(ir, vi), ir, vi)
+                for k in TERMS:
+                    sums[k] += terms[k].item() * len(ir)
+                count += len(ir)
+        self._append_csv("delta.csv", DELTA_COLUMNS, [{"epoch": self.epoch, **row} for row in mean_delta_rows(deltas)])
         return {k: v / count for k, v in sums.items()}
 
     def _end_epoch(self, train: dict[str, float], val: dict[str, float] | None) -> None:
@@ -276,7 +281,7 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_val = state["best_val_loss"]
         if self.rank == 0:
-            for name in ("loss.csv", "val.csv"):  # drop rows of an epoch that was interrupted
+            for name in ("loss.csv", "val.csv", "delta.csv"):  # drop rows of an epoch that was interrupted
                 self._keep_rows(name, lambda row: int(row["epoch"]) <= self.epoch)
         log.info("%s exists: resuming %s after %d/%d epochs (--no-resume or --force starts over)",
                  self.last_path, self.method, self.epoch, self.settings.epochs)
