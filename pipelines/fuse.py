@@ -390,6 +390,7 @@ def fuse_set(benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict
 
     Raises :class:`FuseError` naming every image that failed; the others are kept.
     """
+    remove_foreign_images(benchmark, method)
     job = FuseJob(benchmark, method, fuser, fingerprint=fingerprint, info=info, splits=splits,
                   shard=shard, force=force)
     skipped = len(job.pairs) - len(job.todo)
@@ -408,6 +409,21 @@ def fuse_set(benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict
         more = f"\n  ... and {len(failures) - SHOWN_FAILURES} more (see the log)" if len(failures) > SHOWN_FAILURES else ""
         raise FuseError(f"{method}: {len(failures)} of {len(job.pairs)} images failed:\n  {shown}{more}")
     return job.out
+
+
+def remove_foreign_images(benchmark: Benchmark, method: str) -> list[Path]:
+    """Delete fused images whose (split, stem) is not in the benchmark's current split lists.
+
+    After ``prepare`` is rerun with another seed or strategy, an image left in its old split folder
+    would leak into the detector's training set (ultralytics reads whole folders).
+    """
+    wanted = {benchmark.fused_image(method, p.split, p.stem) for p in benchmark.pairs()}
+    foreign = [path for path in sorted((benchmark.fused_dir(method) / "images").glob("*/*.png")) if path not in wanted]
+    for path in foreign:
+        path.unlink()
+    if foreign:
+        log.warning("%s: removed %d fused images not in the current splits (benchmark re-prepared?)", method, len(foreign))
+    return foreign
 
 
 # --- from a config: which fuser, with which options ---------------------------------------------

@@ -67,7 +67,7 @@ def methods_to_train(config: dict[str, Any]) -> list[str]:
 def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
     """The whole benchmark for one config; returns what each step did."""
     from pipelines.commands.report import build as build_report
-    from pipelines.detect import detect_method
+    from pipelines.detect import detect_method, write_summary
     from pipelines.fuse import fuse_method, is_complete
     from pipelines.metrics import run_metrics
     from pipelines.prepare import prepare_from_config
@@ -85,6 +85,8 @@ def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
     fused = [m for m in methods if is_complete(benchmark, m)]
     for method in fused:
         summary.step("detect", method, lambda m=method: detect_method(config, m))
+    if fused:
+        write_summary(config, benchmark.classes)
     if fused:
         summary.step("metrics", ",".join(fused), lambda: run_metrics(config, fused))
     summary.report = summary.step("report", "-", lambda: build_report(config))

@@ -107,6 +107,23 @@ def test_stale_entries_are_redone(bench: Benchmark):
     assert len(FuseJob(bench, "dwt", build_fuser("dwt"), fingerprint={"method": "dwt"}, force=True).todo) == len(bench.pairs())
 
 
+def test_a_re_split_benchmark_leaves_no_image_in_its_old_split_folder(sample_raw: Path, tmp_path: Path):
+    """Re-preparing with another seed moves pairs between splits: the fused set must follow, or the
+    detector would train on images that are now in test."""
+    from pipelines.prepare import prepare_benchmark
+
+    first = prepare_benchmark(sample_raw, tmp_path / "bench", seed=0)
+    _fuse(first, "average")
+    again = prepare_benchmark(sample_raw, tmp_path / "bench", seed=1)
+    assert {p.stem for p in again.pairs("test")} != {p.stem for p in first.pairs("test")}
+    assert not is_complete(again, "average")
+    _fuse(again, "average")
+    assert is_complete(again, "average")
+    for split in SPLITS:
+        on_disk = sorted(p.stem for p in (again.fused_dir("average") / "images" / split).glob("*.png"))
+        assert on_disk == again.stems(split), split
+
+
 def test_worker_processes_and_batches_give_the_same_set_as_one_process(sample_benchmark: Benchmark, tmp_path: Path):
     serial = _copy(sample_benchmark, tmp_path / "serial")
     _fuse(serial, "tif")

@@ -53,6 +53,8 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
     for method in METHODS:
         assert (stage_dir(config, "detect", method) / "results.json").is_file(), method
         assert (stage_dir(config, "metrics", method) / "metrics.csv").is_file(), method
+    summary = (stage_dir(config, "detect") / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in summary[1:]] == sorted(METHODS)
     index = report_dir(config) / "index.html"
     assert str(index) in output and index.is_file()
     html = index.read_text()
