@@ -73,6 +73,7 @@ def test_cli_lists_every_stage_command():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0, result.output
     commands = set(cli.list_commands(None))  # type: ignore[arg-type]
+    assert commands == {"prepare", "sample", "train-fusion", "fuse", "detect", "metrics", "report", "run-all"}
     for name in commands:
         assert cli.get_command(None, name) is not None, name  # type: ignore[arg-type]
     assert cli.get_command(None, "no-such-command") is None  # type: ignore[arg-type]
