@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import click
 
-from pipelines.config import load_config
+from pipelines.config import load_config, set_value
 from pipelines.logs import setup_logging
 
 
@@ -26,9 +26,11 @@ def build_config(config_source: str, overrides: tuple[str, ...], extra: dict[str
                  log_name: str | None = None) -> dict[str, Any]:
     """Load the config, apply ``--set`` and the command's own flags (``extra``: dotted key -> value,
     ``None`` values ignored), and start logging into the run folder."""
-    flags = [f"{k}={v}" for k, v in (extra or {}).items() if v is not None]
     try:
-        config = load_config(config_source, [*overrides, *flags])
+        config = load_config(config_source, overrides)
+        for key, value in (extra or {}).items():
+            if value is not None:  # taken as given: a path like "2024-05-01" or "runs/x #1" is not YAML
+                set_value(config, key, value)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     if log_name:

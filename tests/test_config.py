@@ -89,3 +89,15 @@ def test_run_device_maps_to_one_torch_device(wanted, expected):
 
     device = torch_device({"run": {"device": wanted}})
     assert str(device) == (expected or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def test_command_flags_are_taken_literally_not_as_yaml(tmp_path: Path):
+    """--data/--out values are paths: a date-like or '#'-containing name must survive unchanged."""
+    from pipelines.options import build_config
+
+    odd = tmp_path / "2024-05-01"
+    config = build_config("sample", ("detect.epochs=3",), {"data.raw": str(odd), "data.benchmark": "runs/x #1",
+                                                          "run.device": None})
+    assert config["data"]["raw"] == str(odd)
+    assert config["data"]["benchmark"] == "runs/x #1"
+    assert config["detect"]["epochs"] == 3 and config["run"]["device"] == "auto"
