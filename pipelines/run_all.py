@@ -79,14 +79,15 @@ def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
         return summary  # nothing downstream can run without a benchmark
     for method in methods_to_train(config):
         summary.step("train-fusion", method, lambda m=method: train_fusion(config, m))
-    methods = configured_methods(config)
+    methods = [m for m in configured_methods(config) if summary.status("train-fusion", m) != "FAILED"]
     for method in methods:
         summary.step("fuse", method, lambda m=method: fuse_method(config, m, progress=progress))
-    fused = [m for m in methods if is_complete(benchmark, m)]
+    # only sets fused (or verified up to date) in this run: a failed step may leave an older complete set
+    fused = [m for m in methods if summary.status("fuse", m) == "ok" and is_complete(benchmark, m)]
     for method in fused:
         summary.step("detect", method, lambda m=method: detect_method(config, m))
     if fused:
-        write_summary(config, benchmark.classes)
+        summary.step("detect-summary", "-", lambda: write_summary(config, benchmark.classes))
     if fused:
         summary.step("metrics", ",".join(fused), lambda: run_metrics(config, fused))
     summary.report = summary.step("report", "-", lambda: build_report(config))
