@@ -178,6 +178,15 @@ class FuseJob:
         self.todo = [p for p, ok in zip(self.pairs, done) if not ok]
         for pair in self.todo:
             _remove_temporaries(benchmark.fused_image(method, pair.split, pair.stem))
+        if self.todo:
+            self._mark_incomplete()
+
+    def _mark_incomplete(self) -> None:
+        """Images are about to change: until this run (or its last shard) finishes, later stages must not
+        take the set for complete, else they would read a mix of old and new images."""
+        main = _read_manifest(self.out / MANIFEST)
+        if main and main.get("complete"):
+            _write_json(self.out / MANIFEST, {**main, "complete": False})
 
     def _finished(self, pair: Pair, sources: dict[str, str | None], previous: dict[str, dict]) -> bool:
         entry = previous.get(pair.stem)
@@ -383,6 +392,14 @@ def is_complete(benchmark: Benchmark, method: str) -> bool:
     )
 
 
+def fused_set_identity(benchmark: Benchmark, method: str) -> str:
+    """sha256 of what a complete fused set holds (every image's split and content hash): later stages
+    record it and notice when the set they were computed from has been redone."""
+    images = (_read_manifest(benchmark.fused_dir(method) / MANIFEST) or {}).get("images", {})
+    content = sorted((stem, entry.get("split"), entry.get("sha256")) for stem, entry in images.items())
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
 def fuse_set(benchmark: Benchmark, method: str, fuser: Any, *, fingerprint: dict[str, Any],
              info: dict[str, Any] | None = None, splits: Iterable[str] = SPLITS, workers: int = 1,
              batch_size: int = 1, shard: Shard = Shard(), force: bool = False, progress: bool = True) -> Path:
@@ -463,12 +480,12 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
         options: dict[str, Any] = {"from": str(fuser.folder), "keep_grey": keep}
     elif is_learned(method):
         path = resolve_weights(config, method, weights)
-        options = {"weights_sha256": sha256_file(path)}
+        options = {"weights_sha256": sha256_file(path), "amp": section.get("amp")}  # bf16/fp16 change the output
         info["weights"] = str(path)
         fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
                             amp=section.get("amp"), max_batch=get_value(config, "fusion.batch_size"))
     else:
-        options = dict(section)
+        options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
     fingerprint = {"method": method, "options": options, "code": _versions().get("fusionbench")}
     return fuser, fingerprint, info

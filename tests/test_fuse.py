@@ -163,6 +163,17 @@ def test_shards_are_disjoint_and_complete_the_set_together(bench: Benchmark):
         Shard.parse("3/2")
 
 
+def test_a_sharded_redo_is_not_complete_until_its_last_shard(bench: Benchmark):
+    """While a changed set is redone shard by shard, detect/metrics must not see old and new images as one set."""
+    _fuse(bench, "max")
+    assert is_complete(bench, "max")
+    redone = {"method": "max", "options": {"redo": 1}}
+    fuse_set(bench, "max", build_fuser("max"), fingerprint=redone, shard=Shard(1, 2), progress=False)
+    assert not is_complete(bench, "max")
+    fuse_set(bench, "max", build_fuser("max"), fingerprint=redone, shard=Shard(2, 2), progress=False)
+    assert is_complete(bench, "max") and _manifest(bench, "max")["fingerprint"] == redone
+
+
 def test_external_import_reports_missing_and_wrong_size_files_by_name(bench: Benchmark, tmp_path: Path):
     results = tmp_path / "defusion_results"
     results.mkdir()
@@ -260,7 +271,7 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
     save_checkpoint(checkpoint, S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
-    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint)}
+    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint), "amp": None}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")
