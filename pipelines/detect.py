@@ -35,7 +35,7 @@ from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusion.io import atomic_write_text
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, get_value, stage_dir
-from pipelines.fuse import is_complete
+from pipelines.fuse import fused_set_identity, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,23 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
     out = stage_dir(config, "detect", method)
     if force and out.exists():
         shutil.rmtree(out)
-    protocol = detect_protocol(config)
+    benchmark = Benchmark(benchmark_dir(config))
+    check_fused_set(benchmark, method)
+    protocol = {**detect_protocol(config), "fused_set": fused_set_identity(benchmark, method)}
     protocol_path, results_path = out / "protocol.json", out / "results.json"
     if protocol_path.is_file():
         before = json.loads(protocol_path.read_text())
         changed = {k: [before.get(k), v] for k, v in protocol.items() if before.get(k) != v}
-        if changed:
+        if set(changed) == {"fused_set"}:  # the images were redone (new options, new split): so is detection
+            log.warning("%s: the fused set changed since detection ran; training again", method)
+            shutil.rmtree(out)
+        elif changed:
             raise DetectError(f"{out}: started with other settings ({changed}: before, now); "
                               f"rerun with --force to start {method} again")
     if results_path.is_file():
         log.info("%s: detection already done (%s); use --force to redo", method, results_path)
         return json.loads(results_path.read_text())
 
-    benchmark = Benchmark(benchmark_dir(config))
-    check_fused_set(benchmark, method)
     settings = train_settings(config)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
     if settings.amp:

@@ -259,3 +259,24 @@ def test_extra_train_arguments_are_part_of_the_protocol():
     assert dict(train_settings(config).extra) == {"lr0": 0.003, "mosaic": 0.0}
     assert detect_protocol(config)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
     assert detect_protocol(load_config("paper", ["detect.train_args=null"]))["train_args"] == {}
+
+
+def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
+    """Detection results belong to the images they were trained on: when the fused set is redone
+    (other options, a new split), the next detect run trains again instead of reporting stale numbers."""
+    from fusion.registry import build_fuser
+    from pipelines.fuse import fuse_set
+
+    bench = fused_copy(sample_benchmark, tmp_path, ("vi",))
+    config = load_config("sample", [f"data.benchmark={bench.root}", f"run.root={tmp_path / 'runs'}", "run.device=cpu",
+                                    "detect.epochs=1", "detect.imgsz=64", "detect.batch=4"])
+    use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
+    first = detect_method(config, "vi")
+    protocol = stage_dir(config, "detect", "vi") / "protocol.json"
+    assert json.loads(protocol.read_text())["fused_set"] == first["fused_set"]
+    assert detect_method(config, "vi")["fused_set"] == first["fused_set"]  # unchanged set: skipped
+
+    fuse_set(bench, "vi", build_fuser("average"), fingerprint={"method": "vi", "options": {"redone": True}}, progress=False)
+    second = detect_method(config, "vi")
+    assert second["fused_set"] != first["fused_set"]
+    assert json.loads(protocol.read_text())["fused_set"] == second["fused_set"]
