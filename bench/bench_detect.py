@@ -58,13 +58,14 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="CPU training threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_detect.json")
     args = parser.parse_args()
 
     import torch
 
     from detection.offline import use_offline_ultralytics
-    from detection.yolo import write_data_yaml
+    from detection.yolo import cpu_threads, write_data_yaml
 
     with tempfile.TemporaryDirectory(prefix="bench_detect_") as tmp:
         work = Path(tmp)
@@ -75,7 +76,8 @@ def main() -> None:
         data_yaml = write_data_yaml(work / "data.yaml", work / "set", classes)
         rows = []
         for imgsz in args.imgsz:
-            seconds = epoch_seconds(data_yaml, work / "runs", imgsz, args.batch, args.device)
+            with cpu_threads(args.cpu_threads):  # as `pipelines detect` trains (detect.cpu_threads)
+                seconds = epoch_seconds(data_yaml, work / "runs", imgsz, args.batch, args.device)
             rows.append({"imgsz": imgsz, "train_images": args.images, "batch": args.batch,
                          "epoch_seconds": round(seconds, 2),
                          "seconds_per_100_images": round(seconds / args.images * 100, 2)})
