@@ -73,13 +73,13 @@ def build_resnet50(
     return model, source
 
 
-def to_imagenet_input(grey: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) grey in [0, 1] -> (B, 3, H, W) ImageNet-normalised (grey repeated to 3 channels)."""
-    if grey.shape[1] == 1:
-        grey = grey.expand(-1, 3, -1, -1)
-    mean = grey.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = grey.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (grey - mean) / std
+def to_imagenet_input(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1 or 3, H, W) in [0, 1] -> (B, 3, H, W) ImageNet-normalised (grey repeated to 3 channels)."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -90,10 +90,4 @@ def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def decision_entropy(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Entropy of the ResNet50 decision layer for (B, 1 or 3, H, W) images in [0, 1] (differentiable)."""
-    if images.shape[1] == 1:
-        images = to_imagenet_input(images)
-    else:
-        mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        images = (images - mean) / std
-    return softmax_entropy(model(images))
+    return softmax_entropy(model(to_imagenet_input(images)))
