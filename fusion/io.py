@@ -6,6 +6,7 @@ RGB float32 in [0, 1], or (H, W) when the source is grey.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -110,3 +111,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_text_if_changed(path: str | os.PathLike, text: str) -> None:
+    """Atomic write, skipped when the file already holds exactly ``text``: a no-op rerun keeps the
+    file's modification time, which later stages use to notice changed inputs."""
+    path = Path(path)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import ImageError, atomic_write_text, read_ir, read_vi, write_image
+from fusion.io import ImageError, read_ir, read_vi, sha256_file, write_image, write_text_if_changed
 from fusion.registry import build_fuser, is_learned
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
@@ -123,14 +123,6 @@ def _check_output(fused: np.ndarray, pair: Pair) -> None:
     if fused.dtype != np.uint8 or fused.shape != (pair.height, pair.width, 3):
         raise ImageError(f"pair {pair.stem!r}: the fuser returned {fused.dtype} {fused.shape}, expected uint8 "
                          f"({pair.height}, {pair.width}, 3)")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files(fuser: Any, pair: Pair) -> dict[str, Path | None]:
@@ -345,11 +337,7 @@ def _remove_temporaries(output: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic write, skipped when the file already holds exactly this (a no-op rerun keeps its mtime,
-    which later stages use to notice a changed fused set)."""
-    text = json.dumps(data, indent=1)
-    if not path.is_file() or path.read_text() != text:
-        atomic_write_text(path, text)
+    write_text_if_changed(path, json.dumps(data, indent=1))  # a no-op rerun keeps the manifest's mtime
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import ImageError
+from fusion.io import ImageError, write_text_if_changed
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.config import benchmark_dir, get_value
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
@@ -25,7 +25,7 @@ from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layo
 from pipelines.prepare.problems import PrepareError, Problem, summarise
 from pipelines.prepare.split import (STRATEGIES, check_not_empty, group_scenes, leakage, random_split,
                                      scene_split)
-from pipelines.prepare.writers import (coco_dataset, write_if_changed, write_json, write_split_list,
+from pipelines.prepare.writers import (coco_dataset, write_json, write_split_list,
                                        write_yolo_labels, yolo_text)
 
 log = logging.getLogger("pipelines.prepare")
@@ -81,7 +81,7 @@ def _validate(found: Layout, out: Path, skip_bad: bool) -> tuple[list[_Checked],
     listing = out / PROBLEMS_FILE
     bad = {p.stem for p in problems}
     if problems and not skip_bad:
-        write_if_changed(listing, "".join(f"{p.message}\n" for p in sorted(problems, key=lambda p: (p.stem, p.message))))
+        write_text_if_changed(listing, "".join(f"{p.message}\n" for p in sorted(problems, key=lambda p: (p.stem, p.message))))
         raise PrepareError(f"{found.root}: {summarise(problems)}\n(full list: {listing})\nFix these files, or "
                            f"rerun with --skip-bad to leave the {len(bad)} pair(s) out (listed in the manifest).")
     listing.unlink(missing_ok=True)

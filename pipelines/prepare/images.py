@@ -5,17 +5,15 @@ near-duplicate leakage count compare; keeping it here means each file is decoded
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fusion.io import ImageError, read_ir, read_vi
+from fusion.io import ImageError, read_ir, read_vi, sha256_file
 
 THUMB_SIZE = (32, 24)   # (width, height)
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -25,14 +23,6 @@ class PairImages:
     ir_sha256: str
     vi_sha256: str
     thumbnail: np.ndarray   # float32, IR thumbnail then VI thumbnail, flattened
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def inspect_pair(ir_path: Path, vi_path: Path) -> PairImages:
@@ -45,7 +35,7 @@ def inspect_pair(ir_path: Path, vi_path: Path) -> PairImages:
                          f"{vi_path.name} is {vi.shape[1]}x{vi.shape[0]}")
     vi_grey = cv2.cvtColor(vi, cv2.COLOR_RGB2GRAY) if vi.ndim == 3 else vi
     thumbnail = np.concatenate([_thumb(ir), _thumb(vi_grey)])
-    return PairImages(int(ir.shape[1]), int(ir.shape[0]), sha256(ir_path), sha256(vi_path), thumbnail)
+    return PairImages(int(ir.shape[1]), int(ir.shape[0]), sha256_file(ir_path), sha256_file(vi_path), thumbnail)
 
 
 def _thumb(grey: np.ndarray) -> np.ndarray:

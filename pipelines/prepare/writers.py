@@ -9,21 +9,16 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from fusion.io import atomic_write_text
+from fusion.io import write_text_if_changed
 from pipelines.prepare.annotations import Box
 
 
-def write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text() != text:
-        atomic_write_text(path, text)
-
-
 def write_json(path: Path, data: Any) -> None:
-    write_if_changed(path, json.dumps(data, indent=1) + "\n")
+    write_text_if_changed(path, json.dumps(data, indent=1) + "\n")
 
 
 def write_split_list(out: Path, split: str, stems: list[str]) -> None:
-    write_if_changed(out / "splits" / f"{split}.txt", "".join(f"{s}\n" for s in sorted(stems)))
+    write_text_if_changed(out / "splits" / f"{split}.txt", "".join(f"{s}\n" for s in sorted(stems)))
 
 
 def yolo_text(boxes: Iterable[Box], width: int, height: int) -> str:
@@ -42,7 +37,7 @@ def write_yolo_labels(folder: Path, labels: dict[str, str]) -> None:
         if stale.stem not in labels:
             stale.unlink()
     for stem, text in labels.items():
-        write_if_changed(folder / f"{stem}.txt", text)
+        write_text_if_changed(folder / f"{stem}.txt", text)
 
 
 def coco_dataset(images: list[tuple[str, int, int, list[Box]]], classes: list[str]) -> dict[str, Any]:
