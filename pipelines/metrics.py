@@ -32,6 +32,7 @@ from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
 from pipelines.devices import torch_device
+from pipelines.fuse import is_complete
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +58,6 @@ def summary_csv(config: dict[str, Any]) -> Path:
 def configured_methods(config: dict[str, Any]) -> list[str]:
     """The run's methods: ``metrics.methods`` when given, else ``fusion.methods``."""
     return list(get_value(config, "metrics.methods") or get_value(config, "fusion.methods") or [])
-
-
-def fused_set_complete(bench: Benchmark, method: str, split: str) -> bool:
-    """The fuse stage's own completeness test when it exists, else every fused image of the split."""
-    try:
-        from pipelines.fuse import is_complete
-    except ImportError:
-        return all(bench.fused_image(method, split, stem).is_file() for stem in bench.stems(split))
-    return bool(is_complete(bench, method))
-
-
-def _fused_stamp(bench: Benchmark, method: str, split: str) -> float:
-    """Modification time of the fused set: its manifest, or its newest image when it has none."""
-    manifest = bench.fused_dir(method) / "manifest.json"
-    if manifest.is_file():
-        return manifest.stat().st_mtime
-    return max(bench.fused_image(method, split, stem).stat().st_mtime for stem in bench.stems(split))
 
 
 def _up_to_date(path: Path, stems: list[str], stamp: float) -> bool:
@@ -156,11 +140,11 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
         network[0].to(device)
 
     for method in methods:
-        if not fused_set_complete(bench, method, split):
+        if not is_complete(bench, method):
             log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
                         method, method)
             continue
-        stamp = _fused_stamp(bench, method, split)
+        stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
         if force or not _up_to_date(metrics_csv(config, method), stems, stamp):
             frame = _compute_metrics(bench, method, split, int(get_value(config, "metrics.workers", 1)))
             _write_csv(metrics_csv(config, method), frame)
