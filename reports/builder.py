@@ -304,16 +304,11 @@ def _versions() -> dict[str, str]:
 
 
 def _hardware() -> dict[str, str]:
-    found = {"platform": platform.platform(), "cpu cores": str(os.cpu_count())}
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            found["gpu"] = ", ".join(torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count()))
-        else:
-            found["gpu"] = "none visible"
-    except ImportError:
-        found["gpu"] = "unknown (torch not importable)"
+    found = {"platform": platform.platform(), "cpu cores": str(os.cpu_count())}
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    found["gpu"] = ", ".join(torch.cuda.get_device_name(k) for k in range(count)) or "none visible"
     return found
 
 
