@@ -1,9 +1,13 @@
-"""Numba CPU kernels of the selective scan core: y_t = C_t . h_t with
-h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t, and its reverse (adjoint) scan.
+"""Numba CPU kernels of the selective scan: y_t = C_t . h_t + D u_t with
+h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t and dt_t = softplus(delta_t + delta_bias)
+(softplus optional), and its reverse (adjoint) scan.
 
-Layout (prepared by fusion.scan): u, dt, dy are float32 (batch, D, L); B and C are float32
-(batch, G, L, N) so that one time step reads N contiguous values; A is float64 (D, N). States and
-every sum are float64.
+The step size and the skip term are computed inside the kernels, chunk by chunk, rather than as
+separate whole-tensor torch passes: at S4Fusion's sizes those passes took as long as the scan.
+
+Layout (prepared by fusion.scan): u, delta, dt, dy are float32 (batch, D, L); B and C are float32
+(batch, G, L, N) so that one time step reads N contiguous values; A is float64 (D, N), D and
+delta_bias float64 (D,). States and every sum are float64.
 
 Memory stays linear in L without any (D, L, N) tensor: the forward pass keeps the hidden state only
 at the start of every chunk of ``chunk`` steps; the backward pass walks the chunks from last to
@@ -55,12 +59,45 @@ def _exp_into(x, out, half, rest):
         out[i] = out[i] * half_f[i] * rest_f[i]
 
 
+@njit(cache=True, inline="always")
+def _atanh_over_s(s2: float) -> float:
+    """atanh(s) / s = sum_k s**(2k) / (2k + 1) as a function of s**2, to k = 15: for |s| <= 1/3
+    the first omitted term is below 1e-17 relative."""
+    return 1.0 + s2 * (1 / 3 + s2 * (1 / 5 + s2 * (1 / 7 + s2 * (1 / 9 + s2 * (1 / 11 + s2 * (
+        1 / 13 + s2 * (1 / 15 + s2 * (1 / 17 + s2 * (1 / 19 + s2 * (1 / 21 + s2 * (1 / 23 + s2 * (
+            1 / 25 + s2 * (1 / 27 + s2 * (1 / 29 + s2 * (1 / 31)))))))))))))))
+
+
+@njit(cache=True, fastmath={"contract"})
+def _softplus_into(x, out, scratch, half, rest):
+    """out[i] = softplus(x[i]) = max(x, 0) + log1p(exp(-|x|)) for 1-D arrays, vectorised like
+    _exp_into: log1p(e) for 0 <= e <= 1 is 2 atanh(e / (2 + e)), a short even series without
+    cancellation, so small values keep full relative precision. NaN stays NaN. scratch is a
+    float64 work array of x's size; one loop per stage, as fusing them (or exp in place) stops
+    LLVM from vectorising and costs ~3x."""
+    for i in range(x.size):
+        scratch[i] = -abs(x[i])
+    _exp_into(scratch, out, half, rest)
+    for i in range(x.size):
+        scratch[i] = out[i] / (2.0 + out[i])
+    for i in range(x.size):
+        s = scratch[i]
+        out[i] = (0.0 if x[i] <= 0.0 else x[i]) + 2.0 * s * _atanh_over_s(s * s)
+
+
 @njit(cache=True)
-def _chunk_decay(dt, A, decay, work):
-    """decay[k * N + n] = exp(dt[k] * A[n]) for the len(dt) steps of one chunk of one channel.
-    ``work`` is a float64 and two int64 scratch arrays of decay's size."""
+def _workspace(size):
+    """Per-thread buffers for _exp_into and _softplus_into over up to ``size`` values: inputs,
+    outputs and the two int64 scratch arrays."""
+    return np.empty(size), np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64)
+
+
+@njit(cache=True)
+def _chunk_decay(dt, A, workspace):
+    """workspace[1][k * N + n] = exp(dt[k] * A[n]) for the len(dt) steps of one chunk of one
+    channel (a _workspace of at least len(dt) * N values)."""
     n_state = A.size
-    exponents, half, rest = work
+    exponents, decay, half, rest = workspace
     for k in range(dt.size):
         for n in range(n_state):
             exponents[k * n_state + n] = dt[k] * A[n]
@@ -68,17 +105,11 @@ def _chunk_decay(dt, A, decay, work):
     _exp_into(exponents[:used], decay[:used], half[:used], rest[:used])
 
 
-@njit(cache=True)
-def _chunk_buffers(chunk, n_state):
-    """Per-thread buffers for _chunk_decay: decay and its scratch arrays."""
-    size = chunk * n_state
-    return np.empty(size), (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64))
-
-
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
-    """Returns y (batch, D, L) float32, the states at every chunk start (batch, D, n_chunks, N)
-    and the last state (batch, D, N).
+def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, block):
+    """Returns y (batch, D, L) float32, the step sizes dt (batch, D, L) float32 (the forward
+    rounds them to float32 and backward reuses them), the states at every chunk start
+    (batch, D, n_chunks, N) and the last state (batch, D, N).
 
     Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
     divides both group sizes), so one step updates an (N, block) state with contiguous inner
@@ -94,6 +125,7 @@ def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
     n_blocks = n_dim // block
     A_T = np.ascontiguousarray(A.T)
     y = np.empty((n_batch, n_dim, length), np.float32)
+    dt = np.empty((n_batch, n_dim, length), np.float32)
     starts = np.empty((n_batch, n_dim, n_chunks, n_state), np.float64)
     last = np.empty((n_batch, n_dim, n_state), np.float64)
     for item in prange(n_batch * n_parts):
@@ -102,9 +134,9 @@ def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
         states = np.zeros((stop - first, n_state, block))  # running state of each block
         dt_chunk, dtu_chunk, y_chunk = (np.empty((chunk, block)), np.empty((chunk, block)),
                                         np.empty((chunk, block)))
-        size = n_state * block
-        exponents, decay = np.empty(size), np.empty(size)
-        half, rest = np.empty(size, np.int64), np.empty(size, np.int64)
+        exponents, decay, half, rest = _workspace(n_state * block)  # one step of one block
+        inputs, step_sizes, chunk_half, chunk_rest = _workspace(chunk * block)  # a block's chunk
+        chunk_scratch = np.empty(chunk * block)
         for c in range(n_chunks):
             t0 = c * chunk
             steps = min(length, t0 + chunk) - t0
@@ -112,12 +144,23 @@ def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
                 d0 = blk * block
                 gb, gc = d0 // b_per_group, d0 // c_per_group
                 h = states[blk - first]
+                used = steps * block
                 for j in range(block):
                     for n in range(n_state):
                         starts[b, d0 + j, c, n] = h[n, j]
                     for k in range(steps):
-                        dt_chunk[k, j] = dt[b, d0 + j, t0 + k]
-                        dtu_chunk[k, j] = dt_chunk[k, j] * u[b, d0 + j, t0 + k]
+                        inputs[k * block + j] = delta[b, d0 + j, t0 + k] + delta_bias[d0 + j]
+                if softplus:
+                    _softplus_into(inputs[:used], step_sizes[:used], chunk_scratch[:used],
+                                   chunk_half[:used], chunk_rest[:used])
+                else:
+                    step_sizes[:used] = inputs[:used]
+                for j in range(block):
+                    for k in range(steps):
+                        dt_k = np.float32(step_sizes[k * block + j])
+                        dt[b, d0 + j, t0 + k] = dt_k
+                        dt_chunk[k, j] = dt_k
+                        dtu_chunk[k, j] = dt_k * u[b, d0 + j, t0 + k]
                 for k in range(steps):
                     t = t0 + k
                     dt_k, dtu_k, y_k = dt_chunk[k], dtu_chunk[k], y_chunk[k]
@@ -135,17 +178,17 @@ def scan_forward(u, dt, A, B, C, chunk, n_parts, block):
                             y_k[j] += C_tn * h_n[j]
                 for j in range(block):
                     for k in range(steps):
-                        y[b, d0 + j, t0 + k] = y_chunk[k, j]
+                        y[b, d0 + j, t0 + k] = y_chunk[k, j] + D[d0 + j] * u[b, d0 + j, t0 + k]
         for blk in range(first, stop):
             for j in range(block):
                 for n in range(n_state):
                     last[b, blk * block + j, n] = states[blk - first, n, j]
-    return y, starts, last
+    return y, dt, starts, last
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
-    """Gradients of y (and of the last state) with respect to u, dt, A, B and C.
+def scan_backward(u, dt, softplus, A, B, C, D, chunk, starts, dy, dlast, n_parts):
+    """Gradients of y (and of the last state) with respect to u, delta, A, B, C and D.
 
     Work items are (batch, part of the channels), chunks in reverse order and, within a chunk,
     the item's channels one by one (so the chunk's B, C, dB and dC stay in cache); each
@@ -153,8 +196,9 @@ def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
     from its start state into a (chunk + 1, N) buffer, then the adjoint dLoss/dh runs backwards
     through it. Channels of one group share B_t and C_t, so their gradients are summed: each part
     sums into its own slice of dB/dC (added up by the caller) and no two threads write the same
-    element. Returns du, ddt (float32, batch x D x L), dA per batch (float64, batch x D x N),
-    dB and dC per part (float64, n_parts x batch x G x L x N).
+    element. The step size's gradient goes through softplus as sigmoid(x) = 1 - exp(-dt).
+    Returns du, ddelta (float32, batch x D x L), dA per batch (float64, batch x D x N), dB and dC
+    per part (float64, n_parts x batch x G x L x N) and dD per batch (float64, batch x D).
     """
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
@@ -162,14 +206,16 @@ def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
     c_per_group = n_dim // C.shape[1]
     n_chunks = starts.shape[2]
     du = np.empty((n_batch, n_dim, length), np.float32)
-    ddt = np.empty((n_batch, n_dim, length), np.float32)
+    ddelta = np.empty((n_batch, n_dim, length), np.float32)
     dA = np.zeros((n_batch, n_dim, n_state))
+    dD = np.zeros((n_batch, n_dim))
     dB = np.zeros((n_parts, n_batch, B.shape[1], length, n_state))
     dC = np.zeros((n_parts, n_batch, C.shape[1], length, n_state))
     adjoint = dlast.copy()  # dLoss/dh per channel, carried backwards in time
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
-        decay, work = _chunk_buffers(chunk, n_state)
+        workspace = _workspace(chunk * n_state)
+        decay = workspace[1]
         states = np.empty((chunk + 1, n_state))  # states[k + 1] = h at step t0 + k
         for c in range(n_chunks - 1, -1, -1):
             t0 = c * chunk
@@ -177,7 +223,7 @@ def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
             for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
                 gb, gc = d // b_per_group, d // c_per_group
                 adj, A_d, dA_d = adjoint[b, d], A[d], dA[b, d]
-                _chunk_decay(dt[b, d, t0:t1], A_d, decay, work)
+                _chunk_decay(dt[b, d, t0:t1], A_d, workspace)
                 states[0] = starts[b, d, c]
                 for t in range(t0, t1):
                     k = t - t0
@@ -203,6 +249,8 @@ def scan_backward(u, dt, A, B, C, chunk, starts, dy, dlast, n_parts):
                         d_exponent += w * A_d[n]
                         dA_d[n] += w * dt_t
                         adj[n] *= decay_t[n]
-                    du[b, d, t] = d_input * dt_t
-                    ddt[b, d, t] = d_input * u_t + d_exponent
-    return du, ddt, dA, dB, dC
+                    du[b, d, t] = d_input * dt_t + g * D[d]
+                    dD[b, d] += g * u_t
+                    d_step = d_input * u_t + d_exponent
+                    ddelta[b, d, t] = -math.expm1(-np.float64(dt_t)) * d_step if softplus else d_step
+    return du, ddelta, dA, dB, dC, dD

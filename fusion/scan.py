@@ -11,8 +11,8 @@ B and C are (batch, N, L) or (batch, G, N, L); with G groups channel d reads gro
 
 Dispatch: CUDA tensors with mamba-ssm installed -> mamba-ssm's kernel; otherwise the CPU path
 (CUDA tensors without mamba-ssm make a round trip to the CPU, with a one-time warning). The CPU
-path runs the recurrence in numba kernels (fusion._scan_kernels) with a hand-written reverse scan
-as backward; it never materialises (D, L, N) tensors. ``selective_scan_ref`` is the readable
+path runs the recurrence, step sizes and skip term in numba kernels (fusion._scan_kernels) with a
+hand-written reverse scan as backward; it never materialises (D, L, N) tensors. ``selective_scan_ref`` is the readable
 float64 definition that the tests hold it to.
 """
 from __future__ import annotations
@@ -121,53 +121,58 @@ def _channel_block(n_dim: int, b_groups: int, c_groups: int, widest: int = 64) -
 
 
 class _ScanCore(torch.autograd.Function):
-    """y_t = C_t . h_t, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t with numba kernels: a forward
-    scan and a reverse scan; only the states at chunk starts are kept between the two."""
+    """out_t = C_t . h_t + D u_t, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t with
+    dt_t = softplus(delta_t + delta_bias), in numba kernels: a forward scan and a reverse scan;
+    only the step sizes and the states at chunk starts are kept between the two."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus):
         from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
 
-        arrays = (_numpy(u, torch.float32), _numpy(dt, torch.float32), _numpy(A, torch.float64),
-                  _numpy(_grouped(B).transpose(2, 3), torch.float32),
-                  _numpy(_grouped(C).transpose(2, 3), torch.float32))
-        block = _channel_block(A.shape[0], _grouped(B).shape[1], _grouped(C).shape[1])
+        n_dim = A.shape[0]
+        skip, bias = (torch.zeros(n_dim) if x is None else x for x in (D, delta_bias))
+        # trailing underscore: the numpy arrays (float32 copies or views) that the kernels read
+        u_, A_, D_ = _numpy(u, torch.float32), _numpy(A, torch.float64), _numpy(skip, torch.float64)
+        B_, C_ = (_numpy(_grouped(x).transpose(2, 3), torch.float32) for x in (B, C))
+        block = _channel_block(n_dim, _grouped(B).shape[1], _grouped(C).shape[1])
         with _keeping_torch_threads():
-            y, starts, last = kernels.scan_forward(*arrays, CHUNK,
-                                                   _n_parts(u.shape[0], A.shape[0] // block), block)
-        ctx.arrays = arrays  # float32 copies or views of the inputs, reused by backward
-        ctx.save_for_backward(u, dt, A, B, C, torch.from_numpy(starts))
+            y, dt, starts, last = kernels.scan_forward(
+                u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
+                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block)
+        ctx.arrays = (u_, dt, A_, B_, C_, D_)  # reused by backward
+        ctx.softplus = softplus
+        ctx.skip_dtype, ctx.bias_dtype = (None if x is None else x.dtype for x in (D, delta_bias))
+        ctx.save_for_backward(u, delta, A, B, C, torch.from_numpy(starts))
         return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
-        u, dt, A, B, C, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
+        u, delta, A, B, C, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
+        u_, dt, A_, B_, C_, D_ = ctx.arrays
         with _keeping_torch_threads():
-            du, ddt, dA, dB, dC = kernels.scan_backward(
-                *ctx.arrays, CHUNK, starts.numpy(), _numpy(dy, torch.float32),
-                _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
+            du, ddelta, dA, dB, dC, dD = kernels.scan_backward(
+                u_, dt, ctx.softplus, A_, B_, C_, D_, CHUNK, starts.numpy(),
+                _numpy(dy, torch.float32), _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
 
         def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
             return grad.reshape(like.shape).to(like.dtype)
 
-        return (torch.from_numpy(du).to(u.dtype), torch.from_numpy(ddt).to(dt.dtype),
-                torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C))
+        ddelta = torch.from_numpy(ddelta)
+        return (torch.from_numpy(du).to(u.dtype), ddelta.to(delta.dtype),
+                torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C),
+                None if ctx.skip_dtype is None else torch.from_numpy(dD).sum(0).to(ctx.skip_dtype),
+                None if ctx.bias_dtype is None else ddelta.double().sum((0, 2)).to(ctx.bias_dtype),
+                None)
 
 
 def _scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
               z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool
               ) -> tuple[Tensor, Tensor]:
-    """The scan core in numba; the element-wise parts (step size, skip term D, gate z) are
-    whole-tensor torch ops, vectorised and differentiated by torch itself."""
-    dt = delta if delta_bias is None else delta + delta_bias[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)  # threshold 20, as mamba-ssm
-    out, last = _ScanCore.apply(u, dt, A, B, C)
-    if D is not None:
-        out = out + D[:, None] * u
+    """The scan, step size and skip term in numba; the gate z is a whole-tensor torch op."""
+    out, last = _ScanCore.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if z is not None:
         out = out * F.silu(z)
     return out, last
@@ -194,9 +199,9 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 
     CUDA tensors go to mamba-ssm's kernel when it is installed. Everything else runs the numba
     CPU scan (CUDA tensors without mamba-ssm are moved to the CPU and back, with a warning).
-    The CPU path scans float32 inputs with float64 states and sums (like mamba-ssm it computes
-    softplus, D and z in the inputs' precision) and, unlike mamba-ssm, also back-propagates a
-    gradient that flows into last_state.
+    The CPU path scans float32 inputs with float64 states and sums (the step sizes are rounded
+    to float32, as mamba-ssm computes them; z gates in the inputs' precision) and, unlike
+    mamba-ssm, also back-propagates a gradient that flows into last_state.
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if u.is_cuda:

@@ -166,6 +166,21 @@ def test_vectorised_exp_matches_libm():
     assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
 
 
+def test_vectorised_softplus_matches_log1p():
+    x = np.concatenate([np.linspace(-800.0, 800.0, 100001), -np.geomspace(1e-12, 700, 1000),
+                        np.geomspace(1e-12, 700, 1000), [0.0, np.nan]])
+    out = np.empty_like(x)
+    scratch = np.empty((2, x.size), np.int64)
+    _scan_kernels._softplus_into(x, out, np.empty_like(x), scratch[0], scratch[1])
+    with np.errstate(invalid="ignore"):
+        expected = np.logaddexp(0.0, x)  # correctly rounded, down to subnormal results
+    normal = np.isfinite(expected) & (expected > np.finfo(np.float64).tiny)
+    assert np.max(np.abs(out[normal] / expected[normal] - 1.0)) <= 2 * np.finfo(np.float64).eps
+    tiny = expected <= np.finfo(np.float64).tiny
+    assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
+    assert np.isnan(out[-1])
+
+
 def test_torch_thread_count_is_left_alone():
     """numba's OpenMP layer sets the process-wide OpenMP thread count; torch must keep its own."""
     inputs = make_inputs(seed=9, with_z=False)
