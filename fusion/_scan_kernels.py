@@ -106,10 +106,12 @@ def _chunk_decay(dt, A, workspace):
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, block):
+def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, block,
+                 for_backward):
     """Returns y (batch, D, L) float32, the step sizes dt (batch, D, L) float32 (the forward
     rounds them to float32 and backward reuses them), the states at every chunk start
-    (batch, D, n_chunks, N) and the last state (batch, D, N).
+    (batch, D, n_chunks, N) and the last state (batch, D, N). Without ``for_backward`` dt and
+    the chunk states are empty arrays: inference writes (and page-faults) a third less memory.
 
     Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
     divides both group sizes), so one step updates an (N, block) state with contiguous inner
@@ -125,15 +127,17 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
     n_blocks = n_dim // block
     A_T = np.ascontiguousarray(A.T)
     y = np.empty((n_batch, n_dim, length), np.float32)
-    dt = np.empty((n_batch, n_dim, length), np.float32)
-    starts = np.empty((n_batch, n_dim, n_chunks, n_state), np.float64)
+    kept = n_batch if for_backward else 0
+    dt = np.empty((kept, n_dim, length), np.float32)
+    starts = np.empty((kept, n_dim, n_chunks, n_state), np.float64)
     last = np.empty((n_batch, n_dim, n_state), np.float64)
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
         first, stop = part * n_blocks // n_parts, (part + 1) * n_blocks // n_parts
         states = np.zeros((stop - first, n_state, block))  # running state of each block
-        dt_chunk, dtu_chunk, y_chunk = (np.empty((chunk, block)), np.empty((chunk, block)),
-                                        np.empty((chunk, block)))
+        # one block's chunk, time-major so that a step reads `block` contiguous values
+        u_chunk, dt_chunk = np.empty((chunk, block)), np.empty((chunk, block))
+        dtu_chunk, y_chunk = np.empty((chunk, block)), np.empty((chunk, block))
         exponents, decay, half, rest = _workspace(n_state * block)  # one step of one block
         inputs, step_sizes, chunk_half, chunk_rest = _workspace(chunk * block)  # a block's chunk
         chunk_scratch = np.empty(chunk * block)
@@ -146,21 +150,21 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
                 h = states[blk - first]
                 used = steps * block
                 for j in range(block):
-                    for n in range(n_state):
-                        starts[b, d0 + j, c, n] = h[n, j]
+                    if for_backward:
+                        for n in range(n_state):
+                            starts[b, d0 + j, c, n] = h[n, j]
                     for k in range(steps):
                         inputs[k * block + j] = delta[b, d0 + j, t0 + k] + delta_bias[d0 + j]
+                        u_chunk[k, j] = u[b, d0 + j, t0 + k]
                 if softplus:
                     _softplus_into(inputs[:used], step_sizes[:used], chunk_scratch[:used],
                                    chunk_half[:used], chunk_rest[:used])
                 else:
                     step_sizes[:used] = inputs[:used]
-                for j in range(block):
-                    for k in range(steps):
-                        dt_k = np.float32(step_sizes[k * block + j])
-                        dt[b, d0 + j, t0 + k] = dt_k
-                        dt_chunk[k, j] = dt_k
-                        dtu_chunk[k, j] = dt_k * u[b, d0 + j, t0 + k]
+                for k in range(steps):
+                    for j in range(block):
+                        dt_chunk[k, j] = np.float32(step_sizes[k * block + j])
+                        dtu_chunk[k, j] = dt_chunk[k, j] * u_chunk[k, j]
                 for k in range(steps):
                     t = t0 + k
                     dt_k, dtu_k, y_k = dt_chunk[k], dtu_chunk[k], y_chunk[k]
@@ -178,7 +182,10 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
                             y_k[j] += C_tn * h_n[j]
                 for j in range(block):
                     for k in range(steps):
-                        y[b, d0 + j, t0 + k] = y_chunk[k, j] + D[d0 + j] * u[b, d0 + j, t0 + k]
+                        y[b, d0 + j, t0 + k] = y_chunk[k, j] + D[d0 + j] * u_chunk[k, j]
+                    if for_backward:
+                        for k in range(steps):
+                            dt[b, d0 + j, t0 + k] = dt_chunk[k, j]
         for blk in range(first, stop):
             for j in range(block):
                 for n in range(n_state):
@@ -229,7 +236,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, chunk, starts, dy, dlast, n_parts
                     k = t - t0
                     decay_t = decay[k * n_state:(k + 1) * n_state]
                     B_t, before, after = B[b, gb, t], states[k], states[k + 1]
-                    dt_u = dt[b, d, t] * u[b, d, t]
+                    dt_u = np.float64(dt[b, d, t]) * u[b, d, t]  # as the forward scan
                     for n in range(n_state):
                         after[n] = decay_t[n] * before[n] + dt_u * B_t[n]
                 for t in range(t1 - 1, t0 - 1, -1):

@@ -138,7 +138,8 @@ class _ScanCore(torch.autograd.Function):
         with _keeping_torch_threads():
             y, dt, starts, last = kernels.scan_forward(
                 u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
-                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block)
+                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block,
+                any(ctx.needs_input_grad))
         ctx.arrays = (u_, dt, A_, B_, C_, D_)  # reused by backward
         ctx.softplus = softplus
         ctx.skip_dtype, ctx.bias_dtype = (None if x is None else x.dtype for x in (D, delta_bias))

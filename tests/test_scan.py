@@ -132,6 +132,17 @@ def test_extreme_step_sizes(softplus):
     check_all(inputs, softplus)
 
 
+def test_inference_forward_equals_training_forward():
+    """Under no_grad the kernel keeps neither step sizes nor chunk states: same outputs."""
+    inputs = make_inputs(seed=11, length=3 * CHUNK + 5, b_groups=2)
+    args = [inputs[k] for k in NAMES]
+    trained = selective_scan_fn(*args, delta_softplus=True, return_last_state=True)
+    with torch.no_grad():
+        inferred = selective_scan_fn(*args, delta_softplus=True, return_last_state=True)
+    assert trained[0].requires_grad and not inferred[0].requires_grad
+    assert all(torch.equal(a.detach(), b) for a, b in zip(trained, inferred))
+
+
 def test_dtypes_follow_u():
     inputs = make_inputs(seed=6, with_z=False)
     args = [None if x is None else x.detach() for x in (inputs[k] for k in NAMES)]
