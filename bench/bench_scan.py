@@ -4,9 +4,9 @@ Shapes are S4Fusion's cross scan: batch 1, D = 288 channels, N = 18 states, inte
 length 2L = 8,192 ... 131,072, with D, delta_bias and softplus, B and C shared by all channels.
 For each length: forward (under no_grad) and forward+backward, wall-clock and CPU seconds, and
 peak resident memory above the level before the call (Linux VmHWM, reset through
-/proc/self/clear_refs). Times are the best of --repeats: fusion.scan's taken round-robin over the
-lengths (so that a slow spell of a shared machine hits every length alike), the slow baseline's
-once per length where its repeats would take longer than --baseline-limit. numba uses all its
+/proc/self/clear_refs). Times are the best of --repeats rounds, each round over every length and
+both contenders (so that a slow spell of a shared machine hits them all alike); the slow baseline
+runs in the first round only where its repeats would take longer than --baseline-limit. numba uses all its
 threads; torch is held to one thread (the baseline's tensors are tiny, and fusion.scan's few
 element-wise torch ops are cheap), which avoids thread-barrier stalls on a shared machine.
 
@@ -143,62 +143,67 @@ def first_call_seconds() -> dict[str, float]:
 MODES = ((False, "forward"), (True, "forward_backward"))
 
 
-def time_numba(inputs: dict[int, dict[str, torch.Tensor]], repeats: int
-               ) -> dict[tuple[int, bool], tuple[float, float, float]]:
-    """Best of ``repeats`` per (length, backward), taken round-robin over the lengths: a slow
-    spell of a shared machine then hits every length alike, and the growth ratios between
-    lengths stay meaningful."""
-    runs = {(length, backward): run_once(numba_scan, x, backward)
-            for length, x in inputs.items() for backward, _ in MODES}
-    for run in runs.values():
-        run()  # warm-up: numba cache load, allocator
-    best: dict[tuple[int, bool], tuple[float, float, float]] = {}
-    for _ in range(repeats):
-        for key, run in runs.items():
-            result = timed(run)
-            if key not in best or result[0] < best[key][0]:
-                best[key] = result
-    return best
-
-
 def bench(lengths: list[int], repeats: int, baseline_limit: float) -> dict:
+    """Timings in ``repeats`` rounds, each over every length and mode, fusion.scan and the
+    baseline side by side, keeping the best of each: a slow spell of a shared machine then hits
+    every length and both contenders alike. The baseline runs in the first round where its
+    predicted cost allows (otherwise it is extrapolated), and in later rounds where its repeats
+    stay under ``baseline_limit``."""
     available_mib = proc_kib("/proc/meminfo", "MemAvailable") / 1024
     inputs = {length: make_inputs(length) for length in lengths}
-    numba_best = time_numba(inputs, repeats)
-    rows = []
+    ours = {(length, backward): run_once(numba_scan, inputs[length], backward)
+            for length in lengths for backward, _ in MODES}
+    loops = {key: run_once(torch_loop_scan, inputs[key[0]], key[1]) for key in ours}
+    for backward, _ in MODES:
+        run_once(torch_loop_scan, make_inputs(256), backward)()  # warm-up
+    for run in ours.values():
+        run()  # warm-up: numba cache load, allocator
+    best: dict[tuple[str, int, bool], tuple[float, float, float]] = {}
+    baseline_rounds: dict[tuple[int, bool], int] = {}  # rounds the baseline runs in; 0: extrapolated
     rate: dict[bool, tuple[float, ...] | None] = {False: None, True: None}  # s, cpu s, MiB per token
+
+    def keep_best(key: tuple[str, int, bool], result: tuple[float, float, float]) -> None:
+        if key not in best or result[0] < best[key][0]:
+            best[key] = result
+
+    for round_ in range(repeats):
+        for length in lengths:
+            for backward, _ in MODES:
+                keep_best(("numba", length, backward), timed(ours[length, backward]))
+                if round_ == 0:
+                    predicted = None if rate[backward] is None else tuple(r * length for r in rate[backward])
+                    if predicted and (predicted[0] > baseline_limit or predicted[2] > available_mib / 2):
+                        best["loop", length, backward] = predicted
+                        baseline_rounds[length, backward] = 0
+                        continue
+                    result = timed(loops[length, backward])
+                    keep_best(("loop", length, backward), result)
+                    rate[backward] = tuple(max(m, 0.0) / length for m in result)
+                    cheap = result[0] * (repeats - 1) <= baseline_limit
+                    baseline_rounds[length, backward] = repeats if cheap else 1
+                elif round_ < baseline_rounds[length, backward]:
+                    keep_best(("loop", length, backward), timed(loops[length, backward]))
+        print(f"  round {round_ + 1}/{repeats} done", flush=True)
+
+    rows = []
     for length in lengths:
         row: dict = {"length": length}
         for backward, mode in MODES:
-            best = numba_best[length, backward]
-            row[f"numba_{mode}_s"], row[f"numba_{mode}_cpu_s"], row[f"numba_{mode}_peak_mib"] = best
-            predicted = None if rate[backward] is None else tuple(r * length for r in rate[backward])
-            if predicted and (predicted[0] > baseline_limit or predicted[2] > available_mib / 2):
-                measured = predicted
-                row[f"baseline_{mode}_extrapolated"] = True
-            else:
-                run_once(torch_loop_scan, make_inputs(256), backward)()  # warm-up
-                run_baseline = run_once(torch_loop_scan, inputs[length], backward)
-                measured = timed(run_baseline)
-                more = repeats - 1 if measured[0] * (repeats - 1) <= baseline_limit else 0
-                measured = min([measured, *(timed(run_baseline) for _ in range(more))],
-                               key=lambda r: r[0])
-                rate[backward] = tuple(max(m, 0.0) / length for m in measured)
-                row[f"baseline_{mode}_extrapolated"] = False
-                row[f"baseline_{mode}_runs"] = 1 + more
+            row[f"numba_{mode}_s"], row[f"numba_{mode}_cpu_s"], row[f"numba_{mode}_peak_mib"] = \
+                best["numba", length, backward]
+            measured = best["loop", length, backward]
             (row[f"baseline_{mode}_s"], row[f"baseline_{mode}_cpu_s"],
              row[f"baseline_{mode}_peak_mib"]) = measured
+            row[f"baseline_{mode}_extrapolated"] = baseline_rounds[length, backward] == 0
+            row[f"baseline_{mode}_runs"] = baseline_rounds[length, backward]
             row[f"speedup_{mode}"] = measured[0] / row[f"numba_{mode}_s"]
             row[f"speedup_{mode}_cpu"] = measured[1] / row[f"numba_{mode}_cpu_s"]
-            print(f"  L={length} {mode}: numba {row[f'numba_{mode}_s']:.3f} s "
-                  f"(cpu {row[f'numba_{mode}_cpu_s']:.3f}), baseline {measured[0]:.2f} s "
-                  f"(cpu {measured[1]:.2f}){' extrapolated' if row[f'baseline_{mode}_extrapolated'] else ''}",
-                  flush=True)
         if not row["baseline_forward_extrapolated"]:
             with torch.no_grad():
-                ours = numba_scan(*(inputs[length][k] for k in NAMES))
-                loop = torch_loop_scan(*(inputs[length][k] for k in NAMES))
-            row["max_rel_diff_vs_baseline"] = float((ours - loop).abs().max() / loop.abs().max())
+                fast_out = numba_scan(*(inputs[length][k] for k in NAMES))
+                loop_out = torch_loop_scan(*(inputs[length][k] for k in NAMES))
+            row["max_rel_diff_vs_baseline"] = float((fast_out - loop_out).abs().max()
+                                                    / loop_out.abs().max())
         rows.append(row)
     return {"rows": rows}
 
