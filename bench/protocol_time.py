@@ -1,0 +1,150 @@
+"""How long a whole protocol takes on M3FD, estimated from the per-step and per-epoch times that
+the other benches measured (their JSON in --results), on the devices they were measured on.
+
+    python bench/protocol_time.py                          # paper.yaml, bench/results/
+    python bench/protocol_time.py --results DIR --cores 16 # JSONs measured elsewhere (e.g. a GPU)
+
+Counts come from the config (methods, epochs, batch sizes, image size, workers) and M3FD's
+4,200 pairs at 1024x768 split by data.split.ratios. Stage by stage:
+
+  prepare      bench_prepare.json: its full-M3FD estimate
+  train        bench_train.json: seconds per step at fusion.train.batch_size
+               x ceil(train pairs / batch) x epochs, for each learned method without weights
+  fuse         model.json: one 1024x768 pair, for each learned method; bench_fusers.json: pairs per
+               second of one process x min(fusion.workers, --cores), for each classical method
+  detect       bench_detect.json: seconds per 100 training images at detect.imgsz; every epoch
+               trains on the train split and validates on the val split, and the test split is
+               evaluated once per method; validation and test images are counted at the training
+               rate (an upper bound: inference is cheaper than a training step)
+  metrics      bench_metrics.json: fusion metrics per test image spread over
+               min(metrics.workers, --cores) threads, plus the ResNet50 entropy per image
+
+Prints a table (the source and device of every number) and writes protocol_time.json next to
+the inputs. A stage whose JSON is missing is listed as not measured, never guessed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from fusion.io import atomic_write_text
+from fusion.registry import is_learned
+from pipelines.config import get_value, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+M3FD_PAIRS = 4200
+COPIES = ("ir", "vi")  # the sources themselves: copied, not fused
+
+
+def read(results: Path, name: str) -> dict | None:
+    path = results / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def split_sizes(ratios: list[float], pairs: int = M3FD_PAIRS) -> dict[str, int]:
+    train = round(pairs * ratios[0])
+    val = round(pairs * ratios[1])
+    return {"train": train, "val": val, "test": pairs - train - val}
+
+
+def estimate(config: dict, results: Path, cores: int) -> list[dict]:
+    """One row per stage: seconds (None where not measured), how it was computed, the source."""
+    sizes = split_sizes(config["data"]["split"]["ratios"])
+    methods = config["fusion"]["methods"]
+    learned = [m for m in methods if is_learned(m)]
+    classical = [m for m in methods if m not in learned and m not in COPIES]
+    rows = []
+
+    def row(stage: str, seconds: float | None, how: str, source: str, device: str = "cpu") -> None:
+        rows.append({"stage": stage, "seconds": seconds, "how": how, "source": source,
+                     "device": device})
+
+    prepare = read(results, "bench_prepare.json")
+    cases = (prepare or {}).get("cases", {}).values()
+    full = next((c["full_m3fd_estimate_s"] for c in cases if "full_m3fd_estimate_s" in c), None)
+    row("prepare", full, "4,200 pairs", "bench_prepare.json")
+
+    train_cfg = config["fusion"]["train"]
+    train = read(results, "bench_train.json")
+    steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
+    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
+    for method in learned:
+        if not get_value(config, f"fusion.{method}.weights"):
+            row(f"train {method}", match[0]["wall_s_per_step"] * steps if match else None,
+                f"{steps:,} steps of batch {train_cfg['batch_size']}", "bench_train.json",
+                (train or {}).get("device", "?"))
+
+    model = read(results, "model.json")
+    pair = next((t for t in (model or {}).get("timings", []) if t["size"] == "1024x768"), None)
+    for method in learned:
+        row(f"fuse {method}", pair["wall_s"] * M3FD_PAIRS if pair else None,
+            f"{M3FD_PAIRS:,} pairs, one at a time", "model.json", (model or {}).get("device", "cpu"))
+    fusers = read(results, "bench_fusers.json")
+    processes = min(config["fusion"]["workers"], cores)
+    for method in classical:
+        rate = (fusers or {}).get("images_per_second", {}).get(method)
+        row(f"fuse {method}", M3FD_PAIRS / (rate * processes) if rate else None,
+            f"{M3FD_PAIRS:,} pairs over {processes} processes", "bench_fusers.json")
+
+    detect_cfg = config["detect"]
+    detect = read(results, "bench_detect.json")
+    match = [r for r in (detect or {}).get("rows", []) if r["imgsz"] == detect_cfg["imgsz"]]
+    images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
+    per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
+    row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
+        f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
+        f"{sizes['test']} test, at {detect_cfg['imgsz']} px", "bench_detect.json",
+        str((detect or {}).get("device", "?")))
+
+    metrics = read(results, "bench_metrics.json")
+    metric_methods = config["metrics"].get("methods") or methods
+    seconds = None
+    if metrics:
+        per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
+        if config["metrics"].get("entropy"):
+            per_image += metrics["entropy"]["wall_s_per_image"]
+        seconds = per_image * sizes["test"] * len(metric_methods)
+    row(f"metrics x {len(metric_methods)} methods", seconds,
+        f"{sizes['test']} test images each", "bench_metrics.json",
+        (metrics or {}).get("entropy", {}).get("device", "cpu"))
+    return rows
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:,.1f} h"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="paper", help="a built-in config name or a YAML path")
+    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as for pipelines (e.g. -s detect.epochs=100)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--cores", type=int, default=os.cpu_count(),
+                        help="CPU cores for the CPU-parallel stages (default: this machine's)")
+    args = parser.parse_args()
+
+    rows = estimate(load_config(args.config, args.set), args.results, args.cores)
+    width = max(len(r["stage"]) for r in rows)
+    for r in rows:
+        print(f"{r['stage']:<{width}}  {duration(r['seconds']):>14}  {r['device']:<6} {r['how']} "
+              f"({r['source']})")
+    measured = [r["seconds"] for r in rows if r["seconds"] is not None]
+    missing = [r["stage"] for r in rows if r["seconds"] is None]
+    total = sum(measured)
+    print(f"{'total':<{width}}  {duration(total):>14}" + (f"  without {', '.join(missing)}" if missing else ""))
+    out = args.results / "protocol_time.json"
+    atomic_write_text(out, json.dumps({"config": args.config, "cores": args.cores, "rows": rows,
+                               "total_seconds": total, "not_measured": missing}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
