@@ -1,12 +1,14 @@
 """S4Fusion: fusion time and peak memory per image pair, parameter counts, FLOPs.
 
 Timing: the released topology with random weights fuses one random IR/VI pair through the public
-API (S4FusionFuser: padding, model, colour) on the CPU with torch and numba limited to --threads
-threads (default 2) and OMP_WAIT_POLICY=PASSIVE (unless set: with the default active waiting,
-torch's and numba's OpenMP thread pools burn CPU spinning against each other), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that
-size alone. Wall and CPU (process) seconds are both reported: on a shared machine the wall time
-grows with the load average, which is recorded too. The scan kernels are compiled (or loaded from
-numba's cache) on a 49x61 pair before the clock starts.
+API (S4FusionFuser: padding, model, colour) on --device (default cpu; on CUDA mamba-ssm's kernel
+runs where it is installed, and the GPU memory torch allocated is reported too), with torch and
+numba limited to --threads threads (default 2) and OMP_WAIT_POLICY=PASSIVE (unless set: with the
+default active waiting, torch's and numba's OpenMP thread pools burn CPU spinning against each
+other), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that size alone.
+Wall and CPU (process) seconds of the fastest of --repeats fusions are both reported: on a
+shared machine the wall time grows with the load average, which is recorded too. The scan kernels are compiled (or loaded from numba's
+cache) on a 49x61 pair before the clock starts.
 
 Parameters: every method name (both decoder topologies) in total and in the fusion layers.
 
@@ -21,6 +23,7 @@ topology runs it, so the two differ by that layer's cost.
 
     python bench/bench_model.py                     # both sizes, 2 threads
     python bench/bench_model.py --sizes 480x640
+    python bench/bench_model.py --device cuda       # a GPU (then bench/protocol_time.py uses it)
 
 Writes bench/results/model.json.
 """
@@ -39,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "model.json"
 
 
-def child(height: int, width: int, threads: int, flops: bool) -> dict:
-    """Runs in a fresh process: time one fusion (and optionally count FLOPs) at height x width."""
+def child(height: int, width: int, threads: int, flops: bool, device: str, repeats: int) -> dict:
+    """Runs in a fresh process: time the fusion (best of ``repeats``, and optionally count FLOPs)
+    at height x width."""
     import numpy as np
     import torch
 
@@ -50,16 +54,22 @@ def child(height: int, width: int, threads: int, flops: bool) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    fuser = S4FusionFuser(S4Fusion(), device="cpu")
+    fuser = S4FusionFuser(S4Fusion(), device=device)
     rng = np.random.default_rng(0)
     ir = rng.random((height, width), dtype=np.float32)
     vi = rng.random((height, width, 3), dtype=np.float32)
-    fuser(ir[:49, :61], vi[:49, :61])  # compile / load the numba kernels
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fuser(ir, vi)
-    result = {"size": f"{height}x{width}", "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+    fuser(ir[:49, :61], vi[:49, :61])  # compile / load the numba kernels, start CUDA
+    runs = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fuser(ir, vi)  # a numpy image: the device has finished
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    wall_s, cpu_s = min(runs)
+    result = {"size": f"{height}x{width}", "wall_s": wall_s, "cpu_s": cpu_s, "repeats": repeats,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "out_shape": list(out.shape),
               "padded": "x".join(str(s) for s in pad_to_valid(torch.zeros(1, 1, height, width))[0].shape[-2:])}
+    if fuser.device.type == "cuda":
+        result["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
     if flops:
         x = pad_to_valid(torch.from_numpy(ir)[None, None])[0]
         result["flops"] = {topology: count_flops(S4Fusion(S4FusionConfig(topology=topology)), x)
@@ -111,11 +121,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="480x640,1024x768", help="comma-separated HxW")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--repeats", type=int, default=3, help="fusions per size; the fastest counts")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         height, width, flops = args.child.split(",")
-        print(json.dumps(child(int(height), int(width), args.threads, flops == "1")))
+        print(json.dumps(child(int(height), int(width), args.threads, flops == "1", args.device,
+                               args.repeats)))
         return
 
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
@@ -124,21 +137,23 @@ def main() -> None:
     for size in args.sizes.split(","):
         height, width = (int(v) for v in size.lower().split("x"))
         flops = "1" if (height, width) == (480, 640) else "0"
-        run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child",
+        run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads),
+                              "--device", args.device, "--repeats", str(args.repeats), "--child",
                               f"{height},{width},{flops}"], env=env, capture_output=True, text=True, cwd=ROOT)
         if run.returncode:
             raise SystemExit(f"benchmark at {size} failed:\n{run.stderr}")
         timings.append(json.loads(run.stdout.strip().splitlines()[-1]))
         t = timings[-1]
         print(f"{t['size']:>9} (padded {t['padded']}): {t['wall_s']:6.2f} s wall, {t['cpu_s']:6.2f} s CPU, "
-              f"peak RSS {t['peak_rss_gb']:.2f} GiB", flush=True)
+              f"peak RSS {t['peak_rss_gb']:.2f} GiB"
+              + (f", peak GPU {t['peak_gpu_gb']:.2f} GiB" if "peak_gpu_gb" in t else ""), flush=True)
         for topology, f in t.get("flops", {}).items():
             print(f"          FLOPs ({topology} topology): dense {f['dense_gflops']:.2f} G, scan {f['scan_gflops']:.2f} G "
                   f"({f['scan_calls']} scan calls)")
     params = parameter_counts()
     for name, c in params.items():
         print(f"{name:>28}: {c['total']:>9,} parameters ({c['fusion_layers']:>9,} in the fusion layers)")
-    result = {"threads": args.threads, "omp_wait_policy": env["OMP_WAIT_POLICY"], "load_average": os.getloadavg(), "timings": timings, "parameters": params,
+    result = {"device": args.device, "threads": args.threads, "omp_wait_policy": env["OMP_WAIT_POLICY"], "load_average": os.getloadavg(), "timings": timings, "parameters": params,
               "scan_flops_formula": "sum over scan calls of 9*B*D*L*N + 2*B*D*L"}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".json.tmp")
