@@ -117,7 +117,7 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
     divides both group sizes), so one step updates an (N, block) state with contiguous inner
     loops and one exp call over N * block values. Work items are (batch, part of the blocks); an
     item walks the chunks in time order and, within a chunk, its blocks, gathering each block's
-    u and dt of the chunk into small (chunk, block) buffers.
+    u and delta of the chunk into small (chunk, block) buffers (delta becomes dt there).
     """
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
