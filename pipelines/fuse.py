@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import platform
 import re
 import shutil
 import sys
@@ -29,7 +28,6 @@ import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import closing
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -37,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion.io import ImageError, read_ir, read_vi, sha256_file, write_image, write_text_if_changed
+from fusion.provenance import package_versions
 from fusion.registry import build_fuser, is_learned
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
@@ -48,6 +47,7 @@ MANIFEST = "manifest.json"
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
+FUSE_PACKAGES = ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch")
 
 
 class FuseError(RuntimeError):
@@ -157,7 +157,7 @@ class FuseJob:
         self.out = benchmark.fused_dir(method)
         self.shard = shard
         self.header = {"method": method, "fingerprint": fingerprint, **(info or {}),
-                       "versions": _versions(), "shard": f"{shard.index}/{shard.count}"}
+                       "versions": package_versions(FUSE_PACKAGES), "shard": f"{shard.index}/{shard.count}"}
         self.pairs = shard.select([p for split in splits for p in benchmark.pairs(split)])
         link_labels(benchmark, self.out)
         previous = {} if force else _valid_entries(self.out, fingerprint)
@@ -357,16 +357,6 @@ def _valid_entries(out: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str
     return entries
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
 def is_complete(benchmark: Benchmark, method: str) -> bool:
     """True when ``method``'s fused set has every image of every split (what later stages wait for)."""
     manifest = _read_manifest(benchmark.fused_dir(method) / MANIFEST)
@@ -475,7 +465,7 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
-    fingerprint = {"method": method, "options": options, "code": _versions().get("fusionbench")}
+    fingerprint = {"method": method, "options": options, "code": package_versions(["fusionbench"]).get("fusionbench")}
     return fuser, fingerprint, info
 
 

@@ -13,10 +13,9 @@ import json
 import logging
 import os
 import platform
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import yaml
 from fusion.color import to_uint8
 from fusion.io import atomic_write_text, read_ir, read_vi
 from fusion.metrics import METRICS
+from fusion.provenance import package_versions
 from reports import figures
 from reports.tables import MISSING, Table
 
@@ -287,20 +287,10 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
         "counts_header": ["split", "pairs", "background", *classes],
         "counts": count_rows,
         "leakage": leak_rows,
-        "versions": _versions(),
+        "versions": package_versions(PACKAGES, missing="not installed"),
         "hardware": _hardware(),
         "dates": {k: v or MISSING for k, v in dates.items()},
     }
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 def _hardware() -> dict[str, str]:

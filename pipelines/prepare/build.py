@@ -10,13 +10,13 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from fusion.io import ImageError, write_text_if_changed
+from fusion.provenance import package_versions
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.config import benchmark_dir, get_value
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
@@ -125,7 +125,8 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
             [(c.source.stem, c.images.width, c.images.height, c.labels.boxes) for c in members], classes))
     bad = sorted({p.stem for p in problems})
     write_json(out / "manifest.json", {
-        "tool": {"name": "fusionbench", "version": _tool_version()},
+        "tool": {"name": "fusionbench",
+                 "version": package_versions(["fusionbench"], missing="unknown")["fusionbench"]},
         "source": {"path": str(found.root), "layout": found.name, "annotations": str(found.annotation_dir)},
         "classes": classes,
         "split": {"strategy": split.strategy, "seed": split.seed, "ratios": list(split.ratios),
@@ -203,10 +204,3 @@ def _pair_entry(c: _Checked, split: str, scene: int) -> dict:
             "ir_sha256": c.images.ir_sha256, "vi_sha256": c.images.vi_sha256,
             "annotation": str(c.source.annotation.resolve()) if c.source.annotation else None,
             "boxes": len(c.labels.boxes), "scene": scene}
-
-
-def _tool_version() -> str:
-    try:
-        return version("fusionbench")
-    except PackageNotFoundError:
-        return "unknown"
