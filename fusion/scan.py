@@ -12,8 +12,8 @@ B and C are (batch, N, L) or (batch, G, N, L); with G groups channel d reads gro
 Dispatch: CUDA tensors with mamba-ssm installed -> mamba-ssm's kernel; otherwise the CPU path
 (CUDA tensors without mamba-ssm make a round trip to the CPU, with a one-time warning). The CPU
 path runs the recurrence, step sizes and skip term in numba kernels (fusion._scan_kernels) with a
-hand-written reverse scan as backward; it never materialises (D, L, N) tensors. ``selective_scan_ref`` is the readable
-float64 definition that the tests hold it to.
+hand-written reverse scan as backward; it never materialises (D, L, N) tensors.
+``selective_scan_ref`` is the readable float64 definition that the tests hold it to.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class _ScanCore(torch.autograd.Function):
     only the step sizes and the states at chunk starts are kept between the two."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, for_backward):
         from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
 
         n_dim = A.shape[0]
@@ -138,42 +138,51 @@ class _ScanCore(torch.autograd.Function):
         with _keeping_torch_threads():
             y, dt, starts, last = kernels.scan_forward(
                 u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
-                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block,
-                any(ctx.needs_input_grad))
+                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block, for_backward)
         ctx.arrays = (u_, dt, A_, B_, C_, D_)  # reused by backward
         ctx.softplus = softplus
-        ctx.skip_dtype, ctx.bias_dtype = (None if x is None else x.dtype for x in (D, delta_bias))
-        ctx.save_for_backward(u, delta, A, B, C, torch.from_numpy(starts))
+        # what backward needs of the other inputs is their dtype (and B's and C's shape): keeping
+        # them alive would hold a full-size delta per scan call until backward
+        ctx.dtypes = {name: None if x is None else x.dtype
+                      for name, x in zip("delta A B C D bias".split(), (delta, A, B, C, D, delta_bias))}
+        ctx.shapes = {"B": B.shape, "C": C.shape}
+        ctx.save_for_backward(u, torch.from_numpy(starts))  # u: its version check guards u_
         return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
-        u, delta, A, B, C, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
+        u, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
         u_, dt, A_, B_, C_, D_ = ctx.arrays
+        dtypes = ctx.dtypes
         with _keeping_torch_threads():
             du, ddelta, dA, dB, dC, dD = kernels.scan_backward(
                 u_, dt, ctx.softplus, A_, B_, C_, D_, CHUNK, starts.numpy(),
                 _numpy(dy, torch.float32), _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
 
-        def grouped_grad(parts: np.ndarray, like: Tensor) -> Tensor:
+        def grouped_grad(parts: np.ndarray, name: str) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
-            return grad.reshape(like.shape).to(like.dtype)
+            return grad.reshape(ctx.shapes[name]).to(dtypes[name])
 
         ddelta = torch.from_numpy(ddelta)
-        return (torch.from_numpy(du).to(u.dtype), ddelta.to(delta.dtype),
-                torch.from_numpy(dA).sum(0).to(A.dtype), grouped_grad(dB, B), grouped_grad(dC, C),
-                None if ctx.skip_dtype is None else torch.from_numpy(dD).sum(0).to(ctx.skip_dtype),
-                None if ctx.bias_dtype is None else ddelta.double().sum((0, 2)).to(ctx.bias_dtype),
-                None)
+        return (torch.from_numpy(du).to(u.dtype), ddelta.to(dtypes["delta"]),
+                torch.from_numpy(dA).sum(0).to(dtypes["A"]), grouped_grad(dB, "B"),
+                grouped_grad(dC, "C"),
+                None if dtypes["D"] is None else torch.from_numpy(dD).sum(0).to(dtypes["D"]),
+                None if dtypes["bias"] is None else ddelta.double().sum((0, 2)).to(dtypes["bias"]),
+                None, None)
 
 
 def _scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
               z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool
               ) -> tuple[Tensor, Tensor]:
     """The scan, step size and skip term in numba; the gate z is a whole-tensor torch op."""
-    out, last = _ScanCore.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    # decided here: inside autograd.Function.forward grad mode is always off, and
+    # ctx.needs_input_grad ignores no_grad
+    for_backward = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (u, delta, A, B, C, D, delta_bias))
+    out, last = _ScanCore.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, for_backward)
     if z is not None:
         out = out * F.silu(z)
     return out, last

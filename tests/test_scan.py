@@ -132,13 +132,25 @@ def test_extreme_step_sizes(softplus):
     check_all(inputs, softplus)
 
 
-def test_inference_forward_equals_training_forward():
-    """Under no_grad the kernel keeps neither step sizes nor chunk states: same outputs."""
+@pytest.mark.parametrize("detach", [False, True])
+def test_inference_forward_equals_training_forward(detach, monkeypatch):
+    """Under no_grad (leaf inputs or not) the kernel keeps neither step sizes nor chunk states,
+    and gives the same outputs."""
     inputs = make_inputs(seed=11, length=3 * CHUNK + 5, b_groups=2)
     args = [inputs[k] for k in NAMES]
     trained = selective_scan_fn(*args, delta_softplus=True, return_last_state=True)
+    kept = []
+    forward = _scan_kernels.scan_forward
+
+    def recording_forward(*kernel_args):
+        kept.append(kernel_args[-1])  # for_backward
+        return forward(*kernel_args)
+
+    monkeypatch.setattr(_scan_kernels, "scan_forward", recording_forward)
     with torch.no_grad():
-        inferred = selective_scan_fn(*args, delta_softplus=True, return_last_state=True)
+        inferred = selective_scan_fn(*(x.detach() if detach else x for x in args),
+                                     delta_softplus=True, return_last_state=True)
+    assert kept == [False]
     assert trained[0].requires_grad and not inferred[0].requires_grad
     assert all(torch.equal(a.detach(), b) for a, b in zip(trained, inferred))
 
