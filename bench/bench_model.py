@@ -7,8 +7,8 @@ numba limited to --threads threads (default 2) and OMP_WAIT_POLICY=PASSIVE (unle
 default active waiting, torch's and numba's OpenMP thread pools burn CPU spinning against each
 other), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that size alone.
 Wall and CPU (process) seconds of the fastest of --repeats fusions are both reported: on a
-shared machine the wall time grows with the load average, which is recorded too. The scan kernels are compiled (or loaded from numba's
-cache) on a 49x61 pair before the clock starts.
+shared machine the wall time grows with the load average, which is recorded too. The scan
+kernels are compiled (or loaded from numba's cache) on a 49x61 pair before the clock starts.
 
 Parameters: every method name (both decoder topologies) in total and in the fusion layers.
 

@@ -12,7 +12,8 @@ element-wise torch ops are cheap), which avoids thread-barrier stalls on a share
 
 The baseline loop is only run where its predicted time (from the per-token rate at the previous
 length) stays under --baseline-limit seconds and its predicted memory under half the available
-RAM; beyond that its numbers are linear extrapolations, marked "extrapolated" in the table and JSON.
+RAM; beyond that its numbers are linear extrapolations of its first-round rate at the largest
+measured length, marked "extrapolated" in the table and JSON.
 numba's one-time cost is measured in child processes: a cold compile (empty cache directory) and
 a warm start (loading that cache), both for a tiny forward+backward.
 
@@ -225,7 +226,7 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['length']:>7} | {cells[0]} | {cells[1]} | "
               f"{r['numba_forward_backward_peak_mib']:>13.1f} {loop('forward_backward', 'peak_mib', '7.0f')}")
     print("seconds are wall clock; 'x cpu' compares CPU seconds of all threads (robust on a busy\n"
-          "machine); * = extrapolated linearly from the largest measured length")
+          "machine); * = extrapolated linearly from the first-round rate at the largest measured length")
 
 
 def main() -> None:

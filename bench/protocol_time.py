@@ -5,18 +5,20 @@ the other benches measured (their JSON in --results), on the devices they were m
     python bench/protocol_time.py --results DIR --cores 16 # JSONs measured elsewhere (e.g. a GPU)
 
 Counts come from the config (methods, epochs, batch sizes, image size, workers) and M3FD's
-4,200 pairs at 1024x768 split by data.split.ratios. Stage by stage:
+4,200 pairs at 1024x768 split by data.split.ratios (as pipelines prepare splits them). Stage by stage:
 
   prepare      bench_prepare.json: its full-M3FD estimate
   train        bench_train.json: seconds per step at fusion.train.batch_size
                x ceil(train pairs / batch) x epochs, for each learned method without weights
+               (the trainer's per-epoch validation and fusion.train.extra folders not counted)
   fuse         model.json: one 1024x768 pair, for each learned method; bench_fusers.json: pairs per
                second of one process x min(fusion.workers, --cores), for each classical method
-  detect       bench_detect.json: seconds per 100 training images at detect.imgsz; every epoch
+  detect       bench_detect.json: seconds per 100 training images at detect.imgsz and
+               detect.batch (the row measured at that size and batch); every epoch
                trains on the train split and validates on the val split, and the test split is
                evaluated once per method; validation and test images are counted at the training
                rate (an upper bound: inference is cheaper than a training step)
-  metrics      bench_metrics.json: fusion metrics per test image spread over
+  metrics      bench_metrics.json: fusion metrics per image of metrics.split spread over
                min(metrics.workers, --cores) threads, plus the ResNet50 entropy per image
 
 Prints a table (the source and device of every number) and writes protocol_time.json next to
@@ -32,7 +34,9 @@ from pathlib import Path
 
 from fusion.io import atomic_write_text
 from fusion.registry import is_learned
+from pipelines.benchmark import SPLITS
 from pipelines.config import get_value, load_config
+from pipelines.prepare.split import split_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 M3FD_PAIRS = 4200
@@ -44,15 +48,9 @@ def read(results: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def split_sizes(ratios: list[float], pairs: int = M3FD_PAIRS) -> dict[str, int]:
-    train = round(pairs * ratios[0])
-    val = round(pairs * ratios[1])
-    return {"train": train, "val": val, "test": pairs - train - val}
-
-
 def estimate(config: dict, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
-    sizes = split_sizes(config["data"]["split"]["ratios"])
+    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
     methods = config["fusion"]["methods"]
     learned = [m for m in methods if is_learned(m)]
     classical = [m for m in methods if m not in learned and m not in COPIES]
@@ -91,12 +89,14 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
 
     detect_cfg = config["detect"]
     detect = read(results, "bench_detect.json")
-    match = [r for r in (detect or {}).get("rows", []) if r["imgsz"] == detect_cfg["imgsz"]]
+    match = [r for r in (detect or {}).get("rows", [])
+             if (r["imgsz"], r["batch"]) == (detect_cfg["imgsz"], detect_cfg["batch"])]
     images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
     row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
         f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
-        f"{sizes['test']} test, at {detect_cfg['imgsz']} px", "bench_detect.json",
+        f"{sizes['test']} test, at {detect_cfg['imgsz']} px, batch {detect_cfg['batch']}",
+        "bench_detect.json",
         str((detect or {}).get("device", "?")))
 
     metrics = read(results, "bench_metrics.json")
@@ -106,9 +106,10 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
         per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
         if config["metrics"].get("entropy"):
             per_image += metrics["entropy"]["wall_s_per_image"]
-        seconds = per_image * sizes["test"] * len(metric_methods)
+        seconds = per_image * sizes[config["metrics"]["split"]] * len(metric_methods)
     row(f"metrics x {len(metric_methods)} methods", seconds,
-        f"{sizes['test']} test images each", "bench_metrics.json",
+        f"{sizes[config['metrics']['split']]} {config['metrics']['split']} images each",
+        "bench_metrics.json",
         (metrics or {}).get("entropy", {}).get("device", "cpu"))
     return rows
 
