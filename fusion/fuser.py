@@ -20,7 +20,7 @@ class Fuser(Protocol):
 
 
 @runtime_checkable
-class BatchFuser(Fuser, Protocol):
+class BatchFuser(Protocol):
     def fuse_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[np.ndarray]:
         """Pairs -> fused images in the same order."""
         ...

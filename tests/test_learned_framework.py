@@ -217,7 +217,7 @@ def test_registry_metadata_and_option_validation():
         validate_method_options("toy", {"train": {"lr_pek": 1}})
     with pytest.raises(OptionsError, match="'device'"):
         validate_method_options("toy", {"device": "cpu"})
-    with pytest.raises(OptionsError, match="'r3' \\(known: eps1, eps2, r1, r2\\)"):
+    with pytest.raises(OptionsError, match="gff: unknown option 'r3'; it takes: r1, eps1, r2, eps2, name"):
         validate_method_options("gff", {"r3": 3})
 
 
