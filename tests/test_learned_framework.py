@@ -249,7 +249,7 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     from pipelines.prepare import prepare_benchmark
     from pipelines.sample import make_sample
 
-    bench = prepare_benchmark(make_sample(tmp_path / "raw", pairs=10, width=64, height=48, seed=0), tmp_path / "bench")
+    bench = prepare_benchmark(make_sample(tmp_path / "raw", pairs=10, width=96, height=72, seed=0), tmp_path / "bench")
     args = ["-c", "sample", "-s", f"run.root={tmp_path / 'runs'}", "-s", "run.name=toy", "-s", f"report.dir={tmp_path / 'report'}",
             "-s", f"data.benchmark={bench.root}", "-s", "fusion.methods=[vi, toy]", "-s", "fusion.train.epochs=2",
             "-s", "fusion.train.batch_size=2", "-s", "fusion.train.crop=null", "-s", "methods.toy.model={width: 3}",
