@@ -34,10 +34,13 @@ DATA_KEYS = ("small", "extra")  # fusion.train keys the stage uses itself (which
 
 
 def train_settings(config: Config, method: LearnedMethod) -> TrainSettings:
-    """Shared ``fusion.train``, then the method's own training arguments, then ``methods.<method>.train``."""
+    """The method's training settings, later sources winning: the schema's ``fusion.train`` defaults, the
+    method's own recipe (its registry entry, e.g. SMFNet's optimizer and schedule), the ``fusion.train``
+    values the config sets explicitly (shared by every learned method), ``methods.<method>.train``."""
     shared = config.fusion.train.model_dump(exclude=set(DATA_KEYS))
+    chosen = {k: shared[k] for k in config.fusion.train.model_fields_set if k in shared}
     own = config.method_options(method.name).get("train") or {}
-    return build_options(TrainSettings, {**shared, **method.train, **own, "seed": config.run.seed},
+    return build_options(TrainSettings, {**shared, **method.train, **chosen, **own, "seed": config.run.seed},
                          f"methods.{method.name}.train")
 
 

@@ -303,3 +303,18 @@ def test_ddp_training_with_a_stage_that_leaves_parameters_unused(pairs, tmp_path
     for attempt in range(2):
         ddp = load_checkpoint(tmp_path / f"ddp{attempt}" / "last.pt")[0].state_dict()
         assert all(torch.allclose(ddp[k], v, atol=1e-5) for k, v in single.model.state_dict().items())
+
+
+def test_training_settings_precedence():
+    """Schema defaults < the method's recipe < fusion.train set by the config < methods.<m>.train."""
+    from pipelines.config import load_config
+    from pipelines.train_fusion import train_settings
+    from fusion.learned.architecture import learned_method
+
+    wide = learned_method("toy_wide")  # its recipe: lr_peak 1e-2
+    assert train_settings(load_config("paper"), wide).lr_peak == 1e-2
+    assert train_settings(load_config("paper"), learned_method("toy")).lr_peak == 1.5e-3  # the schema default
+    config = load_config("paper", ["fusion.train.lr_peak=0.02", "fusion.train.epochs=3", "methods.toy_wide.train={epochs: 5}",
+                                   "run.seed=4"])
+    settings = train_settings(config, wide)
+    assert (settings.lr_peak, settings.epochs, settings.seed, settings.batch_size) == (0.02, 5, 4, 20)
