@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from fusionbench.pairing import IMAGE_SUFFIXES  # noqa: F401  (re-exported: one list of image suffixes)
 
 
 class ImageError(ValueError):

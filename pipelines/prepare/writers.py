@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fusion.io import write_text_if_changed
+from pipelines.benchmark import split_list_path
 from pipelines.prepare.annotations import Box
 
 
@@ -17,8 +18,11 @@ def write_json(path: Path, data: Any) -> None:
     write_text_if_changed(path, json.dumps(data, indent=1) + "\n")
 
 
-def write_split_list(out: Path, split: str, stems: list[str]) -> None:
-    write_text_if_changed(out / "splits" / f"{split}.txt", "".join(f"{s}\n" for s in sorted(stems)))
+def write_split_list(out: Path, split: str, stems: list[str]) -> str:
+    """``splits/<split>.txt``: one stem per line, sorted; returns the text written."""
+    text = "".join(f"{s}\n" for s in sorted(stems))
+    write_text_if_changed(split_list_path(out, split), text)
+    return text
 
 
 def yolo_text(boxes: Iterable[Box], width: int, height: int) -> str:
