@@ -74,8 +74,8 @@ def _read_voc(path: Path, classes: tuple[str, ...], aliases: Mapping[str, str]) 
         xmin, ymin, xmax, ymax = corners
         boxes.append(Box(index[name.lower()], xmin - 1, ymin - 1, xmax, ymax))   # 1-based inclusive -> corners
     if unknown:
-        raise AnnotationError(f"{path}: unknown class name(s) {sorted(set(unknown))}; "
-                              f"expected one of {list(classes)}")
+        raise AnnotationError(f"{path}: unknown class name(s) {sorted(set(unknown))}; expected one of "
+                              f"{list(classes)}" + (f" or an alias {dict(aliases)}" if aliases else ""))
     return boxes
 
 
