@@ -34,6 +34,17 @@ def split_list_path(root: Path, split: str) -> Path:
     return Path(root) / "splits" / f"{split}.txt"
 
 
+def split_list_record(data: bytes) -> dict:
+    """What the manifest records of one split list (``split_lists.<split>``): its pair count and sha256."""
+    return {"pairs": sum(1 for line in data.decode("utf-8").splitlines() if line),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def record_split_lists(root: Path) -> dict:
+    """``split_lists`` for the manifest, from the lists now in ``root/splits`` (written before it)."""
+    return {split: split_list_record(split_list_path(root, split).read_bytes()) for split in SPLITS}
+
+
 class BenchmarkError(FusionBenchError, ValueError):
     """A prepared benchmark folder that is missing or inconsistent."""
 
@@ -88,14 +99,13 @@ class Benchmark:
             raise BenchmarkError(f"{manifest_path(self.root)}: records no pair count and sha256 for {path.name} "
                                  f"(prepared by an older version); rerun `pipelines prepare`")
         data = path.read_bytes()
-        stems = [line for line in data.decode("utf-8").splitlines() if line]
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != recorded["sha256"] or len(stems) != recorded["pairs"]:
-            raise BenchmarkError(f"{path}: {len(stems)} pair(s), sha256 {digest[:12]}..., but the manifest records "
+        actual = split_list_record(data)
+        if actual != recorded:
+            raise BenchmarkError(f"{path}: {actual['pairs']} pair(s), sha256 {actual['sha256'][:12]}..., but the manifest records "
                                  f"{recorded['pairs']} pair(s), sha256 {recorded['sha256'][:12]}...: the list was edited "
                                  f"or left by an interrupted prepare; rerun `pipelines prepare` (to use another split, "
                                  f"give it with --split-file)")
-        return stems
+        return [line for line in data.decode("utf-8").splitlines() if line]
 
     def pair(self, stem: str) -> Pair:
         try:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-
 ROUNDING_PX = 1e-3   # normalised YOLO coordinates may overshoot an edge by float rounding: not a clip
 
 

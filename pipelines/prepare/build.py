@@ -6,7 +6,6 @@ pairs out with ``skip_bad``; split (:mod:`.split`); write (:mod:`.writers`).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +18,15 @@ from tqdm import tqdm
 
 from fusion.io import ImageError, write_text_if_changed
 from fusion.provenance import package_versions
-from pipelines.benchmark import SPLITS, Benchmark, manifest_path
+from pipelines.benchmark import SPLITS, Benchmark, manifest_path, record_split_lists
 from pipelines.config import benchmark_dir, get_value
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
 from pipelines.prepare.images import PairImages, inspect_pair
 from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layout
 from pipelines.prepare.problems import PrepareError, Problem, summarise
-from pipelines.prepare.split import (STRATEGIES, check_not_empty, group_scenes, leakage, random_split,
-                                     scene_split)
+from pipelines.prepare.split import STRATEGIES, check_not_empty, group_scenes, leakage, random_split, scene_split
 from pipelines.prepare.split_files import SplitFiles, assign, carve_val, read_split_files
-from pipelines.prepare.writers import (coco_dataset, write_json, write_split_list,
-                                       write_yolo_labels, yolo_text)
+from pipelines.prepare.writers import coco_dataset, write_json, write_split_list, write_yolo_labels, yolo_text
 
 log = logging.getLogger("pipelines.prepare")
 
@@ -178,10 +175,9 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
     split lists, YOLO labels and COCO per split."""
     manifest_path(out).unlink(missing_ok=True)
     classes = list(found.classes)
-    lists = {}
     for name in SPLITS:
         members = split.members(kept, name)
-        lists[name] = write_split_list(out, name, [c.source.stem for c in members])
+        write_split_list(out, name, [c.source.stem for c in members])
         write_yolo_labels(out / "labels" / name, {
             c.source.stem: yolo_text(c.labels.boxes, c.images.width, c.images.height) for c in members})
         write_json(out / "coco" / f"{name}.json", coco_dataset(
@@ -194,8 +190,7 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
         "classes": classes,
         "split": {"strategy": split.strategy, "seed": split.seed, "ratios": list(split.ratios),
                   "scene_threshold": split.threshold, "scenes": len(set(split.scenes)), **split.origin},
-        "split_lists": {name: {"pairs": len(split.members(kept, name)), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-                        for name, text in lists.items()},
+        "split_lists": record_split_lists(out),
         "counts": {name: _counts(split.members(kept, name), classes) for name in SPLITS},
         "leakage": {"threshold": split.threshold, "chosen": split.strategy, **split.leakage},
         "fixes": {"clipped_boxes": sum(c.labels.clipped for c in kept),

@@ -18,11 +18,9 @@ def write_json(path: Path, data: Any) -> None:
     write_text_if_changed(path, json.dumps(data, indent=1) + "\n")
 
 
-def write_split_list(out: Path, split: str, stems: list[str]) -> str:
-    """``splits/<split>.txt``: one stem per line, sorted; returns the text written."""
-    text = "".join(f"{s}\n" for s in sorted(stems))
-    write_text_if_changed(split_list_path(out, split), text)
-    return text
+def write_split_list(out: Path, split: str, stems: list[str]) -> None:
+    """``splits/<split>.txt``: one stem per line, sorted."""
+    write_text_if_changed(split_list_path(out, split), "".join(f"{s}\n" for s in sorted(stems)))
 
 
 def yolo_text(boxes: Iterable[Box], width: int, height: int) -> str:

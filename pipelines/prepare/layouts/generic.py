@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.prepare.layouts.base import (ImageFolders, Layout, LayoutKind, child_dir, find_classes_file,
-                                            has_dirs, has_yolo_files, read_classes, required_dir)
+from pipelines.prepare.layouts.base import (
+    ImageFolders,
+    Layout,
+    LayoutKind,
+    child_dir,
+    find_classes_file,
+    has_dirs,
+    has_yolo_files,
+    read_classes,
+    required_dir,
+)
 from pipelines.prepare.problems import PrepareError
 
 

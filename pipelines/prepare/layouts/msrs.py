@@ -10,8 +10,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.prepare.layouts.base import (ImageFolders, Layout, LayoutKind, child_dir, find_classes_file,
-                                            has_dirs, read_classes, required_dir)
+from pipelines.prepare.layouts.base import (
+    ImageFolders,
+    Layout,
+    LayoutKind,
+    child_dir,
+    find_classes_file,
+    has_dirs,
+    read_classes,
+    required_dir,
+)
 from pipelines.prepare.problems import PrepareError
 
 log = logging.getLogger("pipelines.prepare")
