@@ -82,19 +82,40 @@ def test_too_small_image_is_refused(tmp_path, size):
     assert f"{raw / 'Ir' / '00002.png'}: {width}x{height} pixels, smaller than the minimum 32x32" in message
 
 
-def test_exif_orientation_is_refused(tmp_path):
+def _png_with_exif_after_pixels(path: Path, grey: np.ndarray, exif: bytes) -> None:
+    """A PNG whose eXIf chunk follows the image data (allowed by the PNG spec; PIL writes it before)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + row.tobytes() for row in grey)
+    header = struct.pack(">IIBBBBB", grey.shape[1], grey.shape[0], 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"eXIf", exif) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("where", ["jpeg", "png", "png after the pixels"])
+def test_exif_orientation_is_refused(tmp_path, where):
     raw = _m3fd(tmp_path / "raw")
+    suffix = ".jpg" if where == "jpeg" else ".png"
     for folder in ("Ir", "Vis"):
         (raw / folder / "00004.png").unlink()
     exif = Image.Exif()
     exif[0x0112] = 6      # "rotate 90 CW to display"
-    Image.fromarray(np.full((H, W), 99, np.uint8)).save(raw / "Ir" / "00004.jpg", exif=exif)
-    Image.fromarray(np.full((H, W, 3), 99, np.uint8)).save(raw / "Vis" / "00004.jpg")
+    ir = raw / "Ir" / f"00004{suffix}"
+    grey = np.full((H, W), 99, np.uint8)
+    if where == "png after the pixels":
+        _png_with_exif_after_pixels(ir, grey, exif.tobytes())
+    else:
+        Image.fromarray(grey).save(ir, exif=exif)
+    Image.fromarray(np.full((H, W, 3), 99, np.uint8)).save(raw / "Vis" / f"00004{suffix}")
     message = _refusal(raw, tmp_path)
-    assert f"{raw / 'Ir' / '00004.jpg'}: EXIF orientation 6 (rotated or mirrored) is not supported" in message
+    assert f"{ir}: EXIF orientation 6 (rotated or mirrored) is not supported" in message
 
     exif[0x0112] = 1      # "normal" is what every tool agrees on
-    Image.fromarray(np.full((H, W), 99, np.uint8)).save(raw / "Ir" / "00004.jpg", exif=exif)
+    Image.fromarray(grey).save(ir, exif=exif)
     prepare_benchmark(raw, tmp_path / "bench")
 
 

@@ -12,7 +12,7 @@ from pipelines.prepare.split import STRATEGIES
 @click.command("prepare")
 @config_options
 @click.option("--data", "raw", type=click.Path(file_okay=False),
-              help="Raw dataset folder, M3FD or generic layout (data.raw; default: the synthetic sample).")
+              help="Raw dataset folder in a known layout: M3FD, LLVIP, MSRS, generic (data.raw; default: the synthetic sample).")
 @click.option("--out", type=click.Path(file_okay=False), help="Benchmark folder (data.benchmark).")
 @click.option("--seed", type=int, help="Split seed (data.split.seed).")
 @click.option("--split-by", type=click.Choice(STRATEGIES),
@@ -24,7 +24,7 @@ from pipelines.prepare.split import STRATEGIES
               help="Leave broken pairs out (listed in the manifest) instead of stopping (data.skip_bad).")
 def command(config_source: str, overrides: tuple[str, ...], raw: str | None, out: str | None, seed: int | None,
             split_by: str | None, split_files: tuple[str, ...], skip_bad: bool | None) -> None:
-    """Validate a raw IR/VI dataset, split it 7:1:2 and write labels (YOLO, COCO) and a manifest.
+    """Validate a raw IR/VI dataset, split it (7:1:2, by scene, a published split) and write labels (YOLO, COCO) and a manifest.
 
     \b
     pipelines prepare -c sample                       # the synthetic sample

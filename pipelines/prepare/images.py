@@ -27,6 +27,7 @@ from fusion.io import ImageError, read_ir, read_vi, sha256_file
 THUMB_SIZE = (32, 24)   # (width, height)
 MIN_SIDE = 32           # pixels; see the module docstring
 EXIF_ORIENTATION = 0x0112
+PNG_EXIF_CHUNK = b"eXIf"
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -63,8 +64,10 @@ def _check_header(path: Path) -> str:
     """Refuse an EXIF orientation other than normal; return PIL's pixel mode (header only)."""
     try:
         with Image.open(path) as image:
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             mode = image.mode
+            # PIL decodes a whole PNG to look for an eXIf chunk after the pixels: look for the chunk first
+            tagged = image.format != "PNG" or "exif" in image.info or PNG_EXIF_CHUNK in _png_chunk_types(path)
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1) if tagged else 1
     except (OSError, ValueError) as error:
         raise ImageError(f"{path}: image header not readable ({error})") from error
     if orientation != 1:
@@ -72,6 +75,20 @@ def _check_header(path: Path) -> str:
                          f"disagree on applying it, so the pair and its boxes could be misaligned; "
                          f"save the image upright without the orientation tag")
     return mode
+
+
+def _png_chunk_types(path: Path) -> set[bytes]:
+    """The chunk types of a PNG file, read from the chunk headers only (seeking over the data)."""
+    types = set()
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        while len(header := handle.read(8)) == 8:
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            types.add(kind)
+            if kind == b"IEND":
+                break
+            handle.seek(length + 4, 1)
+    return types
 
 
 def _check_grey_channels(path: Path) -> None:
