@@ -222,12 +222,11 @@ def prepare_from_config(config: dict) -> Benchmark:
 
 
 def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -> list[_Checked]:
-    """Decode and read every complete pair (in threads: OpenCV releases the GIL); problems are
-    appended in stem order so the report does not depend on scheduling."""
-    complete = [s for s in sources if s.ir is not None and s.vi is not None]
+    """Decode and read every pair (in threads: OpenCV releases the GIL); problems are appended in
+    stem order so the report does not depend on scheduling."""
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda s: _check(s, layout), complete), total=len(complete),
+        results = list(tqdm(pool.map(lambda s: _check(s, layout), sources), total=len(sources),
                             desc="checking pairs", unit="pair", disable=None, leave=False))
     checked = []
     for result in results:
