@@ -14,10 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fusionbench.errors import FusionBenchError
 from fusionbench.pairing import IMAGE_SUFFIXES  # noqa: F401  (re-exported: one list of image suffixes)
 
 
-class ImageError(ValueError):
+class ImageError(FusionBenchError):
     """An image that cannot be used; the message names the file and the problem."""
 
 

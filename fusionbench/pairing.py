@@ -33,7 +33,7 @@ from fusionbench.errors import FusionBenchError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class PairingError(FusionBenchError, ValueError):
+class PairingError(FusionBenchError):
     """IR/VI folders whose files do not pair up one to one; the message lists every file concerned."""
 
 

@@ -45,7 +45,7 @@ def record_split_lists(root: Path) -> dict:
     return {split: split_list_record(split_list_path(root, split).read_bytes()) for split in SPLITS}
 
 
-class BenchmarkError(FusionBenchError, ValueError):
+class BenchmarkError(FusionBenchError):
     """A prepared benchmark folder that is missing or inconsistent."""
 
 

@@ -1,17 +1,20 @@
-"""Dataset layouts on small synthetic folders in each one's exact published structure, and MSRS's
-detection layout on the real ../shared/data/msrs_det20."""
+"""Dataset layouts on small synthetic folders in each one's exact published structure, MSRS's
+detection layout on the real ../shared/data/msrs_det20, and the dataset configs (llvip, m3fd_scene)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
 import pytest
 
 from pipelines.benchmark import M3FD_CLASSES
-from pipelines.prepare import PrepareError, prepare_benchmark
-from pipelines.prepare.layouts import open_layout
+from pipelines.config import load_config
+from pipelines.prepare import PrepareError, prepare_benchmark, prepare_from_config
+from pipelines.prepare.layouts import AUTO, LAYOUTS, open_layout
+from pipelines.schema import DataSection
 
 W, H = 64, 48
 
@@ -165,3 +168,31 @@ def test_duplicate_stem_across_llvip_folders(tmp_path):
         prepare_benchmark(raw, tmp_path / "bench")
     assert f"{raw / 'infrared' / 'test' / '010001.jpg'}: stem '010001' is also in {raw / 'infrared' / 'train'}" \
         in str(caught.value)
+
+
+def test_schema_names_every_registered_layout():
+    assert get_args(DataSection.model_fields["layout"].annotation) == (AUTO, *LAYOUTS)
+
+
+def test_llvip_config_uses_the_official_split(tmp_path):
+    raw = _llvip(tmp_path / "LLVIP")
+    config = load_config("llvip", values={"data.raw": raw, "data.benchmark": tmp_path / "bench"})
+    bench = prepare_from_config(config)
+    assert bench.manifest["source"]["layout"] == "llvip" and bench.manifest["split"]["strategy"] == "official"
+    assert bench.stems("test") == [f"{190001 + i:06d}" for i in range(4)]
+
+
+def test_m3fd_scene_config_reads_the_published_lists(tmp_path, monkeypatch):
+    raw = _m3fd_distributed(tmp_path / "M3FD")
+    monkeypatch.chdir(tmp_path)
+    values = {"data.raw": raw, "data.benchmark": tmp_path / "bench"}
+    with pytest.raises(PrepareError, match="data/m3fd-zxSplit: split file not found"):
+        prepare_from_config(load_config("m3fd_scene", values=values))
+    lists = Path("data/m3fd-zxSplit")
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_bytes(b"".join(f"{i:05d}.png\r\n".encode() for i in range(7)))
+    (lists / "test.txt").write_bytes(b"".join(f"{i:05d}.png\r\n".encode() for i in range(7, 10)))
+    bench = prepare_from_config(load_config("m3fd_scene", values=values))
+    assert bench.manifest["split"]["strategy"] == "file"
+    assert bench.stems("test") == ["00007", "00008", "00009"]
+    assert bench.manifest["split"]["val_from_train"]["pairs"] == 1    # round(7 / 8)

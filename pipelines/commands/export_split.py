@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.benchmark import Benchmark, BenchmarkError
+from pipelines.benchmark import Benchmark
 from pipelines.prepare.split_files import export_split
 
 
@@ -20,9 +20,5 @@ def command(bench_dir: str, out: str) -> None:
     pipelines export-split --benchmark runs/paper/benchmark --out paper/split
     pipelines prepare -c paper --data /data/M3FD --split-file paper/split   # gives the same lists back
     """
-    try:
-        written = export_split(Benchmark(bench_dir), Path(out))
-    except BenchmarkError as error:
-        raise click.ClickException(str(error)) from error
-    for path in written:
+    for path in export_split(Benchmark(bench_dir), Path(out)):
         click.echo(str(path))

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from fusionbench.errors import FusionBenchError
+
 ROUNDING_PX = 1e-3   # normalised YOLO coordinates may overshoot an edge by float rounding: not a clip
 
 
-class AnnotationError(ValueError):
+class AnnotationError(FusionBenchError):
     """An annotation file that cannot be used; the message names the file."""
 
 

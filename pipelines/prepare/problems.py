@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fusionbench.errors import FusionBenchError
 
 
-class PrepareError(FusionBenchError, ValueError):
+class PrepareError(FusionBenchError):
     """The raw dataset cannot be turned into a benchmark; the message says why and where."""
 
 
