@@ -65,7 +65,8 @@ _ENTRIES = (
                "1 + VIFp(VI, F) when F = IR; 2 for three flat images (0/0 -> 1 per source)",
                min_size=vif.VIF_MIN_SIZE),
     MetricInfo("Qabf", gradients.qabf, "higher", "Xydeas & Petrovic, Electron. Lett. 2000; Evaluator.Qabf, "
-               "metricsQabf.m", "NaN when both sources are flat", min_size=3),
+               "metricsQabf.m", "NaN when both sources are 0 (a flat non-zero image has edges at its zero-padded "
+               "border, as in the toolkits); Q_perfect = 0.9994 Qa(1)/(1 + e^-7.5) when F = IR = VI", min_size=3),
     MetricInfo("Nabf", gradients.nabf, "lower", "Shreyamsha Kumar, SIViP 2013 (modified Petrovic N^AB/F)",
                "0 when F adds no edge (F = IR); NaN when no source edge reaches strength 2", min_size=3),
     MetricInfo("SSIM", structure.ssim, "higher", "Wang et al., IEEE TIP 2004; Evaluator.SSIM (skimage), "
