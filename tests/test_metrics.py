@@ -80,7 +80,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
 
     bench = make_benchmark(tmp_path, msrs_det20, ["00004N", "00055D"])
     overrides = [f"run.root={tmp_path / 'runs'}", f"data.benchmark={bench}", "fusion.workers=1",
-                 "fusion.methods=[ir,average,never_fused]", "perception.allow_random=true"]
+                 "fusion.methods=[ir,average,gff]", "perception.allow_random=true"]
     config = load_config("sample", overrides)
     for method in ("ir", "average"):
         fuse_method(config, method, progress=False)
@@ -100,7 +100,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     assert rows.loc["average", "perception"] == "random"
     entropy = pd.read_csv(metrics_dir / "average" / "entropy.csv")["entropy"]
     assert rows.loc["average", "entropy_median"] == pytest.approx(entropy.median(), rel=1e-5)
-    assert rows.loc["never_fused"].drop("images").isna().all()  # missing, never zero
+    assert rows.loc["gff"].drop("images").isna().all()  # missing, never zero
 
     stamp = (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns
     run_metrics(config)
@@ -113,7 +113,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     # metrics -m X merges X into the summary instead of rewriting it with X alone
     fuse_method(config, "max", progress=False)
     merged = pd.read_csv(run_metrics(config, ["max"])).set_index("method")
-    assert list(merged.index) == ["ir", "average", "never_fused", "max"]
+    assert list(merged.index) == ["ir", "average", "gff", "max"]
     assert merged.loc["average", "SF"] == pytest.approx(rows.loc["average", "SF"], rel=1e-9)
 
     # another convention: the files are recomputed with its metrics
@@ -132,5 +132,5 @@ def test_metrics_command_refuses_random_weights_unless_accepted(tmp_path, msrs_d
     bench = make_benchmark(tmp_path, msrs_det20, ["00004N"])
     result = CliRunner().invoke(cli, ["metrics", "-s", f"run.root={tmp_path / 'runs'}", "-s", f"data.benchmark={bench}",
                                       "-s", "perception.allow_random=false"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no ResNet50 weights given" in result.output and "perception.allow_random=true" in result.output

@@ -306,3 +306,12 @@ def test_colour_handling_per_convention():
     assert per_channel["SD"] == pytest.approx(np.mean([np.std(rgb[..., k]) for k in range(3)]))
     ssims = [evaluate(rgb[..., k], ir, ir, "vifb", metrics=["SSIM"])["SSIM"] for k in range(3)]
     assert per_channel["SSIM"] == pytest.approx(np.mean(ssims))
+
+
+def test_config_key_lists_the_conventions():
+    from typing import get_args
+
+    from pipelines.schema import MetricsSection
+
+    assert set(get_args(MetricsSection.model_fields["convention"].annotation)) == set(CONVENTIONS)
+    assert MetricsSection().convention == "cddfuse"

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from fusion.metrics import CONVENTIONS
-from fusionbench.errors import FusionBenchError
-from pipelines.config import get_value
 from pipelines.options import build_config, config_options
 
 _FOLDER = click.Path(file_okay=False, path_type=Path)
@@ -40,14 +38,10 @@ def command(config_source: str, overrides: tuple[str, ...], methods: tuple[str, 
     from pipelines.metric_folders import score_folders
 
     extra = {"metrics.convention": convention}
-    try:
-        if fused is not None:
-            config = build_config(config_source, overrides, extra)
-            summary = score_folders(fused, ir, vi, out, convention_name(config),
-                                    int(get_value(config, "metrics.workers", 1)))
-        else:
-            config = build_config(config_source, overrides, extra, log_name="metrics")
-            summary = run_metrics(config, list(methods) or None, force=force)
-    except (ValueError, FileNotFoundError, FusionBenchError) as error:
-        raise click.ClickException(str(error)) from error
+    if fused is not None:
+        config = build_config(config_source, overrides, extra)
+        summary = score_folders(fused, ir, vi, out, convention_name(config), config.metrics.workers)
+    else:
+        config = build_config(config_source, overrides, extra, log_name="metrics")
+        summary = run_metrics(config, list(methods) or None, force=force)
     click.echo(f"summary: {summary}")
