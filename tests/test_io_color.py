@@ -7,8 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion.color import fuse_luminance, luminance, recolor, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
-from fusion.io import ImageError, image_size, read_ir, read_vi, write_image
+from fusion.color import (
+    fuse_luminance,
+    luminance,
+    recolor,
+    rgb_to_ycbcr,
+    to_uint8,
+    ycbcr_to_rgb,
+)
+from fusionbench.images import ImageError, image_size, read_ir, read_vi, write_image
 
 
 def test_ycbcr_round_trip_and_bt601_values():
