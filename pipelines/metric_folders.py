@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.io import atomic_write_text
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 from pipelines.metrics import metric_summary, score_triples, summary_columns
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -13,11 +13,12 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from fusion.metrics import evaluate_files, get_convention
 from fusion.color import to_uint8
-from fusion.io import read_ir, read_vi, write_image
+from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import build_resnet50, softmax_entropy
+from fusionbench.images import read_ir, read_vi, write_image
 from pipelines.config import load_config
+
 
 def textured(seed: int, shape: tuple[int, int] = (72, 66)) -> np.ndarray:
     rng = np.random.default_rng(seed)

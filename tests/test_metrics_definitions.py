@@ -10,9 +10,20 @@ import pytest
 from scipy.signal import convolve2d
 from skimage.metrics import structural_similarity as skimage_ssim
 
-from fusion.metrics import (CONVENTIONS, REGISTRY, ConventionError, MetricInputError, evaluate,
-                            get_convention)
-from fusion.metrics import difference, gradients, information, intensity, structure, vif
+from fusion.metrics import (
+    CONVENTIONS,
+    REGISTRY,
+    ConventionError,
+    MetricInputError,
+    difference,
+    evaluate,
+    get_convention,
+    gradients,
+    information,
+    intensity,
+    structure,
+    vif,
+)
 
 EXACT, CDDFUSE, VIFB = (get_convention(n) for n in ("exact", "cddfuse", "vifb"))
 Q_PERFECT = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))

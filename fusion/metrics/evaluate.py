@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 
-from fusion.io import ImageError
 from fusion.metrics.conventions import Convention, ConventionError, get_convention
 from fusion.metrics.images import grey_triples, read_image
 from fusion.metrics.registry import REGISTRY
+from fusionbench.images import ImageError
 
 
 def metric_names(convention: str | Convention, metrics: list[str] | None = None) -> tuple[str, ...]:

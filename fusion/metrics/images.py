@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fusion.io import ImageError, read_vi
 from fusion.metrics.conventions import Convention
 from fusionbench.errors import FusionBenchError
+from fusionbench.images import ImageError, read_vi
 
 
 class MetricInputError(FusionBenchError, ValueError):

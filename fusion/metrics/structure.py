@@ -1,7 +1,6 @@
 """Structural similarity metrics: SSIM, MS-SSIM, Qy."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from skimage.metrics import structural_similarity as skimage_ssim
 

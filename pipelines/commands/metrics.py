@@ -34,8 +34,8 @@ def command(config_source: str, overrides: tuple[str, ...], methods: tuple[str, 
             raise click.UsageError(f"{', '.join(missing)} missing: --fused, --ir, --vi and --out go together")
         if methods:
             raise click.UsageError("--method scores a run's fused sets; it does not go with --fused")
-    from pipelines.metrics import convention_name, run_metrics  # heavy imports only when the command runs
     from pipelines.metric_folders import score_folders
+    from pipelines.metrics import convention_name, run_metrics  # heavy imports only when the command runs
 
     extra = {"metrics.convention": convention}
     if fused is not None:
