@@ -16,8 +16,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import ImageError, write_text_if_changed
 from fusion.provenance import package_versions
+from fusionbench.files import write_text_if_changed
+from fusionbench.images import ImageError
 from pipelines.benchmark import SPLITS, Benchmark, manifest_path, record_split_lists
 from pipelines.config import benchmark_dir
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from fusion.io import ImageError, read_ir, read_vi, sha256_file
+from fusionbench.files import sha256_file
+from fusionbench.images import ImageError, read_ir, read_vi
 
 THUMB_SIZE = (32, 24)   # (width, height)
 MIN_SIDE = 32           # pixels; see the module docstring

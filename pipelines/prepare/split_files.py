@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fusion.io import atomic_write_text
+from fusionbench.files import atomic_write_text
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.prepare.problems import PrepareError
 
