@@ -13,8 +13,8 @@ program lies in one B group and one C group, so dB and dC are reduced over the b
 atomic add into the (batch, G, N, L) gradient.
 
 States and sums are float32 (as in mamba-ssm). Triton decides at import whether the kernels are
-compiled for the GPU or interpreted on CPU tensors: ``TRITON_INTERPRET=1`` must be set before this
-module is imported for the latter (``INTERPRETED`` records which).
+compiled for the GPU or interpreted on CPU tensors: ``TRITON_INTERPRET=1`` must be set before
+triton itself is imported for the latter (``INTERPRETED`` records which).
 """
 from __future__ import annotations
 

@@ -297,7 +297,7 @@ def backend_for(device: torch.device | str) -> str:
     if _selected == "triton" and device.type == "cpu":
         if not _triton_module().INTERPRETED:
             raise ScanBackendError("the 'triton' scan backend runs CPU tensors only in Triton's "
-                                   "interpreter: set TRITON_INTERPRET=1 before the first scan")
+                                   "interpreter: set TRITON_INTERPRET=1 before triton is imported")
         return "triton"
     raise ScanBackendError(f"the {_selected!r} scan backend cannot scan tensors on {device}; "
                            f"select the 'cpu' backend to scan them on the CPU")
@@ -338,11 +338,11 @@ def triton_selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
                              delta_bias: Tensor | None = None, delta_softplus: bool = False,
                              return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`selective_scan_fn` by the Triton kernels whatever the selection: CUDA tensors, or
-    CPU tensors in Triton's interpreter (TRITON_INTERPRET=1 set before the first call)."""
+    CPU tensors in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported)."""
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if u.device.type == "cpu" and not _triton_module().INTERPRETED:
         raise ScanBackendError("the Triton scan runs CPU tensors only in Triton's interpreter: "
-                               "set TRITON_INTERPRET=1 before the first scan")
+                               "set TRITON_INTERPRET=1 before triton is imported")
     _calls["triton"] += 1
     return _scan(_core_triton, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                  return_last_state)
