@@ -43,7 +43,8 @@ def _softplus(x):
     log1p(e) = log(w) * e / (w - 1) (Goldberg's correction; exact when w rounds to 1)."""
     e = tl.exp(-tl.abs(x))
     w = 1.0 + e
-    log1p = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    exact = w == 1.0
+    log1p = tl.where(exact, e, tl.log(w) * e / tl.where(exact, 1.0, w - 1.0))
     return tl.maximum(x, 0.0) + log1p
 
 
