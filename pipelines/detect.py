@@ -68,11 +68,12 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
 
     settings = train_settings(config)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
-    if settings.amp:
+    if settings.needs_amp_check:
         check_weights = get_value(config, "detect.amp_check_weights")
         if not check_weights:
-            raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
-                              "ultralytics' CUDA AMP self-test would otherwise download it")
+            raise DetectError(f"detect.amp={settings.amp} needs detect.amp_check_weights=/path/to/yolo26n.pt: "
+                              "ultralytics' CUDA AMP self-test would otherwise download it "
+                              "(detect.amp=bf16 runs without the self-test)")
         install_amp_check_weights(check_weights)
     source = yolo.model_source(get_value(config, "detect.weights"), bool(get_value(config, "detect.allow_scratch")))
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
@@ -147,7 +148,7 @@ def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:
         workers=int(get_value(config, "detect.workers", 8)),
         seed=int(get_value(config, "detect.seed", 0)),
         device=None if device in (None, "auto") else str(device),
-        amp=bool(get_value(config, "detect.amp", False)),
+        amp=get_value(config, "detect.amp", False),  # false, true, fp16 or bf16, as ultralytics takes it
         resume=bool(get_value(config, "detect.resume", True)),
         extra=dict(get_value(config, "detect.train_args") or {}),
     )
