@@ -161,3 +161,16 @@ def test_one_grouped_scan_per_block():
         assert scan.scan_calls()["cpu"] == 1
         CMSABlock(8, d_state=4)(x, x)
     assert scan.scan_calls() == {"cpu": 2, "triton": 0, "mamba": 0}
+
+
+def test_provenance_records_backend_kernel_and_tf32(monkeypatch):
+    from fusion.provenance import numerics_provenance
+
+    monkeypatch.setitem(sys.modules, _scan_mamba.MODULE, fake_kernel())
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    scan.set_scan_backend("cpu")
+    state = numerics_provenance()
+    assert state["scan_backend"] == "cpu" and state["mamba_kernel"] == "loaded"
+    assert state["tf32_cudnn"] is False
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert numerics_provenance()["tf32_cudnn"] is True
