@@ -36,8 +36,9 @@ from pathlib import Path
 from fusion.io import atomic_write_text
 from fusion.registry import is_learned
 from pipelines.benchmark import SPLITS
-from pipelines.config import get_value, load_config
+from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes
+from pipelines.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 M3FD_PAIRS = 4200
@@ -56,10 +57,10 @@ def _same_amp(measured: bool | str, configured: bool | str) -> bool:
     return canonical(measured) == canonical(configured)
 
 
-def estimate(config: dict, results: Path, cores: int) -> list[dict]:
+def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
-    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
-    methods = config["fusion"]["methods"]
+    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config.data.split.ratios))))
+    methods = config.fusion.methods
     learned = [m for m in methods if is_learned(m)]
     classical = [m for m in methods if m not in learned and m not in COPIES]
     rows = []
@@ -73,14 +74,14 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
     full = next((c["full_m3fd_estimate_s"] for c in cases if "full_m3fd_estimate_s" in c), None)
     row("prepare", full, "4,200 pairs", "bench_prepare.json")
 
-    train_cfg = config["fusion"]["train"]
+    train_cfg = config.fusion.train
     train = read(results, "bench_train.json")
-    steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
-    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
+    steps = math.ceil(sizes["train"] / train_cfg.batch_size) * train_cfg.epochs
+    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg.batch_size]
     for method in learned:
-        if not get_value(config, f"fusion.{method}.weights"):
+        if not config.method_options(method).get("weights"):
             row(f"train {method}", match[0]["wall_s_per_step"] * steps if match else None,
-                f"{steps:,} steps of batch {train_cfg['batch_size']}", "bench_train.json",
+                f"{steps:,} steps of batch {train_cfg.batch_size}", "bench_train.json",
                 (train or {}).get("device", "?"))
 
     model = read(results, "model.json")
@@ -89,37 +90,37 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
         row(f"fuse {method}", pair["wall_s"] * M3FD_PAIRS if pair else None,
             f"{M3FD_PAIRS:,} pairs, one at a time", "model.json", (model or {}).get("device", "cpu"))
     fusers = read(results, "bench_fusers.json")
-    processes = min(config["fusion"]["workers"], cores)
+    processes = min(config.fusion.workers, cores)
     for method in classical:
         rate = (fusers or {}).get("images_per_second", {}).get(method)
         row(f"fuse {method}", M3FD_PAIRS / (rate * processes) if rate else None,
             f"{M3FD_PAIRS:,} pairs over {processes} processes", "bench_fusers.json")
 
-    detect_cfg = config["detect"]
+    detect_cfg = config.detect
     detect = read(results, "bench_detect.json")
-    amp = detect_cfg["amp"]
+    amp = detect_cfg.amp
     match = [r for r in (detect or {}).get("rows", [])
-             if (r["imgsz"], r["batch"]) == (detect_cfg["imgsz"], detect_cfg["batch"])
+             if (r["imgsz"], r["batch"]) == (detect_cfg.imgsz, detect_cfg.batch)
              and _same_amp(r.get("amp", False), amp)]
-    images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
+    images = detect_cfg.epochs * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
     row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
-        f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
-        f"{sizes['test']} test, at {detect_cfg['imgsz']} px, batch {detect_cfg['batch']}, amp {amp}"
+        f"{detect_cfg.epochs} epochs of {sizes['train']:,} + {sizes['val']} images, "
+        f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}, amp {amp}"
         + (f", {match[0].get('workers', 0)} loader workers" if match else ""),
         "bench_detect.json",
         str((detect or {}).get("device", "?")))
 
     metrics = read(results, "bench_metrics.json")
-    metric_methods = config["metrics"].get("methods") or methods
+    metric_methods = config.metrics.methods or methods
     seconds = None
     if metrics:
-        per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
-        if config["metrics"].get("entropy"):
+        per_image = metrics["all_metrics_cpu_s"] / min(config.metrics.workers, cores)
+        if config.metrics.entropy:
             per_image += metrics["entropy"]["wall_s_per_image"]
-        seconds = per_image * sizes[config["metrics"]["split"]] * len(metric_methods)
+        seconds = per_image * sizes[config.metrics.split] * len(metric_methods)
     row(f"metrics x {len(metric_methods)} methods", seconds,
-        f"{sizes[config['metrics']['split']]} {config['metrics']['split']} images each",
+        f"{sizes[config.metrics.split]} {config.metrics.split} images each",
         "bench_metrics.json",
         (metrics or {}).get("entropy", {}).get("device", "cpu"))
     return rows

@@ -174,3 +174,15 @@ def test_provenance_records_backend_kernel_and_tf32(monkeypatch):
     assert state["tf32_cudnn"] is False
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     assert numerics_provenance()["tf32_cudnn"] is True
+
+
+def test_config_selects_the_backend_and_names_its_key():
+    from pipelines.config import load_config
+    from pipelines.devices import apply_scan_backend
+
+    assert apply_scan_backend(load_config("sample", []), torch.device("cpu")) == "cpu"
+    assert scan.scan_backend() == "auto"
+    config = load_config("sample", ["fusion.scan_backend=mamba"])
+    with pytest.raises(scan.ScanBackendError, match=r"fusion.scan_backend=mamba on cuda: .*not installed"):
+        apply_scan_backend(config, torch.device("cuda"))
+    assert scan.scan_backend() == "mamba"
