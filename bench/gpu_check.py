@@ -178,13 +178,12 @@ def check_training(device, small: bool) -> list[Row]:
     import numpy as np
     import torch
 
-    from fusion.io import write_image
     from fusion.perception import build_resnet50
     from fusion.s4fusion.data import folder_pairs
+    from fusion.s4fusion.geometry import next_valid_size
     from fusion.s4fusion.model import config_for_method
     from fusion.s4fusion.trainer import Trainer, TrainSettings
-
-    from fusion.s4fusion.geometry import next_valid_size
+    from fusionbench.images import write_image
 
     if device.type == "cpu":
         raise Skip("GPU only")

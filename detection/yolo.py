@@ -28,8 +28,8 @@ import numpy as np
 import yaml
 
 from detection.coco_eval import ImageDetections
-from fusion.io import atomic_write_text
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import types
 
 import pytest
 import torch
+from test_scan import NAMES, make_inputs
 
 from fusion import _scan_mamba, scan
-from test_scan import NAMES, make_inputs
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_scan import NAMES, check_all, make_inputs
 
 from fusion import scan
-from test_scan import NAMES, check_all, make_inputs
 
 pytest.importorskip("triton")
 
