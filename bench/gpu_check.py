@@ -173,6 +173,8 @@ def check_s4fusion_vs_cpu(device, small: bool) -> list[Row]:
 
 
 def check_training(device, small: bool) -> list[Row]:
+    if device.type == "cpu":
+        raise Skip("GPU only")
     import math
 
     import numpy as np
@@ -185,8 +187,6 @@ def check_training(device, small: bool) -> list[Row]:
     from fusion.s4fusion.trainer import Trainer, TrainSettings
     from fusionbench.images import write_image
 
-    if device.type == "cpu":
-        raise Skip("GPU only")
     rows = []
     crop = next_valid_size(64)
     perception = build_resnet50(allow_random=True)
