@@ -158,6 +158,9 @@ class FusionSection(Section):
     workers: int = Field(8, ge=1, description="processes for CPU fusers")
     batch_size: Optional[int] = Field(None, ge=1, description="pairs per forward pass of a learned fuser; null: 8 "
                                                               "on CUDA, 1 on CPU")
+    scan_backend: Literal["auto", "mamba", "triton", "cpu"] = Field(
+        "auto", description="selective scan of learned fusers: auto (CUDA: mamba-ssm's kernel when installed, "
+                            "else Triton; CPU: numba) | mamba | triton | cpu")
     train: TrainSection = Field(default_factory=TrainSection)
 
     @field_validator("methods")
@@ -184,8 +187,9 @@ class DetectSection(Section):
                                                                         "ultralytics' fitness (best.pt)")
     conf: float = Field(0.001, ge=0, le=1, description="confidence threshold of the test predictions")
     iou: float = Field(0.6, gt=0, le=1, description="NMS IoU of the test predictions")
-    amp: bool = Field(False, description="mixed precision on CUDA (needs amp_check_weights, else ultralytics "
-                                         "downloads a model)")
+    amp: bool | Literal["fp16", "bf16"] = Field(False, description="training precision as ultralytics takes it: "
+                                                                 "false, true or fp16 (needs amp_check_weights on "
+                                                                 "CUDA, else ultralytics downloads a model), bf16")
     amp_check_weights: Optional[Path] = Field(None, description="local model for ultralytics' AMP check")
     resume: bool = Field(True, description="continue an interrupted training from last.pt (not bit-identical)")
     cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")

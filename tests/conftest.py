@@ -12,6 +12,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 # pool burns CPU for a while); on 2 cores that made every small selective-scan call ~15x slower.
 # Read once when libgomp loads, so it must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The tests run the Triton selective scan on CPU tensors, in Triton's interpreter. Triton reads this
+# when its language module and each kernel are defined, and torchvision imports triton: so here.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
