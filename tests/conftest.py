@@ -41,10 +41,10 @@ def parity_fixture(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def msrs_benchmark(msrs_det20: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The 20 real MSRS pairs prepared as a benchmark (generic layout, seed 0, 14/2/4), built once."""
+    """The 20 real MSRS pairs prepared as a benchmark (msrs layout, seed 0, 14/2/4), built once."""
     from pipelines.prepare import prepare_benchmark
 
-    return prepare_benchmark(msrs_det20, tmp_path_factory.mktemp("msrs") / "benchmark", layout="generic")
+    return prepare_benchmark(msrs_det20, tmp_path_factory.mktemp("msrs") / "benchmark", layout="msrs")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from fusion.color import to_uint8
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import build_resnet50, softmax_entropy
 from fusionbench.images import read_ir, read_vi, write_image
+from pipelines.benchmark import record_split_lists
 from pipelines.config import load_config
 
 
@@ -71,7 +72,8 @@ def make_benchmark(root: Path, msrs_det20: Path, test_stems: list[str], size=(96
     for split in ("train", "val"):
         (bench / "splits" / f"{split}.txt").write_text("")
     (bench / "splits" / "test.txt").write_text("\n".join(test_stems) + "\n")
-    (bench / "manifest.json").write_text(json.dumps({"classes": ["person", "car"], "pairs": pairs}))
+    (bench / "manifest.json").write_text(json.dumps({"classes": ["person", "car"], "pairs": pairs,
+                                                     "split_lists": record_split_lists(bench)}))
     return bench
 
 
