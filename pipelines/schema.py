@@ -203,9 +203,11 @@ class MetricsSection(Section):
     batch_size: int = Field(4, ge=1, description="images per ResNet50 forward pass")
     workers: int = Field(8, ge=1, description="threads computing the fusion metrics")
     methods: Optional[list[str]] = Field(None, description="methods to score; null: fusion.methods")
-    convention: Literal["cddfuse", "vifb", "exact"] = Field(
+    convention: Literal["cddfuse", "vifb", "ivif_zoo", "tang", "exact"] = Field(
         "cddfuse", description="fusion-metric convention (fusion.metrics.CONVENTIONS): cddfuse = CDDFuse's "
-                               "Evaluator.py, vifb = VIFB's MATLAB code, exact = float64 without quirks")
+                               "Evaluator.py, vifb = VIFB's MATLAB code, ivif_zoo = IVIF_ZOO's "
+                               "eval_torch.py, tang = Linfeng-Tang's MATLAB kit, exact = float64 "
+                               "without quirks")
 
 
 class ReportSection(Section):

@@ -17,8 +17,10 @@ from fusion.metrics import (
     MetricInputError,
     difference,
     evaluate,
+    feature_mi,
     get_convention,
     gradients,
+    images,
     information,
     intensity,
     structure,
@@ -38,7 +40,7 @@ def textured(seed: int, shape: tuple[int, int] = (72, 66)) -> np.ndarray:
 # --- the registry and the conventions ---------------------------------------------------------
 
 def test_registry_metadata_and_conventions():
-    assert len(REGISTRY) >= 23
+    assert len(REGISTRY) >= 24
     assert set(CONVENTIONS["exact"].metrics) == set(REGISTRY)  # exact has every metric
     for name, info in REGISTRY.items():
         assert info.direction in ("higher", "lower") and info.reference and info.degenerate
@@ -248,7 +250,7 @@ def test_agreement_with_independent_implementations(real_triple):
 
 SAME = {"MI": None, "NMI": 2.0, "CE": 0.0, "CC": 1.0, "VIF": 2.0, "Qabf": Q_PERFECT, "Nabf": 0.0,
         "SSIM": 2.0, "MS-SSIM": 2.0, "Qy": 1.0, "Qcb": 1.0, "Qcv": 0.0, "PSNR": math.inf, "MSE": 0.0,
-        "RMSE": 0.0, "SCD": math.nan}
+        "RMSE": 0.0, "SCD": math.nan, "FMI_pixel": 1.0, "FMI_dct": 1.0, "FMI_w": 1.0}
 """F = IR = VI (a textured image)."""
 FLAT_F = {"EN": 0.0, "SD": 0.0, "SF": 0.0, "AG": 0.0, "EI": 0.0, "MI": 0.0, "TE": 0.0, "CC": math.nan,
           "Qcb": math.nan, "Qcv": math.nan}
@@ -326,3 +328,117 @@ def test_config_key_lists_the_conventions():
 
     assert set(get_args(MetricsSection.model_fields["convention"].annotation)) == set(CONVENTIONS)
     assert MetricsSection().convention == "cddfuse"
+
+
+# --- FMI: Fast-FMI against a float64 loop written from fmi.m ---------------------------------------
+
+def _nmi_loop(s: list[float], f: list[float]) -> float:
+    """One window of fmi.m, element by element: normalise, PDFs, CDFs, Nelsen's joint PDF, 2 I / (Hs + Hf)."""
+    def norm(v):
+        lo, hi = min(v), max(v)
+        return [1.0] * len(v) if hi == lo else [(x - lo) / (hi - lo) for x in v]
+    s, f = norm(s), norm(f)
+    ps, pf = [x / sum(s) for x in s], [x / sum(f) for x in f]
+    cs, cf = list(np.cumsum(ps)), list(np.cumsum(pf))
+    n = len(ps)
+    ms, mf = sum(s) / n, sum(f) / n  # r of the PDFs = r of the normalised values (exact 0 when flat)
+    num = sum((a - ms) * (b - mf) for a, b in zip(s, f))
+    c = 0.0 if num == 0 else num / math.sqrt(sum((a - ms) ** 2 for a in s) * sum((b - mf) ** 2 for b in f))
+    def sd(p):
+        return math.sqrt(max(sum((i + 1) ** 2 * p[i] for i in range(n)) - sum((i + 1) * p[i] for i in range(n)) ** 2, 0))
+    ss, sf_ = sd(ps), sd(pf)
+    if c >= 0:
+        def bound(i, j):
+            return 0.0 if i < 0 or j < 0 else min(cf[i], cs[j])
+    else:
+        def bound(i, j):
+            return 0.0 if i < 0 or j < 0 else max(cf[i] + cs[j] - 1, 0.0)
+    if (c >= 0 and c == 0) or ss == 0 or sf_ == 0:
+        k = 0.0
+    else:
+        cov = sum(bound(i, j) - cf[i] * cs[j] for i in range(n) for j in range(n))
+        k = c / (cov / (sf_ * ss))
+    joint = 0.0
+    for i in range(n):
+        for j in range(n):
+            mass = bound(i, j) - bound(i - 1, j) - bound(i, j - 1) + bound(i - 1, j - 1)
+            p = k * mass + (1 - k) * pf[i] * ps[j]
+            if p != 0:
+                joint -= p * math.log2(abs(p))
+    hs = -sum(p * math.log2(p) for p in ps if p > 0)
+    hf = -sum(p * math.log2(p) for p in pf if p > 0)
+    mi = hs + hf - joint
+    return 0.0 if mi == 0 else 2 * mi / (hs + hf)
+
+
+def fmi_loop(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    values = []
+    for p in range(1, a.shape[0] - 1):
+        for q in range(1, a.shape[1] - 1):
+            wa, wb, wf = (x[p - 1:p + 2, q - 1:q + 2].T.ravel().tolist() for x in (a, b, f))
+            if wa == wf:
+                af = 1.0
+            else:
+                af = _nmi_loop(wa, wf)
+                lo, hi = min(wf), max(wf)  # fmi.m compares B with F as normalised in the A branch
+                wf = [1.0] * 9 if hi == lo else [(x - lo) / (hi - lo) for x in wf]
+            bf = 1.0 if wb == wf else _nmi_loop(wb, wf)
+            values.append((af + bf) / 2)
+    return float(np.mean(values))
+
+
+def test_fmi_against_a_loop_over_windows():
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(5)
+    ir, vi = textured(11, (9, 8)), textured(12, (9, 8))
+    f = np.round(0.5 * ir + 0.5 * vi)
+    f[:3, :3] = ir[:3, :3]  # windows equal to IR's (score 1), and a flat patch (ones after normalising)
+    f[5:, :4], vi[5:, :4] = 40.0, 90.0
+    for a, b, x in ((ir, vi, f), (ir, vi, rng.uniform(0, 255, ir.shape))):
+        assert feature_mi.fmi_pixel(x, a, b, EXACT) == pytest.approx(fmi_loop(a, b, x), rel=1e-12)
+        dct = [dctn(y, norm="ortho") for y in (a, b, x)]
+        assert feature_mi.fmi_dct(x, a, b, EXACT) == pytest.approx(fmi_loop(*dct), rel=1e-12)
+    # negative correlations of the window PDFs take Frechet's lower bound: covered above, and alone
+    down, up = np.arange(9.0).reshape(3, 3).T, 8 - np.arange(9.0).reshape(3, 3).T
+    assert _nmi_loop(down.T.ravel().tolist(), up.T.ravel().tolist()) == pytest.approx(
+        float(feature_mi._window_nmi(feature_mi._minmax(down.T.reshape(1, 9)), feature_mi._minmax(up.T.reshape(1, 9)))[0]))
+    assert feature_mi.fmi_pixel(up, down, down, EXACT) == pytest.approx(fmi_loop(down, down, up))
+
+
+def test_fmi_wavelet_feature_is_the_reranged_dmey_tiling():
+    import pywt
+
+    a, b, f = textured(1, (12, 10)), textured(2, (12, 10)), textured(3, (12, 10))
+    def tiled(x):
+        c_a, (c_h, c_v, c_d) = pywt.dwt2(x, "dmey", mode="symmetric")
+        t = np.block([[c_a, c_h], [c_v, c_d]])
+        return (t - t.min()) / (t.max() - t.min())
+    assert tiled(a).shape == (2 * ((12 + 61) // 2), 2 * ((10 + 61) // 2))
+    assert feature_mi.fmi_w(f, a, b, EXACT) == pytest.approx(fmi_loop(tiled(a), tiled(b), tiled(f)), rel=1e-12)
+
+
+# --- the ivif_zoo and tang conventions --------------------------------------------------------
+
+def test_ivif_zoo_and_tang_choices():
+    ir = np.array([[0.0, 255.0], [0.0, 255.0]])
+    flat = np.full((2, 2), 9.0)
+    assert evaluate(ir, ir, flat, "ivif_zoo", metrics=["MI"])["MI"] == pytest.approx(1.0)  # bits
+    assert evaluate(ir, ir, flat, "cddfuse", metrics=["MI"])["MI"] == pytest.approx(math.log(2))  # nats
+    ramp = np.array([[0.0, 1.0], [2.0, 3.0]])
+    assert evaluate(ramp, ramp, ramp, "tang", metrics=["AG"])["AG"] == pytest.approx(4 * math.sqrt(2.5))  # (r-1)(c-1)
+    assert evaluate(ramp, ramp, ramp, "ivif_zoo", metrics=["AG"])["AG"] == pytest.approx(math.sqrt(2.5))
+    # grey conversion: Pillow's fixed point vs MATLAB rgb2gray, on colours where they differ
+    rgb = np.array([[[177.0, 10.0, 208.0], [232.0, 240.0, 11.0], [41.0, 48.0, 176.0], [13.0, 200.0, 7.0]]])
+    from PIL import Image
+    pil = np.asarray(Image.fromarray(rgb.astype(np.uint8)).convert("L"), dtype=np.float64)
+    matlab = np.floor(rgb @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]) + 0.5)
+    assert (pil != matlab).sum() == 3
+    for name, grey in (("ivif_zoo", pil), ("tang", matlab)):
+        triple = images.grey_triples(rgb, rgb, rgb, get_convention(name))[0]
+        assert np.array_equal(triple[0], grey), name
+    # tang's Qabf works on im2double images: G = g_F at equal strengths is then on a [0, 1] scale
+    a, b = textured(1, (20, 20)), textured(2, (20, 20))
+    assert evaluate(a, a, b, "tang", metrics=["Qabf"])["Qabf"] == pytest.approx(
+        gradients.qabf(a / 255, a / 255, b / 255, get_convention("cddfuse")), rel=1e-9)
+    assert "FMI_dct" in CONVENTIONS["tang"].metrics and "FMI_pixel" not in CONVENTIONS["tang"].metrics

@@ -35,10 +35,11 @@ class Convention:
     colour: Literal["grey", "per_channel"]
     """``grey``: colour images are converted to grey first; ``per_channel``: a colour fused image is
     scored channel by channel against the matching source channels and the values are averaged."""
-    grey: Literal["opencv_float32_round", "matlab_rgb2gray", "luma_float64"]
+    grey: Literal["opencv_float32_round", "matlab_rgb2gray", "pil_L", "luma_float64"]
     """How colour becomes grey: OpenCV ``cvtColor`` on float32 then ``np.round`` (half to even);
-    MATLAB ``rgb2gray`` on uint8 (its coefficients, rounded half away from zero); or BT.601 luma in
-    float64, not rounded."""
+    MATLAB ``rgb2gray`` on uint8 (its coefficients, rounded half away from zero); Pillow's
+    ``convert('L')`` (``(19595 R + 38470 G + 7471 B + 2^15) >> 16``); or BT.601 luma in float64,
+    not rounded."""
     mi_log: float
     """Base of the logarithm of MI (e: nats, 2: bits)."""
     mi_minmax: bool
@@ -93,14 +94,41 @@ EXACT = Convention(
     name="exact",
     toolkit="this project: the definitions of the papers, float64, no quirks; every metric",
     metrics=("EN", "SD", "SF", "AG", "EI", "MI", "NMI", "CE", "TE", "QNCIE", "SCD", "CC", "VIF",
-             "Qabf", "Nabf", "SSIM", "MS-SSIM", "Qy", "Qcb", "Qcv", "PSNR", "MSE", "RMSE"),
+             "Qabf", "Nabf", "SSIM", "MS-SSIM", "Qy", "Qcb", "Qcv", "PSNR", "MSE", "RMSE",
+             "FMI_pixel", "FMI_dct", "FMI_w"),
     dtype=np.float64, integer_levels=False, colour="grey", grey="luma_float64",
     mi_log=math.e, mi_minmax=False, ssim_window="gaussian11_valid", ssim_data_range=255.0,
     psnr="peak_255", qabf_equal_strength="one", qabf_scale=1.0, sf_normalisation="per_difference",
     ag_normalisation="all_pixels",
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (CDDFUSE, VIFB, EXACT)}
+IVIF_ZOO = Convention(
+    name="ivif_zoo",
+    toolkit="Metric/eval_torch.py + Metric_torch.py of RollingPlain/IVIF_ZOO (images read by Pillow as 'L'); "
+            "only the metrics whose definition is reproduced (README: its EN adds 1e-7 inside log2, its "
+            "PSNR/MSE work on [0, 1] with peak 255, its VIF pads with zeros: not reproduced)",
+    metrics=("SD", "SF", "AG", "MI", "CC", "SCD"),
+    dtype=np.float32, integer_levels=True, colour="grey", grey="pil_L",
+    mi_log=2.0, mi_minmax=False, ssim_window="gaussian11_valid", ssim_data_range=255.0, psnr="peak_255",
+    qabf_equal_strength="strength", qabf_scale=1.0, sf_normalisation="per_difference",
+    ag_normalisation="all_pixels",
+)
+
+TANG = Convention(
+    name="tang",
+    toolkit="'General Evaluation Metric/Evaluation' MATLAB kit of Linfeng-Tang/Image-Fusion "
+            "(analysis_Reference.m, rgb2gray, im2double where it passes it); only the metrics whose "
+            "definition is reproduced (README: its MI saturates grey level 255 + 1 in uint8, its SD "
+            "subtracts in uint8, SF/PSNR/MSE on [0, 1], SSIM is MEF-SSIM, FMI_pixel is fmi.m's "
+            "default 'edge' feature, FMI_w uses MATLAB's 102-tap dmey: not reproduced)",
+    metrics=("EN", "AG", "CC", "SCD", "VIF", "Qabf", "FMI_dct"),
+    dtype=np.float64, integer_levels=True, colour="grey", grey="matlab_rgb2gray",
+    mi_log=2.0, mi_minmax=False, ssim_window="gaussian11_valid", ssim_data_range=255.0, psnr="peak_255",
+    qabf_equal_strength="strength", qabf_scale=1.0 / 255.0, sf_normalisation="per_difference",
+    ag_normalisation="interior",
+)
+
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (CDDFUSE, VIFB, IVIF_ZOO, TANG, EXACT)}
 DEFAULT_CONVENTION = "cddfuse"
 
 

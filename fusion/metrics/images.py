@@ -54,6 +54,9 @@ def to_grey(image: np.ndarray, convention: Convention) -> np.ndarray:
     if convention.grey == "opencv_float32_round":
         bgr = np.ascontiguousarray(image[..., ::-1], dtype=np.float32)
         return np.round(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)).astype(convention.dtype)
+    if convention.grey == "pil_L":
+        r, g, b = (image[..., k].astype(np.int64) for k in range(3))
+        return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).astype(convention.dtype)
     if convention.grey == "matlab_rgb2gray":
         grey = image @ _MATLAB_LUMA
         return (np.floor(grey + 0.5) if convention.integer_levels else grey).astype(convention.dtype)

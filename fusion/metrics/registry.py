@@ -11,7 +11,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from fusion.metrics import contrast, difference, gradients, information, intensity, structure, vif
+from fusion.metrics import contrast, difference, feature_mi, gradients, information, intensity, structure, vif
 from fusion.metrics.conventions import CONVENTIONS, Convention
 
 MetricFunction = Callable[[np.ndarray, np.ndarray, np.ndarray, Convention], float]
@@ -82,6 +82,13 @@ _ENTRIES = (
     MetricInfo("PSNR", difference.psnr, "higher", "Evaluator.PSNR (peak max F), metricsPsnr.m",
                "+inf when F = IR = VI", min_size=1),
     MetricInfo("MSE", difference.mse, "lower", "Evaluator.MSE", "0 when F = IR = VI", min_size=1),
+    MetricInfo("FMI_pixel", feature_mi.fmi_pixel, "higher", "Haghighat et al., Comput. Electr. Eng. 2011; "
+               "Fast-FMI (2014), fmi.m feature 'none', 3x3 windows", "1 when F = IR = VI (every window equals "
+               "its source's)", min_size=feature_mi.FMI_WINDOW),
+    MetricInfo("FMI_dct", feature_mi.fmi_dct, "higher", "Haghighat et al., 2011; fmi.m feature 'dct' (dct2), "
+               "as analysis_fmi.m of Linfeng-Tang's kit", "1 when F = IR = VI", min_size=feature_mi.FMI_WINDOW),
+    MetricInfo("FMI_w", feature_mi.fmi_w, "higher", "Haghighat et al., 2011; fmi.m feature 'wavelet' (dmey "
+               "DWT, PyWavelets' 62-tap filter)", "1 when F = IR = VI", min_size=feature_mi.FMI_WINDOW),
     MetricInfo("RMSE", difference.rmse, "lower", "metricsRmse.m (VIFB: its sqrt(SSE) / (H W))",
                "0 when F = IR = VI", min_size=1),
 )
