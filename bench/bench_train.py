@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusion.io import write_image
 from fusion.learned.architecture import config_dict, learned_method
 from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
+from fusionbench.images import write_image
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
 

@@ -22,10 +22,10 @@ import torch.distributed as dist
 from fusion.learned.architecture import LearnedMethod, build_options, learned_method
 from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
-from fusion.perception import build_resnet50
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import apply_scan_backend, torch_device
+from pipelines.perception import perception_network
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,12 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
     out_dir = stage_dir(config, "fusion", method)
     perception, info = None, {}
     if arch.needs_perception:
-        perception, source = build_resnet50(config.perception.weights, config.perception.torchvision,
-                                            config.perception.allow_random)
+        perception, source = perception_network(config)
         info["perception"] = {"kind": source.kind, "detail": source.detail}
         log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config, settings.crop or arch.default_crop)
     with training_device(config) as device:
+        apply_scan_backend(config, device)
         trainer = Trainer(arch, model_config, loss, train, val, out_dir, settings, method=method,
                           perception=perception, info=info, device=device, resume=resume and not force)
         if trainer.finished:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion.color import luminance
-from fusion.io import write_image
+from fusionbench.images import write_image
 from fusion.learned import precision, state
 from fusion.learned.architecture import (Architecture, Converter, LearnedMethod, OptionsError, Stage,
                                          register_architecture, register_method)

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.io import atomic_write_bytes
 from fusion.learned.architecture import Architecture, Converter, OptionsError, architectures, config_dict, get_architecture
 from fusion.registry import FuserError
+from fusionbench.files import atomic_write_bytes
 
 FORMAT = "fusionbench.learned/1"
 RESERVED = ("format", "arch", "config", "state_dict")

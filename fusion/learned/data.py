@@ -18,8 +18,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.color import luminance
-from fusion.io import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
 from fusionbench.errors import FusionBenchError
+from fusionbench.images import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
 
 log = logging.getLogger(__name__)
 
