@@ -10,11 +10,10 @@ per GPU.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -66,28 +65,23 @@ def collect_pairs(config: Config, crop: int) -> tuple[list[TrainPair], list[Trai
     return train, val
 
 
-@contextmanager
-def training_device(config: Config) -> Iterator[torch.device]:
+def training_device(config: Config) -> torch.device:
     """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun (WORLD_SIZE > 1) the process's own GPU,
-    selected before the process group starts (NCCL binds each process to the current device), and the
-    group this started is destroyed at the end (a later training in the same process starts its own)."""
+    selected before the process group starts (NCCL binds each process to the current device). The group
+    is started once per process, kept for later trainings (run-all trains several methods; re-creating
+    a group on torchrun's store can hang) and destroyed when the process exits."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield torch_device(config)
-        return
+        return torch_device(config)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
+    if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
     if dist.get_rank():
         logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
-    try:
-        yield device
-    finally:
-        if started:
-            dist.destroy_process_group()
+    return device
 
 
 def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
@@ -107,13 +101,13 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
         info["perception"] = {"kind": source.kind, "detail": source.detail}
         log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config, settings.crop or arch.default_crop)
-    with training_device(config) as device:
-        apply_scan_backend(config, device)
-        trainer = Trainer(arch, model_config, loss, train, val, out_dir, settings, method=method,
-                          perception=perception, info=info, device=device, resume=resume and not force)
-        if trainer.finished:
-            log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
-        else:
-            trainer.fit()
-            log.info("%s: trained %d epochs -> %s", method, trainer.epoch, out_dir)
+    device = training_device(config)
+    apply_scan_backend(config, device)
+    trainer = Trainer(arch, model_config, loss, train, val, out_dir, settings, method=method,
+                      perception=perception, info=info, device=device, resume=resume and not force)
+    if trainer.finished:
+        log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
+    else:
+        trainer.fit()
+        log.info("%s: trained %d epochs -> %s", method, trainer.epoch, out_dir)
     return out_dir

@@ -269,35 +269,42 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     assert "toy" in html
 
 
-def _ddp_worker(rank: int, world: int, port: int, pairs, out: str) -> None:
-    """One torchrun-like process: the process group as train-fusion starts it, then the toy training."""
-    import os
-
-    from pipelines.schema import Config
-    from pipelines.train_fusion import training_device
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    for attempt in range(2):  # a second training in the same process starts its own group
-        with training_device(Config()) as device:
-            trainer = toy_trainer(pairs, Path(out) / f"ddp{attempt}", device=device, resume=False)
-            assert trainer.world == world and isinstance(trainer.net, nn.parallel.DistributedDataParallel)
-            trainer.fit()
-        assert not torch.distributed.is_initialized()
+DDP_SCRIPT = """
+import importlib.util, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("toy_framework_test", {test_file!r})
+toy = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(toy)  # registers the toy architecture, as the test file does
+from fusion.learned.data import folder_pairs
+from pipelines.schema import Config
+from pipelines.train_fusion import training_device
+import torch
+pairs = folder_pairs({pairs!r})
+for attempt in range(2):  # a second training in the same process (run-all) uses the same group
+    device = training_device(Config())
+    trainer = toy.toy_trainer(pairs, Path({out!r}) / f"ddp{{attempt}}", device=device, resume=False)
+    assert trainer.world == 2 and isinstance(trainer.net, torch.nn.parallel.DistributedDataParallel)
+    trainer.fit()
+"""
 
 
 def test_ddp_training_with_a_stage_that_leaves_parameters_unused(pairs, tmp_path):
-    """Two CPU processes (gloo) train the toy across its stage boundary; the "warm" stage never uses the
-    fusion layer, so DDP must allow unused parameters. Averaged gradients over 2 x 1 images equal one
-    process's gradient over the same 2 images."""
-    import socket
+    """torchrun with two CPU processes (gloo) trains the toy across its stage boundary; the "warm" stage
+    never uses the fusion layer, so DDP must allow unused parameters. Averaged gradients over 2 x 1
+    images equal one process's gradient over the same 2 images."""
+    import os
+    import subprocess
+    import sys
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, pairs, str(tmp_path)), nprocs=2, join=True)
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(test_file=__file__, pairs=str(pairs[0].ir.parents[1]), out=str(tmp_path)))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}  # nothing of this process
+    root = str(Path(__file__).resolve().parents[1])
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))), OMP_NUM_THREADS="1",
+               OMP_WAIT_POLICY="PASSIVE")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
     single = toy_trainer(pairs, tmp_path / "single")
     single.fit()
     for attempt in range(2):
