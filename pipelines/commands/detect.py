@@ -1,4 +1,4 @@
-"""``pipelines detect``: YOLOv5s per fused set, test mAP@50 with pycocotools."""
+"""``pipelines detect``: YOLOv5s per fused set and detector seed, test mAP@50 with pycocotools and its interval."""
 from __future__ import annotations
 
 import click
@@ -12,20 +12,22 @@ from pipelines.options import build_config, config_options
 @config_options
 @click.option("--method", "-m", "method", help="One fusion method (a fused set under <bench>/fused/).")
 @click.option("--methods", help="Comma-separated methods, or 'all' for fusion.methods of the config.")
-@click.option("--force", is_flag=True, help="Redo methods that are already finished.")
+@click.option("--force", is_flag=True, help="Redo methods that are already finished (every seed).")
 def command(config_source: str, overrides: tuple[str, ...], method: str | None, methods: str | None,
             force: bool) -> None:
-    """Train YOLOv5s on each method's fused set (same seed and settings), select on val, evaluate on test."""
+    """Train YOLOv5s on each method's fused set once per seed of detect.seeds (same settings for every
+    method), select on val, evaluate on test, and store the per-image matches the statistics use."""
     config = build_config(config_source, overrides, log_name="detect")
     names = _methods(config, method, methods)
+    from pipelines.compare import format_statistic
     from pipelines.detect import DetectError, detect_method, write_summary  # ultralytics is heavy: import on use
 
     try:
         benchmark = Benchmark(benchmark_dir(config))
         for name in names:
-            result = detect_method(config, name, force=force)
-            click.echo(f"{name}: test mAP@50 {result['map50']} (epoch {result['selected_epoch']}, "
-                       f"ultralytics {result['ultralytics_map50']:.4f})")
+            summary = detect_method(config, name, force=force)
+            click.echo(f"{name}: test mAP@50 {format_statistic(summary['statistics']['map50'])} "
+                       f"({summary['intervals']})")
         click.echo(f"summary: {write_summary(config, benchmark.classes)}")
     except (DetectError, FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
