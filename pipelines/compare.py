@@ -208,10 +208,13 @@ def metric_comparisons(values: dict[str, pd.DataFrame],
             interval_rows.append({"metric": metric, "method": method, "mean": mean, "ci_low": low, "ci_high": high,
                                   "images": n})
         defined = {m: v for m, v in means.items() if not np.isnan(v)}
+        if len(defined) < len(means):
+            log.info("compare: %s is undefined for %s (e.g. SCD of a source image): not compared", metric,
+                     ", ".join(sorted(set(means) - set(defined))))
         best = (min if metric in LOWER_IS_BETTER else max)(defined, key=defined.get) if defined else None
         best_of[metric] = best
         family = []
-        for index, (method, reference) in enumerate(comparison_pairs(present, settings.references, best)):
+        for index, (method, reference) in enumerate(comparison_pairs(list(defined), settings.references, best)):
             rng = np.random.default_rng([settings.seed, 1000 + m_index, index])
             test = wilcoxon_paired(values[method][metric].to_numpy(float), values[reference][metric].to_numpy(float),
                                    rng, settings.bootstrap, LEVEL)
@@ -230,3 +233,25 @@ def format_statistic(entry: dict[str, Any] | None) -> str:
     spread = f" ± {100 * entry['sd']:.1f}" if entry.get("sd") is not None else ""
     interval = f" [{100 * entry['ci95'][0]:.1f}, {100 * entry['ci95'][1]:.1f}]" if entry.get("ci95") else ""
     return f"{100 * entry['mean']:.1f}{spread} (n={entry['n']}){interval}"
+
+
+def significance_sentence(config: dict[str, Any]) -> str:
+    """One line on what the mAP@50 comparisons found, saying plainly when nothing differs at this test size."""
+    path = compare_dir(config) / DETECTION
+    if not path.is_file():
+        return "comparisons: missing (the compare stage has not written detection.csv)"
+    rows = pd.read_csv(path)
+    if rows.empty:
+        return "comparisons: none (fewer than two methods with detection results)"
+    manifest = json.loads((compare_dir(config) / MANIFEST).read_text()) if (compare_dir(config) / MANIFEST).is_file() else {}
+    alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", get_value(config, "stats.alpha", 0.05))
+    size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
+    found = rows[rows["significant"].astype(bool)]
+    references = ", ".join(dict.fromkeys(rows["reference"]))
+    if found.empty:
+        return (f"comparisons (mAP@50, permutation test, Holm, alpha {alpha}): no method differs significantly from "
+                f"{references} at this test size ({size})")
+    listed = "; ".join(f"{r.method} vs {r.reference} {100 * r.delta:+.1f} [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
+                       for r in found.itertuples())
+    return (f"comparisons (mAP@50, permutation test, Holm, alpha {alpha}; {size}): significant: {listed}; "
+            f"the other {len(rows) - len(found)} of {len(rows)} are not")

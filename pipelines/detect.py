@@ -203,7 +203,7 @@ def write_method_summary(config: dict[str, Any], method: str, seeds: list[int],
     the two-level bootstrap (seeds, then images; the image bootstrap alone with one seed)."""
     seed_runs = [matches.load(seed_dir(config, method, seed) / MATCHES) for seed in seeds]
     bootstrap = bootstrap_settings(config)
-    summary = {"method": method, "seeds": seeds, "bootstrap": bootstrap,
+    summary = {"method": method, "seeds": seeds, "bootstrap": bootstrap, "model_source": runs[0].get("model_source"),
                "intervals": "seeds and images" if len(seeds) > 1 else "images only (one seed: seed variance not measured)",
                "statistics": method_statistics(seed_runs, bootstrap),
                "test_images": len(seed_runs[0].images),

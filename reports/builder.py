@@ -1,8 +1,9 @@
 """Build ``index.html`` for one run from the files its stages wrote; self-contained and offline.
 
 The page links only to files inside the report folder (``figures/*.png``, ``tables/*.csv|tex``).
-Sections: run summary, mAP@50 (with the paper's Table VI), per-class AP@50, fusion metrics,
-decision-layer entropy, qualitative grid, training curves. A result that does not exist yet is shown
+Sections: run summary, mAP (with intervals, beside the paper's Table VI), per-class AP@50, comparisons
+(forest plot, one sentence each), fusion metrics (with intervals and tests), decision-layer entropy,
+qualitative grid, training curves. A result that does not exist yet is shown
 as missing, never as 0. This module knows the stages only through their output files (and takes the
 prepared benchmark as an object with the :class:`pipelines.benchmark.Benchmark` interface).
 """
@@ -29,6 +30,7 @@ from fusion.color import to_uint8
 from fusion.io import atomic_write_text, read_ir, read_vi
 from fusion.metrics import METRICS
 from fusion.provenance import package_versions
+from reports import comparisons as stats
 from reports import figures
 from reports.tables import MISSING, Table
 
@@ -54,6 +56,12 @@ class RunInputs:
     qualitative: int = 4
     entropy_pairs: list[list[str]] = field(default_factory=list)
     score_threshold: float = 0.25
+    compare_dir: Path | None = None  # the compare stage's folder; None: no intervals or tests in the report
+    seeds: list[int] = field(default_factory=lambda: [0])  # detect.seeds: <detect>/<method>/seed<k>/
+
+    def seed_dir(self, method: str, seed: int | None = None) -> Path:
+        """One detector run's folder (the first seed's by default: predictions and curves shown per method)."""
+        return self.detect_dir / method / f"seed{self.seeds[0] if seed is None else seed}"
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -78,38 +86,6 @@ def _mtime(path: Path) -> str | None:
 
 
 # --- tables -----------------------------------------------------------------------------------
-
-def detection_tables(run: RunInputs, results: dict[str, dict | None]) -> tuple[Table, Table]:
-    """The mAP@50 table (ours beside the paper's Table VI) and the per-class AP@50 table, in %."""
-    paper = paper_map50()
-    rows, per_class = {}, {}
-    classes = list(run.benchmark.classes)
-    for method in run.methods:
-        result = results[method]
-        paper_value = paper.get(method.lower(), "not in paper")
-        if result is None:
-            rows[method] = [MISSING, MISSING, paper_value, MISSING, MISSING]
-            per_class[method] = [MISSING] * len(classes)
-            continue
-        rows[method] = [_percent(result.get("map50")), _percent(result.get("map50_95")), paper_value,
-                        str(result.get("selected_epoch", "")), str(result.get("model_source", ""))]
-        per_class[method] = [_percent(result.get("per_class", {}).get(name)) for name in classes]
-    summary = Table(
-        "map50", "Detection: YOLOv5s mAP on the test split (%)",
-        pd.DataFrame.from_dict(rows, orient="index", dtype=object,
-                               columns=["mAP@50", "mAP@50:95", "paper mAP@50 (Table VI, M3FD)", "epoch", "detector"]),
-        ranked={"mAP@50": "max", "mAP@50:95": "max"}, digits=1,
-        note="Best in bold, second best underlined (this run). The paper's values are for the full M3FD "
-             "protocol; compare them only with a run of the paper config.")
-    classwise = Table("per_class_ap50", "Detection: AP@50 per class on the test split (%)",
-                      pd.DataFrame.from_dict(per_class, orient="index", dtype=object, columns=classes),
-                      ranked={name: "max" for name in classes}, digits=1)
-    return summary, classwise
-
-
-def _percent(value: float | None) -> float | str:
-    return MISSING if value is None else 100.0 * float(value)
-
 
 def fusion_table(run: RunInputs, summary: pd.DataFrame | None) -> Table:
     """Means of every fusion metric and the entropy mean / median per method."""
@@ -184,7 +160,7 @@ def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures
     position = {stem: k + 1 for k, stem in enumerate(stems)}
     predictions: dict[str, dict[int, list]] = {}
     for method in run.methods:
-        path = run.detect_dir / method / "test_predictions.json"
+        path = run.seed_dir(method) / "test_predictions.json"
         if results.get(method) is not None and path.is_file():
             per_image: dict[int, list] = {}
             for det in json.loads(path.read_text()):
@@ -218,12 +194,14 @@ def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures
 def training_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[dict[str, str]]:
     """Detector curves (val mAP@50 of the selection, ultralytics' results.csv) and fuser loss curves."""
     made = []
+    first = {m: r["runs"].get(str(run.seeds[0]), {}) for m, r in results.items() if r}
     selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
                                   "val mAP@50 (selection)": r["val_map50_per_epoch"]})
-                 for m, r in results.items() if r and r.get("val_map50_per_epoch")}
-    ultralytics = {m: frame for m, r in results.items() if r and (frame := _ultralytics_log(run.detect_dir / m)) is not None}
-    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch"),
-                                 ("detector_training", ultralytics, "ultralytics training log (results.csv)")):
+                 for m, r in first.items() if r.get("val_map50_per_epoch")}
+    ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.seed_dir(m))) is not None}
+    seed = f" (seed {run.seeds[0]})"
+    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch" + seed),
+                                 ("detector_training", ultralytics, "ultralytics training log (results.csv)" + seed)):
         if series:
             figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
             made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
@@ -274,11 +252,11 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
                  for name, v in leakage.items() if isinstance(v, dict)]
     config = run.config
     seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
-             "detect.seed": config.get("detect", {}).get("seed")}
+             "detect.seeds": ", ".join(map(str, run.seeds))}
     dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "benchmark prepared": _mtime(run.benchmark.root / "manifest.json"),
              "metrics summary": _mtime(summary_path)}
-    dates.update({f"detection {m}": _mtime(run.detect_dir / m / "results.json") for m, r in results.items() if r})
+    dates.update({f"detection {m}": _mtime(run.detect_dir / m / "summary.json") for m, r in results.items() if r})
     return {
         "config": yaml.safe_dump(config, sort_keys=False),
         "seeds": seeds,
@@ -309,12 +287,15 @@ def build_report(run: RunInputs) -> Path:
     figures_dir, tables_dir = run.out / "figures", run.out / "tables"
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    results = {m: _read_json(run.detect_dir / m / "results.json") for m in run.methods}
+    results = {m: _read_json(run.detect_dir / m / "summary.json") for m in run.methods}
+    compared = stats.Comparisons.read(run.compare_dir) if run.compare_dir else stats.Comparisons(None, None, None, None, None)
     summary_path = run.metrics_dir / "summary.csv"
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
-    tables = [*detection_tables(run, results), fusion_table(run, summary)]
+    fusion_intervals = stats.fusion_interval_table(run.methods, compared)
+    tables = [*stats.detection_tables(run.methods, list(run.benchmark.classes), results, compared, paper_map50()),
+              fusion_table(run, summary), *([fusion_intervals] if fusion_intervals else [])]
     rendered = [{"table": t, "rows": t.rows(), "files": t.write(tables_dir)} for t in tables]
     context = {
         "name": run.name,
@@ -329,6 +310,9 @@ def build_report(run: RunInputs) -> Path:
         "training": training_figures(run, results, figures_dir),
         "missing_detection": [m for m, r in results.items() if r is None],
         "paper_fusion": paper_table("paper_fusion").to_dict("records"),
+        "comparisons": stats.detection_comparisons(compared, figures_dir),
+        "metric_sentences": stats.metric_sentences(compared),
+        "statistics_method": stats.method_note(compared, run.seeds),
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)

@@ -12,7 +12,9 @@ from pipelines.options import build_config, config_options
 def report_inputs(config: dict[str, Any]) -> Any:
     """The report builder's view of a run: every path comes from the config, nothing is guessed."""
     from pipelines.benchmark import Benchmark
+    from pipelines.compare import compare_dir
     from pipelines.config import benchmark_dir, get_value, report_dir, stage_dir
+    from pipelines.detect import configured_seeds
     from pipelines.metrics import configured_methods
     from reports.builder import RunInputs
 
@@ -28,6 +30,8 @@ def report_inputs(config: dict[str, Any]) -> Any:
         qualitative=int(get_value(config, "report.qualitative", 4)),
         entropy_pairs=[list(pair) for pair in get_value(config, "report.entropy_pairs", []) or []],
         score_threshold=float(get_value(config, "report.score_threshold", 0.25)),
+        compare_dir=compare_dir(config),
+        seeds=configured_seeds(config),
     )
 
 
