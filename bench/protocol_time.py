@@ -35,8 +35,9 @@ from pathlib import Path
 from fusion.io import atomic_write_text
 from fusion.registry import is_learned
 from pipelines.benchmark import SPLITS
-from pipelines.config import get_value, load_config
+from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes
+from pipelines.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 M3FD_PAIRS = 4200
@@ -48,7 +49,7 @@ def read(results: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def estimate(config: dict, results: Path, cores: int) -> list[dict]:
+def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
     sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
     methods = config["fusion"]["methods"]
@@ -70,7 +71,7 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
     steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
     match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
     for method in learned:
-        if not get_value(config, f"fusion.{method}.weights"):
+        if not config.method_options(method).get("weights"):
             row(f"train {method}", match[0]["wall_s_per_step"] * steps if match else None,
                 f"{steps:,} steps of batch {train_cfg['batch_size']}", "bench_train.json",
                 (train or {}).get("device", "?"))

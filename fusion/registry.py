@@ -12,13 +12,16 @@ built, so the registry works without torch models being importable.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from fusionbench.errors import FusionBenchError
 
-class FuserError(ValueError):
+
+class FuserError(FusionBenchError):
     """An unknown method name or options a fuser cannot be built with."""
 
 
@@ -60,6 +63,40 @@ def is_learned(name: str) -> bool:
     return name in LEARNED_METHODS
 
 
+# Options every method accepts beside its fuser's own: a display name, and an imported fused folder.
+DISPLAY_OPTIONS = ("name",)
+EXTERNAL_OPTIONS = ("from", "name", "keep_grey")
+# What a learned method takes beside its checkpoint (set by the method's training, not here).
+LEARNED_OPTIONS = ("weights", "amp", "topology", "name")
+
+
+def _close(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
+
+
+def validate_method_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check a method's options before any work: the name is registered (or the options import a
+    fused folder with ``from``), and every option is one its fuser takes. Returns the options."""
+    if not isinstance(options, dict):
+        raise FuserError(f"{name}: options must be a mapping, got {options!r}")
+    if options.get("from") is not None:
+        allowed: tuple[str, ...] = EXTERNAL_OPTIONS
+    else:
+        factories = _factories()
+        if name not in factories:
+            raise FuserError(f"unknown fusion method {name!r}{_close(name, sorted(factories))}; registered: "
+                             f"{', '.join(sorted(factories))} (or import a folder of fused images with 'from')")
+        if is_learned(name):
+            allowed = LEARNED_OPTIONS
+        else:
+            allowed = (*inspect.signature(factories[name]).parameters, *DISPLAY_OPTIONS)
+    for key in options:
+        if key not in allowed:
+            raise FuserError(f"{name}: unknown option {key!r}{_close(key, allowed)}; it takes: {', '.join(allowed)}")
+    return options
+
+
 def build_fuser(name: str, **options: Any) -> Any:
     """Build the fuser registered as ``name`` with its options (e.g. ``levels=4``, ``weights=path``)."""
     factories = _factories()
@@ -78,7 +115,7 @@ def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None 
     None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass."""
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise FuserError(f"{path}: checkpoint not found")
     from fusion.s4fusion.inference import S4FusionFuser
 
     return S4FusionFuser.from_checkpoint(path, device=device, amp=amp, max_batch=int(max_batch) if max_batch else None)

@@ -35,7 +35,8 @@ from detection import map_statistics, matches
 from fusion.io import atomic_write_text
 from fusionbench.errors import FusionBenchError
 from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
-from pipelines.config import get_value, stage_dir
+from pipelines.config import stage_dir
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +60,22 @@ class Settings:
     references: tuple[str, ...]
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Settings":
-        settings = cls(int(get_value(config, "stats.bootstrap", 1000)), int(get_value(config, "stats.permutations", 1000)),
-                       float(get_value(config, "stats.alpha", 0.05)), int(get_value(config, "stats.seed", 0)),
-                       tuple(get_value(config, "report.compare_to", ["ir", "vi", BEST])))
-        if settings.bootstrap < 1 or settings.permutations < 1:
-            raise CompareError(f"stats.bootstrap={settings.bootstrap}, stats.permutations={settings.permutations}: "
-                               "both need at least 1 (1000 recommended)")
-        if not 0 < settings.alpha < 1:
-            raise CompareError(f"stats.alpha={settings.alpha}: expected a level between 0 and 1, e.g. 0.05")
-        return settings
+    def from_config(cls, config: Config) -> "Settings":
+        stats = config.stats
+        return cls(stats.bootstrap, stats.permutations, stats.alpha, stats.seed, tuple(config.report.compare_to))
 
 
-def compare_dir(config: dict[str, Any]) -> Path:
+def compare_dir(config: Config) -> Path:
     return stage_dir(config, "compare")
 
 
-def run_compare(config: dict[str, Any], methods: list[str]) -> Path:
+def run_compare(config: Config, methods: list[str]) -> Path:
     """Write the compare stage's files for ``methods`` (those with results; others are listed as missing)."""
-    from pipelines.detect import MATCHES, configured_seeds, seed_dir
+    from pipelines.detect import MATCHES, seed_dir
     from pipelines.metrics import entropy_csv, metrics_csv
 
     settings = Settings.from_config(config)
-    seeds = configured_seeds(config)
+    seeds = list(config.detect.seeds)
     out = compare_dir(config)
     match_files = {m: [seed_dir(config, m, s) / MATCHES for s in seeds] for m in methods}
     detected = [m for m in methods if all(p.is_file() for p in match_files[m])]
@@ -126,7 +120,7 @@ def comparison_pairs(methods: list[str], references: tuple[str, ...], best: str 
     for reference in references:
         name = best if reference == BEST else reference
         if name not in methods:
-            log.warning("compare: reference %r has no results in this run: no comparisons with it", reference)
+            log.warning("compare: reference %r has no values here (no results, or undefined): no comparisons with it", reference)
             continue
         for method in methods:
             key = frozenset((method, name))
@@ -235,7 +229,7 @@ def format_statistic(entry: dict[str, Any] | None) -> str:
     return f"{100 * entry['mean']:.1f}{spread} (n={entry['n']}){interval}"
 
 
-def significance_sentence(config: dict[str, Any]) -> str:
+def significance_sentence(config: Config) -> str:
     """One line on what the mAP@50 comparisons found, saying plainly when nothing differs at this test size."""
     path = compare_dir(config) / DETECTION
     if not path.is_file():
@@ -244,7 +238,7 @@ def significance_sentence(config: dict[str, Any]) -> str:
     if rows.empty:
         return "comparisons: none (fewer than two methods with detection results)"
     manifest = json.loads((compare_dir(config) / MANIFEST).read_text()) if (compare_dir(config) / MANIFEST).is_file() else {}
-    alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", get_value(config, "stats.alpha", 0.05))
+    alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", config.stats.alpha)
     size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
     found = rows[rows["significant"].astype(bool)]
     references = ", ".join(dict.fromkeys(rows["reference"]))

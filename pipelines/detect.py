@@ -41,15 +41,17 @@ import numpy as np
 from detection import coco_eval, map_statistics, matches, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusion.io import atomic_write_bytes, atomic_write_text
+from fusionbench.errors import FusionBenchError
 from fusionbench.stats import percentile_interval
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.fuse import fused_set_identity, is_complete
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 
-class DetectError(RuntimeError):
+class DetectError(FusionBenchError):
     """The detect stage cannot run (missing fused set, bad setting)."""
 
 
@@ -57,26 +59,18 @@ RESULTS, MATCHES, PREDICTIONS, METHOD_SUMMARY = "results.json", "matches.npz", "
 STATISTICS_LEVEL = 0.95
 
 
-def configured_seeds(config: dict[str, Any]) -> list[int]:
-    """``detect.seeds``: the detector seeds every method is trained with (distinct, at least one)."""
-    seeds = [int(s) for s in get_value(config, "detect.seeds", [0])]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise DetectError(f"detect.seeds={seeds}: give one or more distinct seeds, e.g. [0, 1, 2]")
-    return seeds
-
-
-def seed_dir(config: dict[str, Any], method: str, seed: int) -> Path:
+def seed_dir(config: Config, method: str, seed: int) -> Path:
     """Where one (method, seed) detector run keeps its files."""
     return stage_dir(config, "detect", method) / f"seed{seed}"
 
 
-def detect_method(config: dict[str, Any], method: str, force: bool = False) -> dict[str, Any]:
+def detect_method(config: Config, method: str, force: bool = False) -> dict[str, Any]:
     """Every seed of one method (finished seeds are skipped), then its across-seed summary."""
     out = stage_dir(config, "detect", method)
     check_layout(out)
     if force and out.exists():
         shutil.rmtree(out)
-    seeds = configured_seeds(config)
+    seeds = list(config.detect.seeds)
     runs = [detect_seed(config, method, seed) for seed in seeds]
     return write_method_summary(config, method, seeds, runs)
 
@@ -96,7 +90,7 @@ def check_layout(out: Path) -> None:
                       f"-- or delete the folder to train again")
 
 
-def detect_seed(config: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
+def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
     """Train, select, predict and evaluate one (method, seed); returns its results (skips a finished one)."""
     out = seed_dir(config, method, seed)
     benchmark = Benchmark(benchmark_dir(config))
@@ -122,16 +116,16 @@ def detect_seed(config: dict[str, Any], method: str, seed: int) -> dict[str, Any
     settings = train_settings(config, seed)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
     if settings.amp:
-        check_weights = get_value(config, "detect.amp_check_weights")
+        check_weights = config.detect.amp_check_weights
         if not check_weights:
             raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
                               "ultralytics' CUDA AMP self-test would otherwise download it")
         install_amp_check_weights(check_weights)
-    source = yolo.model_source(get_value(config, "detect.weights"), bool(get_value(config, "detect.allow_scratch")))
+    source = yolo.model_source(config.detect.weights, config.detect.allow_scratch)
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
 
     data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
-    with yolo.cpu_threads(get_value(config, "detect.cpu_threads")):
+    with yolo.cpu_threads(config.detect.cpu_threads):
         train_dir = yolo.train(data_yaml, out / "train", source, settings)
         chosen = yolo.select(train_dir, protocol["select_by"])
         log.info("%s seed %d: evaluating epoch %d (selected by %s) on the test split", method, seed, chosen.epoch,
@@ -160,7 +154,7 @@ def detect_seed(config: dict[str, Any], method: str, seed: int) -> dict[str, Any
     return _evaluate(config, benchmark, out, results)
 
 
-def _evaluate(config: dict[str, Any], benchmark: Benchmark, out: Path, results: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(config: Config, benchmark: Benchmark, out: Path, results: dict[str, Any]) -> dict[str, Any]:
     """pycocotools' scores, the per-image matches and the image-bootstrap intervals of one (method, seed),
     from its test predictions; writes matches.npz, results.csv and results.json (last)."""
     gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
@@ -189,15 +183,12 @@ def _evaluate(config: dict[str, Any], benchmark: Benchmark, out: Path, results: 
     return results
 
 
-def bootstrap_settings(config: dict[str, Any]) -> dict[str, int]:
+def bootstrap_settings(config: Config) -> dict[str, int]:
     """The image bootstrap behind every interval: replicates and RNG seed (``stats.bootstrap``, ``stats.seed``)."""
-    replicates = int(get_value(config, "stats.bootstrap", 1000))
-    if replicates < 1:
-        raise DetectError(f"stats.bootstrap={replicates}: need at least one replicate (1000 recommended)")
-    return {"replicates": replicates, "seed": int(get_value(config, "stats.seed", 0))}
+    return {"replicates": config.stats.bootstrap, "seed": config.stats.seed}
 
 
-def write_method_summary(config: dict[str, Any], method: str, seeds: list[int],
+def write_method_summary(config: Config, method: str, seeds: list[int],
                          runs: list[dict[str, Any]]) -> dict[str, Any]:
     """``<run>/detect/<method>/summary.json``: per statistic the mean over seeds, sd, n and the interval of
     the two-level bootstrap (seeds, then images; the image bootstrap alone with one seed)."""
@@ -246,41 +237,41 @@ def check_fused_set(benchmark: Benchmark, method: str) -> None:
                           f"(run `pipelines fuse --method {method}`)")
 
 
-def detect_protocol(config: dict[str, Any], seed: int) -> dict[str, Any]:
+def detect_protocol(config: Config, seed: int) -> dict[str, Any]:
     """What must not change between the start and the end of a (method, seed) run (nor between methods)."""
     settings = train_settings(config, seed)
-    select_by = str(get_value(config, "detect.select_by", "map50"))
+    select_by = config.detect.select_by
     if select_by not in yolo.SELECT_BY:
         raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
     if settings.device and "," in settings.device:  # untested here, and its launcher pip-installs cloudpickle
         raise DetectError(f"run.device={settings.device}: one device per detect run; train methods in parallel "
                           "on separate GPUs instead (run.device=0, run.device=1, ...)")
-    weights = get_value(config, "detect.weights")
+    weights = config.detect.weights
     return {
         "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",
         "epochs": settings.epochs, "imgsz": settings.imgsz, "batch": settings.batch, "seed": settings.seed,
         "amp": settings.amp, "select_by": select_by, "train_args": dict(settings.extra),
-        "conf": float(get_value(config, "detect.conf", 0.001)), "iou": float(get_value(config, "detect.iou", 0.6)),
+        "conf": config.detect.conf, "iou": config.detect.iou,
     }
 
 
-def train_settings(config: dict[str, Any], seed: int) -> yolo.TrainSettings:
+def train_settings(config: Config, seed: int) -> yolo.TrainSettings:
     """The detector settings shared by every method of a run, with one of its seeds."""
-    device = get_value(config, "run.device", "auto")
+    device = config.run.device
     return yolo.TrainSettings(
-        epochs=int(get_value(config, "detect.epochs", 40)),
-        imgsz=int(get_value(config, "detect.imgsz", 640)),
-        batch=int(get_value(config, "detect.batch", 16)),
-        workers=int(get_value(config, "detect.workers", 8)),
+        epochs=config.detect.epochs,
+        imgsz=config.detect.imgsz,
+        batch=config.detect.batch,
+        workers=config.detect.workers,
         seed=seed,
         device=None if device in (None, "auto") else str(device),
-        amp=bool(get_value(config, "detect.amp", False)),
-        resume=bool(get_value(config, "detect.resume", True)),
-        extra=dict(get_value(config, "detect.train_args") or {}),
+        amp=config.detect.amp,
+        resume=config.detect.resume,
+        extra=config.detect.train_args,
     )
 
 
-def write_summary(config: dict[str, Any], classes: list[str]) -> Path:
+def write_summary(config: Config, classes: list[str]) -> Path:
     """``summary.csv``: one row per method whose across-seed summary exists, sorted by method name: mean
     over seeds, sd, n seeds and the 95% interval of mAP@50 and mAP@50:95, then the mean AP@50 per class."""
     root = stage_dir(config, "detect")

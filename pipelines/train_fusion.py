@@ -10,67 +10,73 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from fusion.perception import build_resnet50
 from fusion.s4fusion.config import METHOD_BLOCKS, S4FusionConfig, config_for_method
-from fusion.s4fusion.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
+from fusion.s4fusion.data import (
+    TrainPair,
+    fit_crop,
+    folder_pairs,
+    take_fraction,
+    training_pairs,
+)
 from fusion.s4fusion.losses import LossSettings
 from fusion.s4fusion.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 METHOD_LOSS = {"s4fusion_wo_per": {"per": 0.0}}  # same network as s4fusion, trained without L_per
 
 
-def train_settings(config: dict[str, Any], method: str) -> TrainSettings:
+def train_settings(config: Config, method: str) -> TrainSettings:
     """``fusion.train`` (+ the method's own loss changes) as typed settings."""
-    section = dict(get_value(config, "fusion.train", {}) or {})
-    loss = {**(section.get("loss") or {}), **METHOD_LOSS.get(method, {})}
+    section = config.fusion.train.model_dump()
+    loss = {**section["loss"], **METHOD_LOSS.get(method, {})}
     if "stages" in loss:
         loss["stages"] = tuple(loss["stages"])
     known = set(TrainSettings.__dataclass_fields__) - {"loss", "seed"}
     return TrainSettings(**{k: v for k, v in section.items() if k in known},
-                         seed=int(get_value(config, "run.seed", 0)), loss=LossSettings(**loss))
+                         seed=config.run.seed, loss=LossSettings(**loss))
 
 
-def model_config(config: dict[str, Any], method: str) -> S4FusionConfig:
-    """The method's architecture, with ``fusion.s4fusion.topology`` and any ``fusion.train.model`` sizes."""
+def model_config(config: Config, method: str) -> S4FusionConfig:
+    """The method's architecture, with ``methods.<method>.topology`` and any ``fusion.train.model`` sizes."""
     if method not in METHOD_BLOCKS:
         raise ValueError(f"train-fusion: {method!r} is not a trainable method; known: {sorted(METHOD_BLOCKS)}")
-    overrides = dict(get_value(config, "fusion.train.model", {}) or {})
-    return config_for_method(method, topology=get_value(config, "fusion.s4fusion.topology", "released"), **overrides)
+    topology = config.method_options(method).get("topology", config.method_options("s4fusion").get("topology"))
+    return config_for_method(method, topology=topology or "released", **config.fusion.train.model)
 
 
 def as_train_pairs(pairs: list[Pair]) -> list[TrainPair]:
     return [TrainPair(p.stem, p.ir, p.vi, p.width, p.height) for p in pairs]
 
 
-def collect_pairs(config: dict[str, Any]) -> tuple[list[TrainPair], list[TrainPair]]:
+def collect_pairs(config: Config) -> tuple[list[TrainPair], list[TrainPair]]:
     """(train, val): TRAIN split + extra folders (fixed-seed fractions), and the VAL split; images
     smaller than the crop padded or skipped per ``fusion.train.small``."""
     bench = Benchmark(benchmark_dir(config))
     extra = []
-    for item in get_value(config, "fusion.train.extra", []) or []:
-        found = folder_pairs(item["path"], item.get("ir"), item.get("vi"))
-        chosen = take_fraction(found, float(item.get("fraction", 1.0)), int(item.get("seed", 0)))
-        log.info("extra training folder %s: %d of %d pairs", item["path"], len(chosen), len(found))
+    for item in config.fusion.train.extra:
+        found = folder_pairs(item.path, item.ir, item.vi)
+        chosen = take_fraction(found, item.fraction, item.seed)
+        log.info("extra training folder %s: %d of %d pairs", item.path, len(chosen), len(found))
         extra += chosen
     held_out = [path for split in ("val", "test") for p in bench.pairs(split) for path in (p.ir, p.vi)]
     train = training_pairs(as_train_pairs(bench.pairs("train")), extra, forbidden=held_out)
-    crop, small = int(get_value(config, "fusion.train.crop", 229)), str(get_value(config, "fusion.train.small", "pad"))
+    crop, small = config.fusion.train.crop, config.fusion.train.small
     train, _ = fit_crop(train, crop, small)
     val, _ = fit_crop(as_train_pairs(bench.pairs("val")), crop, small)
     return train, val
 
 
-def setup_device(config: dict[str, Any]) -> torch.device:
+def setup_device(config: Config) -> torch.device:
     """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun the process's own GPU, with the
     process group started."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -86,16 +92,15 @@ def setup_device(config: dict[str, Any]) -> torch.device:
     return torch_device(config)
 
 
-def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
+def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
     """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder. An existing
     last.pt is continued (or, when finished, left alone) unless ``force`` or not ``resume``: then the
     folder's outputs are replaced by a fresh run."""
     out_dir = stage_dir(config, "fusion", method)
     settings, architecture = train_settings(config, method), model_config(config, method)
     device = setup_device(config)
-    network, source = build_resnet50(get_value(config, "perception.weights"),
-                                     bool(get_value(config, "perception.torchvision", False)),
-                                     bool(get_value(config, "perception.allow_random", False)))
+    network, source = build_resnet50(config.perception.weights, config.perception.torchvision,
+                                     config.perception.allow_random)
     log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config)
     trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device,

@@ -92,7 +92,7 @@ def test_old_layout_is_refused_with_how_to_move_it(seeded_run, tmp_path):
     computes matches and intervals from the predictions without training again."""
     config, _, summaries = seeded_run
     old = load_config("sample", [*(f"{k}={v}" for k, v in (("run.root", tmp_path / "runs"),)),
-                                 f"data.benchmark={config['data']['benchmark']}", "detect.seeds=[0]",
+                                 f"data.benchmark={config.data.benchmark}", "detect.seeds=[0]",
                                  "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "stats.bootstrap=200"])
     folder = stage_dir(old, "detect", "vi")
     shutil.copytree(seed_dir(config, "vi", 0), folder)

@@ -18,6 +18,7 @@ import torch
 from fusion.io import atomic_write_bytes
 from fusion.s4fusion.config import S4FusionConfig
 from fusion.s4fusion.model import S4Fusion
+from fusionbench.errors import FusionBenchError
 
 FORMAT = "fusionbench.s4fusion/1"
 RELEASED_PREFIX = "vmunet."
@@ -25,7 +26,7 @@ RELEASED_RENAMES = {"final_up.": "head.", "final_conv.": "head.conv."}
 _LISTED = 12  # keys shown per category in error messages
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FusionBenchError):
     """A checkpoint file that cannot be turned into an S4Fusion model."""
 
 

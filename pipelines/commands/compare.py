@@ -18,10 +18,6 @@ def command(config_source: str, overrides: tuple[str, ...]) -> None:
     config = build_config(config_source, overrides, log_name="compare")
     from pipelines.compare import compare_dir, run_compare
     from pipelines.metrics import configured_methods
-    from fusionbench.errors import FusionBenchError
 
-    try:
-        run_compare(config, configured_methods(config))
-    except (FusionBenchError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    run_compare(config, configured_methods(config))
     click.echo(f"compare: {compare_dir(config)}")
