@@ -130,15 +130,19 @@ def comparison_pairs(methods: list[str], references: tuple[str, ...], best: str 
     return pairs
 
 
-def _finish(rows: list[dict[str, Any]], alpha: float) -> pd.DataFrame:
-    """Holm over ``rows`` (one family) and the significance flag."""
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
+DETECTION_COLUMNS = ("method", "reference", "statistic", "delta", "ci_low", "ci_high", "p", "seeds", "images",
+                     "permutations", "p_holm", "significant")
+METRIC_COLUMNS = ("metric", "method", "reference", "delta", "ci_low", "ci_high", "p", "images", "better", "p_holm",
+                  "significant")
+
+
+def _finish(rows: list[dict[str, Any]], alpha: float, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Holm over ``rows`` (one family) and the significance flag, in ``columns`` (a header even when empty)."""
+    frame = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_holm", "significant")])
     frame["p_holm"] = holm(frame["p"].to_numpy(float))
     excludes_zero = (frame["ci_low"] > 0) | (frame["ci_high"] < 0)
     frame["significant"] = (frame["p_holm"] < alpha) & excludes_zero
-    return frame
+    return frame[list(columns)]
 
 
 def detection_comparisons(runs: dict[str, list[matches.Matches]],
@@ -168,7 +172,7 @@ def detection_comparisons(runs: dict[str, list[matches.Matches]],
         rows.append({"method": method, "reference": reference, "statistic": map_statistics.MAP50, "delta": delta,
                      "ci_low": float(low), "ci_high": float(high), "p": permutation_p_value(delta, permuted),
                      "seeds": len(first), "images": len(first[0].images), "permutations": settings.permutations})
-    return pd.DataFrame(interval_rows), _finish(rows, settings.alpha), {BEST: best}
+    return pd.DataFrame(interval_rows), _finish(rows, settings.alpha, DETECTION_COLUMNS), {BEST: best}
 
 
 def per_image_metrics(files: dict[str, list[Path]]) -> dict[str, pd.DataFrame]:
@@ -215,8 +219,8 @@ def metric_comparisons(values: dict[str, pd.DataFrame],
             family.append({"metric": metric, "method": method, "reference": reference, "delta": test.delta,
                            "ci_low": test.ci_low, "ci_high": test.ci_high, "p": test.p, "images": test.pairs,
                            "better": "lower" if metric in LOWER_IS_BETTER else "higher"})
-        rows.append(_finish(family, settings.alpha))
-    frame = pd.concat([r for r in rows if not r.empty], ignore_index=True) if any(not r.empty for r in rows) else pd.DataFrame()
+        rows.append(_finish(family, settings.alpha, METRIC_COLUMNS))
+    frame = pd.concat([r for r in rows if not r.empty] or [rows[0]], ignore_index=True)
     return pd.DataFrame(interval_rows), frame, best_of
 
 

@@ -34,7 +34,7 @@ class Comparisons:
     def read(cls, folder: Path) -> "Comparisons":
         def table(name: str) -> pd.DataFrame | None:
             path = folder / name
-            return pd.read_csv(path) if path.is_file() and path.stat().st_size > 1 else None
+            return pd.read_csv(path) if path.is_file() else None
 
         manifest = folder / "manifest.json"
         return cls(table("detection_intervals.csv"), table("detection.csv"), table("metric_intervals.csv"),
