@@ -34,63 +34,67 @@ def _points_reached(recall):
 
 
 @numba.njit(cache=True, nogil=True)
-def _class_ap(slot, codes, scored, start, end, weights, group, positives, out, precision, reached):
-    """AP of detections ``start:end`` (one class) for one group: ``weights[slot[d], group]`` per detection;
-    ``positives`` ground-truth count of the weighting; writes ``out`` (T,). ``scored[d]``: the detection is
-    a true positive or ignored at some threshold (a false positive everywhere else: counted as the rest).
-    ``precision`` and ``reached`` (T, true positives at most) are work space."""
-    n_thr = codes.shape[1]
-    if positives <= 0.0:
-        out[:] = np.nan
-        return
-    seen = 0.0  # weight of every detection so far: false positives = seen - true positives - ignored
-    tp = np.zeros(n_thr)
-    ignored = np.zeros(n_thr)
-    count = np.zeros(n_thr, np.int64)
-    for d in range(start, end):
-        w = weights[slot[d], group]
-        seen += w  # no branch on w: most detections are false positives, and a branch here mispredicts
-        if not scored[d] or w == 0.0:
+def _class_ap(slot, codes, scored, start, stop, weights, positives, out, precision, reached):
+    """AP of detections ``start:stop`` (one class, in score order) for every group at once: detection ``d``
+    weighs ``weights[slot[d], g]`` in group ``g``; ``positives`` (G,) are the groups' ground-truth counts;
+    writes ``out`` (G, T). ``scored[d]``: a true positive or ignored at some threshold (else a false positive
+    everywhere). ``precision`` and ``reached`` (G, T, true positives at most) are work space."""
+    n_groups, n_thr = weights.shape[1], codes.shape[1]
+    seen = np.zeros(n_groups)  # weight of every detection so far: false positives = seen - tp - ignored
+    tp = np.zeros((n_groups, n_thr))
+    ignored = np.zeros((n_groups, n_thr))
+    count = np.zeros((n_groups, n_thr), np.int64)
+    for d in range(start, stop):
+        row = slot[d]
+        for g in range(n_groups):
+            seen[g] += weights[row, g]  # no branch on the weight: most detections are false positives
+        if not scored[d]:
             continue
+        for g in range(n_groups):
+            w = weights[row, g]
+            if w == 0.0:
+                continue
+            for t in range(n_thr):
+                code = codes[d, t]
+                if code == 1:
+                    tp[g, t] += w
+                    k = count[g, t]
+                    reached[g, t, k] = _points_reached(tp[g, t] / positives[g])
+                    precision[g, t, k] = tp[g, t] / ((seen[g] - tp[g, t] - ignored[g, t]) + tp[g, t] + EPS)
+                    count[g, t] = k + 1
+                elif code == -1:
+                    ignored[g, t] += w
+    for g in range(n_groups):
         for t in range(n_thr):
-            code = codes[d, t]
-            if code == 1:
-                tp[t] += w
-                k = count[t]
-                reached[t, k] = _points_reached(tp[t] / positives)
-                precision[t, k] = tp[t] / ((seen - tp[t] - ignored[t]) + tp[t] + EPS)
-                count[t] = k + 1
-            elif code == -1:
-                ignored[t] += w
-    for t in range(n_thr):
-        total = 0.0
-        envelope = 0.0
-        for k in range(count[t] - 1, -1, -1):  # each recall point takes the envelope of the first TP reaching it
-            if precision[t, k] > envelope:
-                envelope = precision[t, k]
-            before = reached[t, k - 1] if k > 0 else 0
-            total += envelope * (reached[t, k] - before)
-        out[t] = total / RECALL_POINTS.size
+            if positives[g] <= 0.0:
+                out[g, t] = np.nan
+                continue
+            total = 0.0
+            envelope = 0.0
+            for k in range(count[g, t] - 1, -1, -1):  # each recall point: the envelope at the first TP reaching it
+                if precision[g, t, k] > envelope:
+                    envelope = precision[g, t, k]
+                before = reached[g, t, k - 1] if k > 0 else 0
+                total += envelope * (reached[g, t, k] - before)
+            out[g, t] = total / RECALL_POINTS.size
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _average_precision(slot, codes, scored, bounds, weights, positives, most_true):
-    """AP (weightings, groups, classes, T) for ``weights`` (weightings, slots, groups) and
-    ``positives`` (weightings, groups, classes) ground-truth counts; ``most_true``: the largest number of
-    true positives of one class at one threshold (the work space's size)."""
+def _average_precision(slot, codes, scored, starts, stops, weights, positives, most_true):
+    """AP (weightings, groups, classes, T) for ``weights`` (weightings, slots, groups) and ``positives``
+    (weightings, groups, classes); class ``c`` is detections ``starts[c]:stops[c]``. ``most_true``: the
+    largest number of true positives of one class at one threshold (the work space's size)."""
     n_rep, _, n_groups = weights.shape
-    n_classes = bounds.size - 1
+    n_classes = starts.size
     n_thr = codes.shape[1]
-    out = np.empty((n_rep, n_groups, n_classes, n_thr))
+    out = np.empty((n_rep, n_classes, n_groups, n_thr))
     for r in numba.prange(n_rep):
-        precision = np.empty((n_thr, most_true))
-        reached = np.empty((n_thr, most_true), np.int64)
-        w = weights[r]
-        for g in range(n_groups):
-            for c in range(n_classes):
-                _class_ap(slot, codes, scored, bounds[c], bounds[c + 1], w, g, positives[r, g, c], out[r, g, c],
-                          precision, reached)
-    return out
+        precision = np.empty((n_groups, n_thr, most_true))
+        reached = np.empty((n_groups, n_thr, most_true), np.int64)
+        for c in range(n_classes):
+            _class_ap(slot, codes, scored, starts[c], stops[c], weights[r], positives[r, :, c], out[r, c],
+                      precision, reached)
+    return out.transpose(0, 2, 1, 3)
 
 
 def average_precision(matches: Matches, image_weights: np.ndarray, thresholds: slice = slice(None)) -> np.ndarray:
@@ -109,10 +113,15 @@ def average_precision_groups(slot: np.ndarray, codes: np.ndarray, bounds: np.nda
     offsets. Returns AP (weightings, groups, classes, T). The permutation test's slots are (method, image)."""
     codes = np.ascontiguousarray(codes, np.int8)
     scored = (codes != 0).any(axis=1)
-    bounds = np.ascontiguousarray(bounds, np.int64)
+    bounds = np.asarray(bounds, np.int64)
     true = np.concatenate([np.zeros((1, codes.shape[1]), np.int64), np.cumsum(codes == 1, axis=0)])
     most_true = int((true[bounds[1:]] - true[bounds[:-1]]).max(initial=0))
-    return _average_precision(np.ascontiguousarray(slot, np.int32), codes, scored, bounds,
+    # detections after a class's last true positive or ignored one change no precision that AP reads
+    last_scored = np.concatenate([[0], np.cumsum(scored)])
+    stops = np.array([start + np.searchsorted(last_scored[start + 1:stop + 1], last_scored[stop], side="left") + 1
+                      if last_scored[stop] > last_scored[start] else start
+                      for start, stop in zip(bounds[:-1], bounds[1:])], np.int64)
+    return _average_precision(np.ascontiguousarray(slot, np.int32), codes, scored, bounds[:-1].copy(), stops,
                               np.ascontiguousarray(weights, np.float64), np.ascontiguousarray(positives, np.float64),
                               most_true)
 
