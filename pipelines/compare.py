@@ -21,7 +21,6 @@ settings are unchanged does nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from detection import map_statistics, matches
-from fusion.io import atomic_write_text
+from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.errors import FusionBenchError
 from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
 from pipelines.config import stage_dir
@@ -83,7 +82,7 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     measured = [m for m in methods if metric_files[m]]
     inputs = [p for m in detected for p in match_files[m]] + [p for m in measured for p in metric_files[m]]
     fingerprint = {"settings": settings.__dict__ | {"references": list(settings.references)}, "seeds": seeds,
-                   "methods": methods, "inputs": {str(p): _sha256(p) for p in inputs}}
+                   "methods": methods, "inputs": {str(p): sha256_file(p) for p in inputs}}
     manifest = out / MANIFEST
     if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         log.info("compare: up to date (%s)", manifest)
@@ -107,10 +106,6 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "missing": missing, "references": references,
                                             "level": LEVEL}, indent=1))
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def comparison_pairs(methods: list[str], references: tuple[str, ...], best: str | None) -> list[tuple[str, str]]:

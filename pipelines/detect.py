@@ -40,8 +40,8 @@ import numpy as np
 
 from detection import coco_eval, map_statistics, matches, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
-from fusion.io import atomic_write_bytes, atomic_write_text
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_bytes, atomic_write_text
 from fusionbench.stats import percentile_interval
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
