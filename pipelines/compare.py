@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from detection import map_statistics, matches
-from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
 from pipelines.config import stage_dir
 from pipelines.schema import Config
