@@ -14,7 +14,8 @@ Counts come from the config (methods, epochs, batch sizes, image size, workers) 
   fuse         model.json: one 1024x768 pair, for each learned method; bench_fusers.json: pairs per
                second of one process x min(fusion.workers, --cores), for each classical method
   detect       bench_detect.json: seconds per 100 training images at detect.imgsz and
-               detect.batch (the row measured at that size and batch); every epoch
+               detect.batch (the row measured at that size and batch), once per seed of
+               detect.seeds for each method; every epoch
                trains on the train split and validates on the val split, and the test split is
                evaluated once per method; validation and test images are counted at the training
                rate (an upper bound: inference is cheaper than a training step)
@@ -51,8 +52,8 @@ def read(results: Path, name: str) -> dict | None:
 
 def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
-    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
-    methods = config["fusion"]["methods"]
+    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config.data.split.ratios))))
+    methods = config.fusion.methods
     learned = [m for m in methods if is_learned(m)]
     classical = [m for m in methods if m not in learned and m not in COPIES]
     rows = []
@@ -66,7 +67,7 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     full = next((c["full_m3fd_estimate_s"] for c in cases if "full_m3fd_estimate_s" in c), None)
     row("prepare", full, "4,200 pairs", "bench_prepare.json")
 
-    train_cfg = config["fusion"]["train"]
+    train_cfg = config.fusion.train.model_dump()
     train = read(results, "bench_train.json")
     steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
     match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
@@ -82,34 +83,35 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
         row(f"fuse {method}", pair["wall_s"] * M3FD_PAIRS if pair else None,
             f"{M3FD_PAIRS:,} pairs, one at a time", "model.json", (model or {}).get("device", "cpu"))
     fusers = read(results, "bench_fusers.json")
-    processes = min(config["fusion"]["workers"], cores)
+    processes = min(config.fusion.workers, cores)
     for method in classical:
         rate = (fusers or {}).get("images_per_second", {}).get(method)
         row(f"fuse {method}", M3FD_PAIRS / (rate * processes) if rate else None,
             f"{M3FD_PAIRS:,} pairs over {processes} processes", "bench_fusers.json")
 
-    detect_cfg = config["detect"]
+    detect_cfg = config.detect.model_dump()
     detect = read(results, "bench_detect.json")
     match = [r for r in (detect or {}).get("rows", [])
              if (r["imgsz"], r["batch"]) == (detect_cfg["imgsz"], detect_cfg["batch"])]
     images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
-    row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
+    seeds = len(detect_cfg["seeds"])
+    row(f"detect x {len(methods)} methods x {seeds} seeds", per_method and per_method * len(methods) * seeds,
         f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
         f"{sizes['test']} test, at {detect_cfg['imgsz']} px, batch {detect_cfg['batch']}",
         "bench_detect.json",
         str((detect or {}).get("device", "?")))
 
     metrics = read(results, "bench_metrics.json")
-    metric_methods = config["metrics"].get("methods") or methods
+    metric_methods = config.metrics.methods or methods
     seconds = None
     if metrics:
-        per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
-        if config["metrics"].get("entropy"):
+        per_image = metrics["all_metrics_cpu_s"] / min(config.metrics.workers, cores)
+        if config.metrics.entropy:
             per_image += metrics["entropy"]["wall_s_per_image"]
-        seconds = per_image * sizes[config["metrics"]["split"]] * len(metric_methods)
+        seconds = per_image * sizes[config.metrics.split] * len(metric_methods)
     row(f"metrics x {len(metric_methods)} methods", seconds,
-        f"{sizes[config['metrics']['split']]} {config['metrics']['split']} images each",
+        f"{sizes[config.metrics.split]} {config.metrics.split} images each",
         "bench_metrics.json",
         (metrics or {}).get("entropy", {}).get("device", "cpu"))
     return rows
