@@ -41,7 +41,7 @@ import numpy as np
 from detection import coco_eval, map_statistics, matches, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusionbench.errors import FusionBenchError
-from fusionbench.files import atomic_write_bytes, atomic_write_text
+from fusionbench.files import atomic_write_bytes, atomic_write_text, write_text_if_changed
 from fusionbench.stats import percentile_interval
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
@@ -202,7 +202,7 @@ def write_method_summary(config: Config, method: str, seeds: list[int],
                                                              "weights", "map50", "map50_ci95")}
                         for seed, run in zip(seeds, runs)}}
     path = stage_dir(config, "detect", method) / METHOD_SUMMARY
-    atomic_write_text(path, json.dumps(summary, indent=1))
+    write_text_if_changed(path, json.dumps(summary, indent=1))  # a rerun that skipped every seed keeps it
     return summary
 
 
@@ -290,7 +290,7 @@ def write_summary(config: Config, classes: list[str]) -> Path:
         per_class = [_fmt((statistics.get(f"ap50/{name}") or {}).get("mean")) for name in classes]
         writer.writerow([summary["method"], " ".join(map(str, summary["seeds"])), *cells, *per_class])
     path = root / "summary.csv"
-    atomic_write_text(path, buffer.getvalue())
+    write_text_if_changed(path, buffer.getvalue())
     return path
 
 

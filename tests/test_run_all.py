@@ -74,6 +74,7 @@ def test_second_run_skips_everything(finished_run):
     config = load_config("sample", overrides)
     watched = [stage_dir(config, "fusion", "s4fusion") / "last.pt",
                *(seed_dir(config, m, 0) / "results.json" for m in METHODS),
+               *(stage_dir(config, "detect", m) / "summary.json" for m in METHODS),
                *(stage_dir(config, "compare") / name for name in ("detection.csv", "metrics.csv", "manifest.json")),
                *(stage_dir(config, "metrics", m) / "metrics.csv" for m in METHODS),
                *(config_path / "manifest.json" for config_path in
