@@ -67,9 +67,9 @@ def seed_dir(config: Config, method: str, seed: int) -> Path:
 def detect_method(config: Config, method: str, force: bool = False) -> dict[str, Any]:
     """Every seed of one method (finished seeds are skipped), then its across-seed summary."""
     out = stage_dir(config, "detect", method)
-    check_layout(out)
     if force and out.exists():
         shutil.rmtree(out)
+    check_layout(out)
     seeds = list(config.detect.seeds)
     runs = [detect_seed(config, method, seed) for seed in seeds]
     return write_method_summary(config, method, seeds, runs)
@@ -87,7 +87,7 @@ def check_layout(out: Path) -> None:
                       f"they belong to seed {seed}. Move them into their seed folder and rerun (the matches and "
                       f"intervals are computed from {PREDICTIONS}, nothing is trained again): "
                       f"cd {out} && mkdir seed{seed} && mv {' '.join(legacy)} seed{seed}/ "
-                      f"-- or delete the folder to train again")
+                      f"-- or rerun with --force to train every seed again")
 
 
 def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:

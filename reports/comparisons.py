@@ -49,7 +49,12 @@ def _interval(low: Any, high: Any, scale: float = 100.0, digits: int = 1, signed
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return "n/a"
     form = f"{{:{'+' if signed else ''}.{digits}f}}"
-    return f"[{form.format(scale * low).replace('-', '−')}, {form.format(scale * high).replace('-', '−')}]"
+    return f"[{form.format(scale * low)}, {form.format(scale * high)}]"
+
+
+def _minus(text: str) -> str:
+    """Typographic minus signs for prose (tables keep ASCII, so CSV and LaTeX stay plain)."""
+    return text.replace("-", "−")
 
 
 def significant_marks(means: dict[str, float], higher_is_better: bool, tests: pd.DataFrame | None) -> dict[str, int]:
@@ -120,9 +125,9 @@ def _class_cell(entry: dict | None) -> str:
 def sentence(row: Any, statistic: str, scale: float = 100.0, digits: int = 1) -> str:
     """'s4fusion vs vi: +1.2 mAP@50 [−0.4, +2.8], p = 0.21 after Holm: not significant'."""
     verdict = "significant" if bool(row.significant) else "not significant"
-    delta = f"{scale * row.delta:+.{digits}f}".replace("-", "−")
-    return (f"{row.method} vs {row.reference}: {delta} {statistic} "
-            f"{_interval(row.ci_low, row.ci_high, scale, digits, signed=True)}, p = {_p(row.p_holm)} after Holm: {verdict}")
+    delta = _minus(f"{scale * row.delta:+.{digits}f}")
+    interval = _minus(_interval(row.ci_low, row.ci_high, scale, digits, signed=True))
+    return f"{row.method} vs {row.reference}: {delta} {statistic} {interval}, p = {_p(row.p_holm)} after Holm: {verdict}"
 
 
 def _p(value: float) -> str:
