@@ -52,7 +52,7 @@ def _class_ap(slot, codes, scored, start, stop, weights, positives, out, precisi
             continue
         for g in range(n_groups):
             w = weights[row, g]
-            if w == 0.0:
+            if w == 0.0 or positives[g] <= 0.0:  # (a drawn true positive implies drawn ground truth)
                 continue
             for t in range(n_thr):
                 code = codes[d, t]

@@ -93,6 +93,10 @@ def run_compare(config: Config, methods: list[str]) -> Path:
             log.warning("compare: no %s results for %s: left out of the comparisons", stage, ", ".join(names))
 
     references: dict[str, Any] = {}
+    (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is not done
+    for names, present in (((DETECTION, DETECTION_INTERVALS), detected), ((METRICS, METRIC_INTERVALS), measured)):
+        for name in names if not present else ():
+            (out / name).unlink(missing_ok=True)  # no stale table from an earlier run beside the new manifest
     if detected:
         runs = {m: [matches.load(p) for p in match_files[m]] for m in detected}
         intervals, rows, references["detection"] = detection_comparisons(runs, settings)
