@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from detection import map_statistics, matches
+from fusion.metrics import REGISTRY, direction
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
@@ -43,7 +44,7 @@ BEST = "best"
 LEVEL = 0.95
 DETECTION, DETECTION_INTERVALS = "detection.csv", "detection_intervals.csv"
 METRICS, METRIC_INTERVALS, MANIFEST = "metrics.csv", "metric_intervals.csv", "manifest.json"
-LOWER_IS_BETTER = {"entropy"}  # decision-layer entropy: a more confident ResNet50 is better
+ENTROPY = "entropy"  # decision-layer entropy (entropy.csv): lower is better, a more confident ResNet50
 
 
 class CompareError(FusionBenchError):
@@ -192,8 +193,8 @@ def per_image_metrics(files: dict[str, list[Path]]) -> dict[str, pd.DataFrame]:
 def metric_comparisons(values: dict[str, pd.DataFrame],
                        settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """Per method and metric: mean with its bootstrap interval; per metric: Wilcoxon comparisons, Holm."""
-    metrics = sorted({c for frame in values.values() for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])},
-                     key=lambda c: (c in LOWER_IS_BETTER, c))
+    found = {c for frame in values.values() for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+    metrics = [name for name in REGISTRY if name in found] + sorted(found - set(REGISTRY))
     interval_rows, rows, best_of = [], [], {}
     for m_index, metric in enumerate(metrics):
         present = [m for m in values if metric in values[m]]
@@ -208,7 +209,8 @@ def metric_comparisons(values: dict[str, pd.DataFrame],
         if len(defined) < len(means):
             log.info("compare: %s is undefined for %s (e.g. SCD of a source image): not compared", metric,
                      ", ".join(sorted(set(means) - set(defined))))
-        best = (min if metric in LOWER_IS_BETTER else max)(defined, key=defined.get) if defined else None
+        better = better_direction(metric)
+        best = (min if better == "lower" else max)(defined, key=defined.get) if defined else None
         best_of[metric] = best
         family = []
         for index, (method, reference) in enumerate(comparison_pairs(list(defined), settings.references, best)):
@@ -217,10 +219,19 @@ def metric_comparisons(values: dict[str, pd.DataFrame],
                                    rng, settings.bootstrap, LEVEL)
             family.append({"metric": metric, "method": method, "reference": reference, "delta": test.delta,
                            "ci_low": test.ci_low, "ci_high": test.ci_high, "p": test.p, "images": test.pairs,
-                           "better": "lower" if metric in LOWER_IS_BETTER else "higher"})
+                           "better": better})
         rows.append(_finish(family, settings.alpha, METRIC_COLUMNS))
     frame = pd.concat([r for r in rows if not r.empty] or [rows[0]], ignore_index=True)
     return pd.DataFrame(interval_rows), frame, best_of
+
+
+def better_direction(metric: str) -> str:
+    """'higher' or 'lower' (the metric registry's direction; entropy: lower): which mean is "best"."""
+    if metric == ENTROPY:
+        return "lower"
+    if metric not in REGISTRY:
+        raise CompareError(f"metrics.csv column {metric!r}: not a registered fusion metric, so no direction")
+    return direction(metric)
 
 
 def format_statistic(entry: dict[str, Any] | None) -> str:

@@ -47,7 +47,7 @@ from fusionbench.files import sha256_file, write_text_if_changed
 from fusionbench.images import ImageError, read_ir, read_vi, write_image
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -471,7 +471,9 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         path = resolve_weights(config, method, weights)
         options = {"weights_sha256": sha256_file(path), "amp": section.get("amp")}  # bf16/fp16 change the output
         info["weights"] = str(path)
-        fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
+        device = torch_device(config)
+        apply_scan_backend(config, device)
+        fuser = build_fuser(method, weights=path, device=str(device),
                             amp=section.get("amp"), max_batch=config.fusion.batch_size)
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
