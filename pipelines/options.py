@@ -1,12 +1,14 @@
 """Options shared by every command: the config file and free-form overrides."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import click
 
-from pipelines.config import load_config
+from pipelines.config import benchmark_dir, load_config, run_dir
 from pipelines.logs import setup_logging
+from pipelines.run_lock import folders_locked
 from pipelines.schema import Config
 
 
@@ -27,9 +29,21 @@ def build_config(config_source: str, overrides: tuple[str, ...], extra: dict[str
                  log_name: str | None = None) -> Config:
     """Load and check the config, with ``--set`` and the command's own flags (``extra``: dotted key ->
     value, ``None`` values ignored, taken as given: a path like "2024-05-01" is not YAML), then start
-    logging into the run folder. Nothing is written before the whole config is valid."""
+    logging into the run folder. Nothing is written before the whole config is valid; a command that
+    writes (``log_name`` given) first takes the run's locks (:mod:`pipelines.run_lock`)."""
     values = {key: value for key, value in (extra or {}).items() if value is not None}
     config = load_config(config_source, overrides, values)
     if log_name:
+        lock_for_command(config)
         setup_logging(config, log_name)
     return config
+
+
+def lock_for_command(config: Config) -> None:
+    """Hold the run folder's and the benchmark folder's write locks until the running click command ends.
+
+    Under torchrun only rank 0 takes them (the other ranks are the same command)."""
+    context = click.get_current_context(silent=True)
+    if context is None or os.environ.get("RANK", "0") != "0":
+        return
+    context.with_resource(folders_locked([run_dir(config), benchmark_dir(config)]))
