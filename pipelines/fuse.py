@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import re
 import shutil
 import sys
@@ -54,6 +55,7 @@ from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.parent_death import die_with_parent
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -272,7 +274,8 @@ class FuseJob:
     def _in_processes(self, workers: int) -> Iterator[Outcome]:
         """CPU fusers: each worker process gets the fuser once and fuses + writes whole images."""
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(self,))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(self, os.getpid()))
         try:
             futures = [pool.submit(_worker_fuse, pair) for pair in self.todo]
             for future in as_completed(futures):
@@ -314,10 +317,11 @@ def _submit_loads(pool: Executor, batch: list[Pair]) -> list[Future]:
 _WORKER_JOB: FuseJob | None = None
 
 
-def _init_worker(job: FuseJob) -> None:
+def _init_worker(job: FuseJob | None, parent_pid: int) -> None:
     import cv2
 
     global _WORKER_JOB
+    die_with_parent(parent_pid)  # a killed `fuse` must not leave its workers running
     cv2.setNumThreads(1)  # one image per process; OpenCV's own threads would oversubscribe the cores
     _WORKER_JOB = job
 
