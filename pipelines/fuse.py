@@ -105,9 +105,14 @@ class Outcome:
     error: str | None = None
 
 
+class MethodNameError(FusionBenchError, ValueError):
+    """A method name that cannot name a folder inside a stage's own folder."""
+
+
 def check_method_name(method: str) -> None:
-    if not METHOD_NAME.fullmatch(method):
-        raise ValueError(f"method name {method!r}: use letters, digits, '_', '-' or '.' (it names a folder)")
+    """Refuse names that are not one plain folder name (``..``, ``.``, ``a/b``, ...) before any file is touched."""
+    if not METHOD_NAME.fullmatch(method) or method in (".", ".."):
+        raise MethodNameError(f"method name {method!r}: use letters, digits, '_', '-' or '.' (it names a folder)")
 
 
 # --- reading the inputs, running a fuser on one pair -------------------------------------------
@@ -376,17 +381,37 @@ def _valid_entries(out: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str
     return entries
 
 
-def is_complete(benchmark: Benchmark, method: str) -> bool:
-    """True when ``method``'s fused set has every image of every split (what later stages wait for)."""
-    manifest = _read_manifest(benchmark.fused_dir(method) / MANIFEST)
-    if not manifest or not manifest.get("complete"):
-        return False
+def fused_set_problems(benchmark: Benchmark, method: str, hash_workers: int = 4) -> list[str]:
+    """Why ``method``'s fused set cannot be used by later stages (empty: it is complete).
+
+    Every image of every split must have its manifest entry and hold exactly the bytes recorded there
+    (sha256): a file that merely exists may be truncated, overwritten or damaged."""
+    manifest_path = benchmark.fused_dir(method) / MANIFEST
+    manifest = _read_manifest(manifest_path)
+    if not manifest:
+        return [f"{manifest_path}: missing or unreadable"]
+    if not manifest.get("complete"):
+        return [f"{manifest_path}: the set is not complete (an unfinished or interrupted fuse run)"]
     images = manifest.get("images", {})
-    return all(
-        images.get(pair.stem, {}).get("split") == pair.split
-        and benchmark.fused_image(method, pair.split, pair.stem).is_file()
-        for pair in benchmark.pairs()
-    )
+
+    def problem(pair: Pair) -> str | None:
+        path, entry = benchmark.fused_image(method, pair.split, pair.stem), images.get(pair.stem, {})
+        if entry.get("split") != pair.split:
+            return f"{path}: no manifest entry for {pair.stem!r} in split {pair.split!r}"
+        if not path.is_file():
+            return f"{path}: missing"
+        if sha256_file(path) != entry.get("sha256"):
+            return f"{path}: content differs from the fuse manifest (damaged or edited)"
+        return None
+
+    with ThreadPoolExecutor(hash_workers) as pool:  # hashlib releases the GIL
+        return [p for p in pool.map(problem, benchmark.pairs()) if p]
+
+
+def is_complete(benchmark: Benchmark, method: str) -> bool:
+    """True when ``method``'s fused set has every image of every split, each with the content its
+    manifest records (what later stages wait for)."""
+    return not fused_set_problems(benchmark, method)
 
 
 def fused_set_identity(benchmark: Benchmark, method: str) -> str:

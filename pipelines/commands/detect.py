@@ -5,6 +5,7 @@ import click
 
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir
+from pipelines.fuse import check_method_name
 from pipelines.options import build_config, config_options
 from pipelines.schema import Config
 
@@ -33,7 +34,11 @@ def _methods(config: Config, method: str | None, methods: str | None) -> list[st
     if bool(method) == bool(methods):
         raise click.UsageError("give exactly one of --method or --methods")
     if method:
-        return [method]
-    if methods.strip() == "all":
-        return config.fusion.methods
-    return [m.strip() for m in methods.split(",") if m.strip()]
+        names = [method]
+    elif methods.strip() == "all":
+        names = config.fusion.methods
+    else:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:  # each names a folder under <run>/detect/: refused before anything is read or deleted
+        check_method_name(name)
+    return names
