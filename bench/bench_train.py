@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusion.io import write_image
 from fusion.perception import build_resnet50
 from fusion.s4fusion.data import folder_pairs
 from fusion.s4fusion.model import config_for_method
 from fusion.s4fusion.trainer import Trainer, TrainSettings
+from fusionbench.images import write_image
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
 

@@ -32,8 +32,8 @@ import math
 import os
 from pathlib import Path
 
-from fusion.io import atomic_write_text
 from fusion.registry import is_learned
+from fusionbench.files import atomic_write_text
 from pipelines.benchmark import SPLITS
 from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes

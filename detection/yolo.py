@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from detection.coco_eval import ImageDetections
-from fusion.io import atomic_write_text
+from fusionbench.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

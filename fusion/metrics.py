@@ -37,7 +37,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from fusion.io import read_vi
+from fusionbench.images import read_vi
 
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC")
 """Every metric computed by :func:`evaluate`, in table order; all are "higher is better"."""

@@ -1,7 +1,7 @@
 """Name -> fuser. Every fuser has the same call: ``fuser(ir, vi) -> fused``.
 
 ``ir`` is (H, W) float32 in [0, 1]; ``vi`` is (H, W, 3) RGB float32 in [0, 1] or (H, W) grey
-(the conventions of :mod:`fusion.io`); ``fused`` is (H, W, 3) uint8 RGB of the same size.
+(the conventions of :mod:`fusionbench.images`); ``fused`` is (H, W, 3) uint8 RGB of the same size.
 Learned fusers also offer ``fuse_batch([(ir, vi), ...]) -> [fused, ...]`` for batched GPU inference.
 The ``external`` importer is the one exception: it is keyed by the pair (see
 :mod:`fusion.baselines.external`).

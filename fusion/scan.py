@@ -127,7 +127,9 @@ class _ScanCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, for_backward):
-        from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
+        from fusion import (
+            _scan_kernels as kernels,  # numba compiles (or loads its cache) here
+        )
 
         n_dim = A.shape[0]
         skip, bias = (torch.zeros(n_dim) if x is None else x for x in (D, delta_bias))

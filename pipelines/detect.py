@@ -31,8 +31,8 @@ from typing import Any
 
 from detection import coco_eval, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
-from fusion.io import atomic_write_text
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.detection_inputs import INPUT_KEYS, detection_inputs

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from fusion.io import sha256_file
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import sha256_file
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.fuse import fused_set_identity
 

@@ -41,17 +41,11 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import (
-    ImageError,
-    read_ir,
-    read_vi,
-    sha256_file,
-    write_image,
-    write_text_if_changed,
-)
 from fusion.provenance import package_versions
 from fusion.registry import build_fuser, is_learned
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import sha256_file, write_text_if_changed
+from fusionbench.images import ImageError, read_ir, read_vi, write_image
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
@@ -354,7 +348,7 @@ def link_labels(benchmark: Benchmark, out: Path) -> None:
 
 
 def _remove_temporaries(output: Path) -> None:
-    """Temporary files a killed writer left for this image (the names fusion.io.atomic_write_bytes uses)."""
+    """Temporary files a killed writer left for this image (the names fusionbench.files.atomic_write_bytes uses)."""
     if output.parent.is_dir():
         for leftover in output.parent.glob(f".{output.name}.*.tmp"):
             leftover.unlink(missing_ok=True)

@@ -26,13 +26,15 @@ import torch
 from tqdm import tqdm
 
 from fusion.color import luminance
-from fusion.io import atomic_write_text, read_vi
 from fusion.metrics import METRICS, evaluate_files
-from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
+from fusion.perception import PerceptionSource, decision_entropy
+from fusionbench.files import atomic_write_text
+from fusionbench.images import read_vi
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
 from pipelines.fuse import is_complete
+from pipelines.perception import perception_network
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -74,15 +76,6 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format="%.6g")
     atomic_write_text(path, buffer.getvalue())
-
-
-def perception_network(config: Config) -> tuple[torch.nn.Module, PerceptionSource]:
-    """The frozen ResNet50 under the same weights rule as training (``perception.*``)."""
-    return build_resnet50(
-        weights=config.perception.weights,
-        use_torchvision=config.perception.torchvision,
-        allow_random=config.perception.allow_random,
-    )
 
 
 def _luminance_batches(paths: list[Path], batch_size: int) -> Iterator[torch.Tensor]:

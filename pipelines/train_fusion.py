@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from fusion.perception import build_resnet50
 from fusion.s4fusion.config import METHOD_BLOCKS, S4FusionConfig, config_for_method
 from fusion.s4fusion.data import (
     TrainPair,
@@ -28,6 +27,7 @@ from fusion.s4fusion.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.perception import perception_network
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
     out_dir = stage_dir(config, "fusion", method)
     settings, architecture = train_settings(config, method), model_config(config, method)
     device = setup_device(config)
-    network, source = build_resnet50(config.perception.weights, config.perception.torchvision,
-                                     config.perception.allow_random)
+    network, source = perception_network(config)
     log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config)
     trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device,

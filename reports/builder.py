@@ -26,9 +26,10 @@ import pandas as pd
 import yaml
 
 from fusion.color import to_uint8
-from fusion.io import atomic_write_text, read_ir, read_vi
 from fusion.metrics import METRICS
 from fusion.provenance import package_versions
+from fusionbench.files import atomic_write_text
+from fusionbench.images import read_ir, read_vi
 from reports import figures
 from reports.tables import MISSING, Table
 

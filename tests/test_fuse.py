@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fusion.io import write_image
 from fusion.registry import build_fuser
+from fusionbench.images import write_image
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.cli import cli
-from pipelines.fuse import FuseError, FuseJob, Shard, build_method, fuse_set, is_complete, load_pair
 from pipelines.config import load_config
+from pipelines.fuse import (
+    FuseError,
+    FuseJob,
+    Shard,
+    build_method,
+    fuse_set,
+    is_complete,
+    load_pair,
+)
 
 
 def _copy(benchmark: Benchmark, root: Path) -> Benchmark:

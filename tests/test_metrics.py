@@ -17,8 +17,8 @@ from skimage.metrics import structural_similarity as skimage_ssim
 
 from fusion import metrics as M
 from fusion.color import to_uint8
-from fusion.io import read_ir, read_vi, write_image
 from fusion.perception import build_resnet50, softmax_entropy
+from fusionbench.images import read_ir, read_vi, write_image
 from pipelines.config import load_config
 
 Q_PERFECT = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from detection.offline import use_offline_ultralytics
 from detection.yolo import TrainSettings, train, training_finished, write_data_yaml
-from fusion.io import sha256_file
+from fusionbench.files import sha256_file
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, stage_dir

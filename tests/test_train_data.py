@@ -9,8 +9,16 @@ import pytest
 import torch
 
 import fusion.s4fusion.data as data
-from fusion.io import write_image
-from fusion.s4fusion.data import CropPairs, TrainPair, fit_crop, folder_pairs, make_loader, take_fraction, training_pairs
+from fusion.s4fusion.data import (
+    CropPairs,
+    TrainPair,
+    fit_crop,
+    folder_pairs,
+    make_loader,
+    take_fraction,
+    training_pairs,
+)
+from fusionbench.images import write_image
 
 
 def as_train(pairs) -> list[TrainPair]:

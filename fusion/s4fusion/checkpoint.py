@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from fusion.io import atomic_write_bytes
 from fusion.s4fusion.config import S4FusionConfig
 from fusion.s4fusion.model import S4Fusion
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_bytes
 
 FORMAT = "fusionbench.s4fusion/1"
 RELEASED_PREFIX = "vmunet."

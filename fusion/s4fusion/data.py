@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.color import luminance
-from fusion.io import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
+from fusionbench.images import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from fusion.io import atomic_write_bytes, atomic_write_text
 from fusion.perception import PerceptionSource
 from fusion.s4fusion.checkpoint import load_checkpoint, save_checkpoint
 from fusion.s4fusion.data import CropPairs, TrainPair, make_loader
 from fusion.s4fusion.interpret import mean_delta_rows, recording_delta
 from fusion.s4fusion.losses import FusionLoss, LossSettings
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig
+from fusionbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TrainSettings:
     def amp_dtype(self, device: torch.device) -> torch.dtype | None:
         choice = self.amp if self.amp is not None else ("bf16" if device.type == "cuda" else "none")
         if choice not in (*AMP_DTYPES, "none"):
-            raise ValueError(f"fusion.train.amp: expected bf16, fp16, none or null, got {choice!r}")
+            raise ValueError(f"amp: expected bf16, fp16, none or null, got {choice!r}")
         return AMP_DTYPES.get(choice)
 
 
@@ -113,10 +113,10 @@ class Trainer:
         torch.manual_seed(settings.seed)  # the same initial weights for the same seed
         self.model = S4Fusion(model_config).to(self.device)
         if not self.model.valid_size(settings.crop):
-            raise ValueError(f"fusion.train.crop={settings.crop} is not a valid S4Fusion size; the nearest valid "
+            raise ValueError(f"training crop {settings.crop} is not a valid S4Fusion size; the nearest valid "
                              f"one above is {self.model.next_valid_size(settings.crop)}")
         if settings.batch_size % self.world:
-            raise ValueError(f"fusion.train.batch_size={settings.batch_size} (the global batch) does not split "
+            raise ValueError(f"batch size {settings.batch_size} (the global batch) does not split "
                              f"over {self.world} processes")
         batch = settings.batch_size // self.world
         self.train_names = [p.name for p in train_pairs]
@@ -261,13 +261,13 @@ class Trainer:
         state = load_checkpoint(self.last_path)[1]
         if state.get("method") != self.method:
             raise ValueError(f"{self.last_path}: a checkpoint of {state.get('method')!r}, not {self.method!r}; "
-                             "use --force to start over")
+                             "start a fresh training to replace it")
         if state["data"] != {"seed": self.settings.seed, "pairs": self.train_names}:
             raise ValueError(f"{self.last_path}: the training pairs or seed changed since this checkpoint; "
-                             "use --force to start over")
+                             "start a fresh training to replace it")
         if state["config"] != self.model.config.to_dict():
             raise ValueError(f"{self.last_path}: trained with another architecture ({state['config']}); "
-                             "use --force to start over")
+                             "start a fresh training to replace it")
         now = asdict(self.settings)
         changed = sorted(k for k in now if state["settings"].get(k) != now[k])
         if changed:
@@ -283,7 +283,7 @@ class Trainer:
         if self.rank == 0:
             for name in ("loss.csv", "val.csv", "delta.csv"):  # drop rows of an epoch that was interrupted
                 self._keep_rows(name, lambda row: int(row["epoch"]) <= self.epoch)
-        log.info("%s exists: resuming %s after %d/%d epochs (--no-resume or --force starts over)",
+        log.info("%s exists: resuming %s after %d/%d epochs (a fresh training replaces it)",
                  self.last_path, self.method, self.epoch, self.settings.epochs)
 
     def _append_csv(self, name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:

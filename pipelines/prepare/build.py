@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import ImageError, write_text_if_changed
 from fusion.provenance import package_versions
+from fusionbench.files import write_text_if_changed
+from fusionbench.images import ImageError
 from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.config import benchmark_dir
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes

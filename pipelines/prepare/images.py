@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fusion.io import ImageError, read_ir, read_vi, sha256_file
+from fusionbench.files import sha256_file
+from fusionbench.images import ImageError, read_ir, read_vi
 
 THUMB_SIZE = (32, 24)   # (width, height)
 

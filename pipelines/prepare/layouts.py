@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusion.io import IMAGE_SUFFIXES
+from fusionbench.images import IMAGE_SUFFIXES
 from pipelines.benchmark import M3FD_CLASSES
 from pipelines.prepare.problems import PrepareError, Problem
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from fusion.io import write_text_if_changed
+from fusionbench.files import write_text_if_changed
 from pipelines.prepare.annotations import Box
 
 
