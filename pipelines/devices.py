@@ -15,3 +15,12 @@ def torch_device(config: Config) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     first = wanted.split(",")[0].strip()
     return torch.device(f"cuda:{first}" if first.isdigit() else first)
+
+
+def runtime_identity(device: torch.device) -> dict[str, object]:
+    """What besides code and weights changes a network's output on ``device``: the accelerator model
+    and whether TF32 matmuls/convolutions are allowed (CUDA only; the CPU computes in float32)."""
+    if device.type != "cuda":
+        return {"device": device.type}
+    return {"device": device.type, "accelerator": torch.cuda.get_device_name(device),
+            "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]}

@@ -42,13 +42,13 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion.provenance import package_versions
-from fusion.registry import build_fuser, is_learned
+from fusion.registry import build_fuser, code_identity, is_learned
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import sha256_file, write_text_if_changed
 from fusionbench.images import ImageError, read_ir, read_vi, write_image
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import runtime_identity, torch_device
 from pipelines.parent_death import die_with_parent
 from pipelines.schema import Config
 
@@ -58,6 +58,7 @@ MANIFEST = "manifest.json"
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
+FUSE_IO_MODULES = ("fusionbench.images",)  # reads the pairs and writes the fused images: part of the output
 FUSE_PACKAGES = ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch")
 
 
@@ -497,15 +498,19 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         fuser = build_fuser("external", folder=source, keep_grey=keep)
         options: dict[str, Any] = {"from": str(fuser.folder), "keep_grey": keep}
     elif is_learned(method):
-        path = resolve_weights(config, method, weights)
-        options = {"weights_sha256": sha256_file(path), "amp": section.get("amp")}  # bf16/fp16 change the output
+        from fusion.s4fusion.checkpoint import checkpoint_identity
+
+        path, device = resolve_weights(config, method, weights), torch_device(config)
         info["weights"] = str(path)
-        fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
+        fuser = build_fuser(method, weights=path, device=str(device),
                             amp=section.get("amp"), max_batch=config.fusion.batch_size)
+        options = {"weights": checkpoint_identity(path), "amp": section.get("amp"),  # bf16/fp16 change the output
+                   "runtime": runtime_identity(device)}
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
-    fingerprint = {"method": method, "options": options, "code": package_versions(["fusionbench"]).get("fusionbench")}
+    fingerprint = {"method": method, "options": options,
+                   "code": code_identity("external" if source else method, extra_modules=FUSE_IO_MODULES)}
     return fuser, fingerprint, info
 
 
