@@ -20,6 +20,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
+    except OSError as error:  # a write to a descriptor names no file (a full disk said only "Errno 28")
+        tmp.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 reported as one line per method."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import cli
 
 SLOW_FUSER = '''
 import os, time
@@ -72,3 +76,55 @@ def test_fuse_workers_die_when_fuse_is_killed(sample_benchmark, tmp_path: Path):
     for pid in survivors:  # leave no process behind even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert survivors == []
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A 64 KiB tmpfs (root only): room for a few small files, then ENOSPC."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_per_method_and_the_other_methods_go_on(sample_benchmark, tmp_path: Path,
+                                                                        full_disk: Path):
+    """Observation 9: a full disk was a raw `OSError: [Errno 28]` traceback naming no file, and `fuse`
+    abandoned the other methods."""
+    bench = tmp_path / "benchmark"
+    shutil.copytree(sample_benchmark.root, bench, ignore=shutil.ignore_patterns("fused"))
+    (bench / "fused").symlink_to(full_disk, target_is_directory=True)  # the fused sets land on the full disk
+    args = ["-s", f"data.benchmark={bench}", "-s", f"run.root={tmp_path / 'runs'}", "-s", "fusion.workers=1"]
+    try:
+        result = CliRunner().invoke(cli, ["fuse", *args, "--methods", "gff,max", "--no-progress"])
+    finally:
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
+            logging.getLogger().removeHandler(handler)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "2 of 2 methods failed" in result.output
+    for method in ("gff", "max"):  # each was tried, each failure names its file and the cause
+        assert f"fuse {method}: {bench / 'fused' / method}/" in result.output
+        assert f"fuse {method}: " in result.output and ": No space left on device" in result.output
+
+    result = CliRunner().invoke(cli, ["prepare", *args[:2], "-s", f"run.root={full_disk}/runs"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: prepare: {full_disk}/runs") and "No space left on device" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_detect_reports_each_failing_method_and_goes_on(sample_benchmark, tmp_path: Path):
+    args = ["-s", f"data.benchmark={sample_benchmark.root}", "-s", f"run.root={tmp_path}"]
+    try:
+        result = CliRunner().invoke(cli, ["detect", *args, "--methods", "gff,max"])
+    finally:
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
+            logging.getLogger().removeHandler(handler)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "2 of 2 methods failed" in result.output
+    assert "gff: " in result.output and "max: " in result.output and "fused set 'max' is missing" in result.output

@@ -1,13 +1,19 @@
 """``pipelines detect``: YOLOv5s per fused set, test mAP@50 with pycocotools."""
 from __future__ import annotations
 
+import logging
+
 import click
 
+from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir
+from pipelines.file_errors import os_error_line
 from pipelines.fuse import check_method_name
 from pipelines.options import build_config, config_options
 from pipelines.schema import Config
+
+log = logging.getLogger("pipelines.detect")
 
 
 @click.command("detect")
@@ -26,11 +32,20 @@ def command(config_source: str, overrides: tuple[str, ...], method: str | None, 
     )
 
     benchmark = Benchmark(benchmark_dir(config))
-    for name in names:
-        result = detect_method(config, name, force=force)
+    failed = []
+    for name in names:  # one method failing (a damaged set, a full disk) does not stop the others
+        try:
+            result = detect_method(config, name, force=force)
+        except (FusionBenchError, OSError) as error:
+            line = os_error_line(f"detect {name}", error) if isinstance(error, OSError) else f"{name}: {error}"
+            log.error("%s", line)
+            failed.append(line)
+            continue
         click.echo(f"{name}: test mAP@50 {result['map50']} (epoch {result['selected_epoch']}, "
                    f"ultralytics {result['ultralytics_map50']:.4f})")
     click.echo(f"summary: {write_summary(config, benchmark.classes)}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(names)} methods failed:\n" + "\n".join(failed))
 
 
 def _methods(config: Config, method: str | None, methods: str | None) -> list[str]:

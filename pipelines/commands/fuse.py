@@ -8,6 +8,7 @@ import click
 from fusion.registry import FuserError, available_methods
 from fusionbench.images import ImageError
 from pipelines.benchmark import BenchmarkError
+from pipelines.file_errors import os_error_line
 from pipelines.fuse import FuseError, Shard, configured_methods, fuse_method
 from pipelines.options import build_config, config_options
 from pipelines.schema import Config
@@ -57,6 +58,10 @@ def command(config_source, overrides, method, methods, weights, source, display_
         except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError, ValueError) as error:
             log.error("%s", error)
             failed.append(f"{name}: {error}")
+        except OSError as error:  # a full disk or a permission: say where, then try the next method
+            line = os_error_line(f"fuse {name}", error)
+            log.error("%s", line)
+            failed.append(line)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(names)} methods failed:\n" + "\n".join(failed))
 
