@@ -119,7 +119,9 @@ def test_a_full_disk_is_one_line_per_method_and_the_other_methods_go_on(sample_b
 
 
 def test_detect_reports_each_failing_method_and_goes_on(sample_benchmark, tmp_path: Path):
-    args = ["-s", f"data.benchmark={sample_benchmark.root}", "-s", f"run.root={tmp_path}"]
+    bench = tmp_path / "benchmark"
+    shutil.copytree(sample_benchmark.root, bench, ignore=shutil.ignore_patterns("fused"))
+    args = ["-s", f"data.benchmark={bench}", "-s", f"run.root={tmp_path}"]
     try:
         result = CliRunner().invoke(cli, ["detect", *args, "--methods", "gff,max"])
     finally:
