@@ -13,8 +13,9 @@ Counts come from the config (methods, epochs, batch sizes, image size, workers) 
                (the trainer's per-epoch validation and fusion.train.extra folders not counted)
   fuse         model.json: one 1024x768 pair, for each learned method; bench_fusers.json: pairs per
                second of one process x min(fusion.workers, --cores), for each classical method
-  detect       bench_detect.json: seconds per 100 training images at detect.imgsz and
-               detect.batch (the row measured at that size and batch); every epoch
+  detect       bench_detect.json: seconds per 100 training images at detect.imgsz,
+               detect.batch and detect.amp (the row measured at that size, batch and
+               precision; its data-loader workers are shown); every epoch
                trains on the train split and validates on the val split, and the test split is
                evaluated once per method; validation and test images are counted at the training
                rate (an upper bound: inference is cheaper than a training step)
@@ -49,10 +50,17 @@ def read(results: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _same_amp(measured: bool | str, configured: bool | str) -> bool:
+    """detect.amp true is ultralytics' fp16."""
+    def canonical(amp: bool | str) -> str:
+        return {True: "fp16", False: "fp32"}.get(amp, amp) if isinstance(amp, bool) else str(amp)
+    return canonical(measured) == canonical(configured)
+
+
 def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
-    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
-    methods = config["fusion"]["methods"]
+    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config.data.split.ratios))))
+    methods = config.fusion.methods
     learned = [m for m in methods if is_learned(m)]
     classical = [m for m in methods if m not in learned and m not in COPIES]
     rows = []
@@ -66,14 +74,14 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     full = next((c["full_m3fd_estimate_s"] for c in cases if "full_m3fd_estimate_s" in c), None)
     row("prepare", full, "4,200 pairs", "bench_prepare.json")
 
-    train_cfg = config["fusion"]["train"]
+    train_cfg = config.fusion.train
     train = read(results, "bench_train.json")
-    steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
-    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
+    steps = math.ceil(sizes["train"] / train_cfg.batch_size) * train_cfg.epochs
+    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg.batch_size]
     for method in learned:
         if not config.method_options(method).get("weights"):
             row(f"train {method}", match[0]["wall_s_per_step"] * steps if match else None,
-                f"{steps:,} steps of batch {train_cfg['batch_size']}", "bench_train.json",
+                f"{steps:,} steps of batch {train_cfg.batch_size}", "bench_train.json",
                 (train or {}).get("device", "?"))
 
     model = read(results, "model.json")
@@ -82,34 +90,37 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
         row(f"fuse {method}", pair["wall_s"] * M3FD_PAIRS if pair else None,
             f"{M3FD_PAIRS:,} pairs, one at a time", "model.json", (model or {}).get("device", "cpu"))
     fusers = read(results, "bench_fusers.json")
-    processes = min(config["fusion"]["workers"], cores)
+    processes = min(config.fusion.workers, cores)
     for method in classical:
         rate = (fusers or {}).get("images_per_second", {}).get(method)
         row(f"fuse {method}", M3FD_PAIRS / (rate * processes) if rate else None,
             f"{M3FD_PAIRS:,} pairs over {processes} processes", "bench_fusers.json")
 
-    detect_cfg = config["detect"]
+    detect_cfg = config.detect
     detect = read(results, "bench_detect.json")
+    amp = detect_cfg.amp
     match = [r for r in (detect or {}).get("rows", [])
-             if (r["imgsz"], r["batch"]) == (detect_cfg["imgsz"], detect_cfg["batch"])]
-    images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
+             if (r["imgsz"], r["batch"]) == (detect_cfg.imgsz, detect_cfg.batch)
+             and _same_amp(r.get("amp", False), amp)]
+    images = detect_cfg.epochs * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
     row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
-        f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
-        f"{sizes['test']} test, at {detect_cfg['imgsz']} px, batch {detect_cfg['batch']}",
+        f"{detect_cfg.epochs} epochs of {sizes['train']:,} + {sizes['val']} images, "
+        f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}, amp {amp}"
+        + (f", {match[0].get('workers', 0)} loader workers" if match else ""),
         "bench_detect.json",
         str((detect or {}).get("device", "?")))
 
     metrics = read(results, "bench_metrics.json")
-    metric_methods = config["metrics"].get("methods") or methods
+    metric_methods = config.metrics.methods or methods
     seconds = None
     if metrics:
-        per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
-        if config["metrics"].get("entropy"):
+        per_image = metrics["all_metrics_cpu_s"] / min(config.metrics.workers, cores)
+        if config.metrics.entropy:
             per_image += metrics["entropy"]["wall_s_per_image"]
-        seconds = per_image * sizes[config["metrics"]["split"]] * len(metric_methods)
+        seconds = per_image * sizes[config.metrics.split] * len(metric_methods)
     row(f"metrics x {len(metric_methods)} methods", seconds,
-        f"{sizes[config['metrics']['split']]} {config['metrics']['split']} images each",
+        f"{sizes[config.metrics.split]} {config.metrics.split} images each",
         "bench_metrics.json",
         (metrics or {}).get("entropy", {}).get("device", "cpu"))
     return rows

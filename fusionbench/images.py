@@ -14,8 +14,7 @@ import numpy as np
 
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from fusionbench.pairing import IMAGE_SUFFIXES  # noqa: F401  (re-exported: one list of image suffixes)
 
 
 class ImageError(FusionBenchError):

@@ -73,11 +73,12 @@ def detect_method(config: Config, method: str, force: bool = False) -> dict[str,
 
     settings = train_settings(config)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
-    if settings.amp:
+    if settings.needs_amp_check:
         check_weights = config.detect.amp_check_weights
         if not check_weights:
-            raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
-                              "ultralytics' CUDA AMP self-test would otherwise download it")
+            raise DetectError(f"detect.amp={settings.amp} needs detect.amp_check_weights=/path/to/yolo26n.pt: "
+                              "ultralytics' CUDA AMP self-test would otherwise download it "
+                              "(detect.amp=bf16 runs without the self-test)")
         install_amp_check_weights(check_weights)
     source = yolo.model_source(config.detect.weights, config.detect.allow_scratch)
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from fusion.scan import ScanBackendError, backend_for, set_scan_backend
 from pipelines.schema import Config
 
 
@@ -24,3 +25,13 @@ def runtime_identity(device: torch.device) -> dict[str, object]:
         return {"device": device.type}
     return {"device": device.type, "accelerator": torch.cuda.get_device_name(device),
             "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]}
+
+
+def apply_scan_backend(config: Config, device: torch.device) -> str:
+    """Select ``fusion.scan_backend`` for this process and check, before any work, that it can scan
+    on ``device`` (a broken mamba-ssm install stops here); returns the backend that will scan."""
+    set_scan_backend(config.fusion.scan_backend)
+    try:
+        return backend_for(device)
+    except ScanBackendError as error:
+        raise ScanBackendError(f"fusion.scan_backend={config.fusion.scan_backend} on {device}: {error}") from error

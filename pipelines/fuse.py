@@ -48,7 +48,7 @@ from fusionbench.files import sha256_file, write_text_if_changed
 from fusionbench.images import ImageError, read_ir, read_vi, write_image
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import runtime_identity, torch_device
+from pipelines.devices import apply_scan_backend, runtime_identity, torch_device
 from pipelines.parent_death import die_with_parent
 from pipelines.schema import Config
 
@@ -502,10 +502,11 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
 
         path, device = resolve_weights(config, method, weights), torch_device(config)
         info["weights"] = str(path)
+        scan_backend = apply_scan_backend(config, device)
         fuser = build_fuser(method, weights=path, device=str(device),
                             amp=section.get("amp"), max_batch=config.fusion.batch_size)
         options = {"weights": checkpoint_identity(path), "amp": section.get("amp"),  # bf16/fp16 change the output
-                   "runtime": runtime_identity(device)}
+                   "runtime": {**runtime_identity(device), "scan_backend": scan_backend}}
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)

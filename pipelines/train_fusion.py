@@ -26,7 +26,7 @@ from fusion.s4fusion.losses import LossSettings
 from fusion.s4fusion.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.perception import perception_network
 from pipelines.schema import Config
 
@@ -99,6 +99,7 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
     out_dir = stage_dir(config, "fusion", method)
     settings, architecture = train_settings(config, method), model_config(config, method)
     device = setup_device(config)
+    apply_scan_backend(config, device)
     network, source = perception_network(config)
     log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from fusion.registry import build_fuser
 from fusionbench.images import write_image
-from pipelines.benchmark import SPLITS, Benchmark
+from pipelines.benchmark import SPLITS, Benchmark, record_split_lists
 from pipelines.cli import cli
 from pipelines.config import load_config
 from pipelines.fuse import (
@@ -257,9 +257,10 @@ def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) ->
             cv2.imwrite(str(crop), cv2.imread(entry[kind], cv2.IMREAD_UNCHANGED)[:height, :width])
             entry[kind], entry[f"{kind}_sha256"] = str(crop), None  # hashed by the fuse stage instead
         entry["width"], entry["height"] = width, height
-    (root / "manifest.json").write_text(json.dumps(manifest))
     for stem, split in keep.items():
         (root / "splits" / f"{split}.txt").write_text(stem + "\n")
+    manifest["split_lists"] = record_split_lists(root)
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return Benchmark(root)
 
 
@@ -279,7 +280,7 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     save_checkpoint(checkpoint, S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
     assert fingerprint["options"] == {"weights": checkpoint_identity(checkpoint), "amp": None,
-                                      "runtime": {"device": "cpu"}}
+                                      "runtime": {"device": "cpu", "scan_backend": "numba"}}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")
