@@ -280,7 +280,7 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     save_checkpoint(checkpoint, S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
     assert fingerprint["options"] == {"weights": checkpoint_identity(checkpoint), "amp": None,
-                                      "runtime": {"device": "cpu", "scan_backend": "numba"}}
+                                      "runtime": {"device": "cpu", "scan_backend": "cpu"}}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")
