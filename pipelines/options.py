@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, ContextManager
 
 import click
 
 from pipelines.config import benchmark_dir, load_config, run_dir
 from pipelines.logs import setup_logging
-from pipelines.run_lock import folders_locked
+from pipelines.run_lock import file_lock, folders_locked, method_lock_path
 from pipelines.schema import Config
 
 
@@ -26,24 +27,29 @@ def config_options(func: Callable) -> Callable:
 
 
 def build_config(config_source: str, overrides: tuple[str, ...], extra: dict[str, Any] | None = None,
-                 log_name: str | None = None) -> Config:
+                 log_name: str | None = None, per_method: bool = False) -> Config:
     """Load and check the config, with ``--set`` and the command's own flags (``extra``: dotted key ->
     value, ``None`` values ignored, taken as given: a path like "2024-05-01" is not YAML), then start
     logging into the run folder. Nothing is written before the whole config is valid; a command that
-    writes (``log_name`` given) first takes the run's locks (:mod:`pipelines.run_lock`)."""
+    writes (``log_name`` given) first takes the run's locks (:mod:`pipelines.run_lock`): shared when it
+    writes ``per_method`` (it then locks each method with :func:`lock_method`), else exclusive."""
     values = {key: value for key, value in (extra or {}).items() if value is not None}
     config = load_config(config_source, overrides, values)
     if log_name:
-        lock_for_command(config)
+        _hold(folders_locked([run_dir(config), benchmark_dir(config)], shared=per_method))
         setup_logging(config, log_name)
     return config
 
 
-def lock_for_command(config: Config) -> None:
-    """Hold the run folder's and the benchmark folder's write locks until the running click command ends.
+def lock_method(stage_root: Path, method: str, part: str = "", shared: bool = False) -> None:
+    """Hold the lock of one method's outputs under ``stage_root`` until the running command ends."""
+    _hold(file_lock(method_lock_path(stage_root, method, part), shared=shared))
 
-    Under torchrun only rank 0 takes them (the other ranks are the same command)."""
+
+def _hold(lock: ContextManager[Any]) -> None:
+    """Enter ``lock`` for the life of the running click command (released when it ends, however).
+    Under torchrun only rank 0 locks: the other ranks are the same command."""
     context = click.get_current_context(silent=True)
     if context is None or os.environ.get("RANK", "0") != "0":
         return
-    context.with_resource(folders_locked([run_dir(config), benchmark_dir(config)]))
+    context.with_resource(lock)

@@ -7,10 +7,10 @@ import click
 
 from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.file_errors import os_error_line
 from pipelines.fuse import check_method_name
-from pipelines.options import build_config, config_options
+from pipelines.options import build_config, config_options, lock_method
 from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.detect")
@@ -24,8 +24,10 @@ log = logging.getLogger("pipelines.detect")
 def command(config_source: str, overrides: tuple[str, ...], method: str | None, methods: str | None,
             force: bool) -> None:
     """Train YOLOv5s on each method's fused set (same seed and settings), select on val, evaluate on test."""
-    config = build_config(config_source, overrides, log_name="detect")
+    config = build_config(config_source, overrides, log_name="detect", per_method=True)
     names = _methods(config, method, methods)
+    for name in names:  # one detector per method at a time; other methods may train beside it
+        lock_method(stage_dir(config, "detect"), name)
     from pipelines.detect import (  # ultralytics is heavy: import on use
         detect_method,
         write_summary,
