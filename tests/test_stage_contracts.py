@@ -16,7 +16,7 @@ from fusionbench.files import sha256_file
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, stage_dir
-from pipelines.detect import DetectError, check_fused_set, detect_method
+from pipelines.detect import DetectError, check_fused_set, detect_method, detect_seed, seed_dir
 from pipelines.detection_inputs import DetectionInputError, detection_inputs
 from pipelines.fuse import MethodNameError, fuse_method, is_complete
 from pipelines.safe_delete import UnsafeDeletionError, remove_inside
@@ -123,8 +123,8 @@ def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchm
     bench, overrides = _fused_copy(sample_benchmark, tmp_path)
     config = load_config("sample", overrides)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
-    first = detect_method(config, "vi")
-    assert detect_method(config, "vi") == first  # nothing changed: reused
+    first = detect_seed(config, "vi", 0)
+    assert detect_seed(config, "vi", 0) == first  # nothing changed: reused
 
     stem = bench.stems("test")[0]
     label = bench.labels_dir("test") / f"{stem}.txt"
@@ -136,10 +136,10 @@ def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchm
                                        0.2 * image["height"]], "area": 0.04 * image["width"] * image["height"]})
     bench.coco_path("test").write_text(json.dumps(gt))
     with caplog.at_level(logging.WARNING):
-        second = detect_method(config, "vi")
+        second = detect_seed(config, "vi", 0)
     assert "inputs changed since detection ran (ground_truth, labels)" in caplog.text
     assert second["labels"] != first["labels"] and second["ground_truth"] == sha256_file(bench.coco_path("test"))
-    protocol = json.loads((stage_dir(config, "detect", "vi") / "protocol.json").read_text())
+    protocol = json.loads((seed_dir(config, "vi", 0) / "protocol.json").read_text())
     assert protocol["labels"] == second["labels"]
 
 
