@@ -141,6 +141,10 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
 
     train_dir = Path(train_dir).resolve()
     last = train_dir / "weights" / "last.pt"
+    if last.is_file() and not _readable_checkpoint(last):
+        log.warning("%s: damaged checkpoint (interrupted while saving, or a full disk): restarting this "
+                    "training from epoch 0; removing %s", last, train_dir)
+        shutil.rmtree(train_dir)
     if last.is_file() and training_finished(last):
         log.info("%s: training already finished", train_dir)
         return train_dir
@@ -160,6 +164,17 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
         exist_ok=True, plots=False, resume=str(last) if resume else False, verbose=False, **settings.extra,
     )
     return train_dir
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether ``path`` loads as an ultralytics checkpoint (a dict); a truncated file does not."""
+    import torch
+
+    try:
+        return isinstance(torch.load(path, map_location="cpu", weights_only=False), dict)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ... here
+        log.warning("%s: cannot be loaded: %s", path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return False
 
 
 def training_finished(last: Path) -> bool:

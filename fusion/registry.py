@@ -59,6 +59,17 @@ def available_methods() -> list[str]:
     return sorted(_factories())
 
 
+def code_identity(name: str, extra_modules: tuple[str, ...] = ()) -> str:
+    """Hash of the source code that computes ``name``'s output (:mod:`fusion.code_identity`), plus
+    ``extra_modules`` (e.g. the image reader and writer around the fuser)."""
+    from fusion.code_identity import fuser_code_identity
+
+    factories = _factories()
+    if name not in factories:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
+    return fuser_code_identity(factories[name], extra_modules)
+
+
 def is_learned(name: str) -> bool:
     return name in LEARNED_METHODS
 

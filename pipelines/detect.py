@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.fuse import fused_set_identity, is_complete
+from pipelines.detection_inputs import INPUT_KEYS, detection_inputs
+from pipelines.fuse import check_method_name, fused_set_problems
+from pipelines.safe_delete import remove_inside
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -48,19 +49,21 @@ class DetectError(FusionBenchError):
 
 def detect_method(config: Config, method: str, force: bool = False) -> dict[str, Any]:
     """Train, select, predict and evaluate one method; returns its results (skips a finished method)."""
-    out = stage_dir(config, "detect", method)
-    if force and out.exists():
-        shutil.rmtree(out)
+    check_method_name(method)  # before anything is deleted: the name is a folder inside the stage's own
+    stage_root = stage_dir(config, "detect")
+    out = stage_root / method
     benchmark = Benchmark(benchmark_dir(config))
     check_fused_set(benchmark, method)
-    protocol = {**detect_protocol(config), "fused_set": fused_set_identity(benchmark, method)}
+    protocol = {**detect_protocol(config), **detection_inputs(benchmark, method)}  # ground truth checked here
+    if force:
+        remove_inside(out, stage_root, "--force: redo this method")
     protocol_path, results_path = out / "protocol.json", out / "results.json"
     if protocol_path.is_file():
         before = json.loads(protocol_path.read_text())
         changed = {k: [before.get(k), v] for k, v in protocol.items() if before.get(k) != v}
-        if set(changed) == {"fused_set"}:  # the images were redone (new options, new split): so is detection
-            log.warning("%s: the fused set changed since detection ran; training again", method)
-            shutil.rmtree(out)
+        if changed and set(changed) <= set(INPUT_KEYS):  # images, labels or ground truth redone: so is detection
+            remove_inside(out, stage_root, f"its inputs changed since detection ran ({', '.join(sorted(changed))}); "
+                                           "training again")
         elif changed:
             raise DetectError(f"{out}: started with other settings ({changed}: before, now); "
                               f"rerun with --force to start {method} again")
@@ -116,10 +119,13 @@ def detect_method(config: Config, method: str, force: bool = False) -> dict[str,
 
 
 def check_fused_set(benchmark: Benchmark, method: str) -> None:
-    """Detection starts only on a complete fused set (every image of every split, per its fuse manifest)."""
-    if not is_complete(benchmark, method):
+    """Detection starts only on a complete fused set (every image of every split, with the content its
+    fuse manifest records)."""
+    problems = fused_set_problems(benchmark, method)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise DetectError(f"{benchmark.fused_dir(method)}: fused set {method!r} is missing or incomplete "
-                          f"(run `pipelines fuse --method {method}`)")
+                          f"(run `pipelines fuse --method {method}`): {shown}")
 
 
 def detect_protocol(config: Config) -> dict[str, Any]:

@@ -9,31 +9,29 @@ import pandas as pd
 
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
+from fusionbench.pairing import IMAGE_SUFFIXES, index_folder
 from pipelines.metrics import metric_summary, score_triples, summary_columns
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
-
-class FolderPairingError(FusionBenchError, ValueError):
+class FolderPairingError(FusionBenchError):
     """Folders whose files do not pair one to one by stem."""
 
 
 def images_by_stem(folder: Path, role: str) -> dict[str, Path]:
-    """Stem -> image file of ``folder`` (hidden files ignored); other files and two files with one
-    stem are errors naming them."""
+    """Stem -> image file of ``folder`` under the project's one pairing rule (hidden files ignored, a
+    stem twice or a control character in a name refused); other files are errors naming them."""
     if not folder.is_dir():
         raise FolderPairingError(f"{role} folder {folder}: not a directory")
-    found: dict[str, Path] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise FolderPairingError(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
-        if path.stem in found:
-            raise FolderPairingError(f"{role} folder {folder}: {found[path.stem].name} and {path.name} share "
-                                     f"the stem {path.stem!r}")
-        found[path.stem] = path
-    if not found:
+    index = index_folder(folder)
+    problems = [message for _, message in index.problems()]
+    problems += [f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
+                 for path in sorted(folder.iterdir())
+                 if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in IMAGE_SUFFIXES]
+    if problems:
+        raise FolderPairingError(f"{role} folder {folder}: " + "; ".join(problems))
+    if not index.files:
         raise FolderPairingError(f"{role} folder {folder}: no images")
-    return found
+    return index.files
 
 
 def paired_triples(fused: Path, ir: Path, vi: Path) -> list[tuple[str, Path, Path, Path]]:

@@ -31,11 +31,13 @@ from tqdm import tqdm
 from fusion.color import luminance
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import PerceptionSource, decision_entropy
+from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_vi
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.file_errors import os_error_line
 from pipelines.fuse import is_complete
 from pipelines.perception import perception_network
 from pipelines.schema import Config
@@ -43,6 +45,10 @@ from pipelines.schema import Config
 log = logging.getLogger(__name__)
 
 ENTROPY_COLUMNS = ("entropy_mean", "entropy_median", "perception")
+
+
+class MetricsError(FusionBenchError):
+    """Methods whose metrics could not be written (each named with its path and cause)."""
 
 
 def metrics_csv(config: Config, method: str) -> Path:
@@ -159,33 +165,48 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
     if network is not None:
         network[0].to(device)
 
-    for method in methods:
-        if not is_complete(bench, method):
-            log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
-                        method, method)
-            continue
-        stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
-        if force or not _up_to_date(metrics_csv(config, method), stems, stamp, columns):
-            frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
-            _write_csv(metrics_csv(config, method), frame)
-            log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
-        else:
-            log.info("metrics: %s is up to date", metrics_csv(config, method))
-        if network is None:
-            continue
-        model, source = network
-        if force or not _entropy_current(config, method, stems, stamp, source):
-            paths = [bench.fused_image(method, split, stem) for stem in stems]
-            values = image_entropies(model, paths, device, config.metrics.batch_size)
-            _write_csv(entropy_csv(config, method), pd.DataFrame({"stem": stems, "entropy": values}))
-            atomic_write_text(entropy_source_json(config, method),
-                              json.dumps({"kind": source.kind, "detail": source.detail}))
-            log.info("metrics: %s written (perception weights: %s)", entropy_csv(config, method), source.kind)
+    failed = []
+    for method in methods:  # a full disk or a permission stops one method, not the others
+        try:
+            _method_metrics(config, bench, method, stems, columns, convention, network, device, force)
+        except OSError as error:
+            failed.append(os_error_line(f"metrics {method}", error))
+            log.error("%s", failed[-1])
 
     listed = pd.read_csv(summary_csv(config))["method"].tolist() if summary_csv(config).is_file() else []
     summary = summarise(config, list(dict.fromkeys([*listed, *configured_methods(config), *methods])))
     _write_csv(summary_csv(config), summary)
+    if failed:
+        raise MetricsError(f"{len(failed)} of {len(methods)} methods failed:\n" + "\n".join(failed))
     return summary_csv(config)
+
+
+def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[str], columns: list[str],
+                    convention: str, network: tuple[torch.nn.Module, PerceptionSource] | None,
+                    device: torch.device, force: bool) -> None:
+    """One method's per-image metrics (and entropies), unless they are up to date."""
+    split = config.metrics.split
+    if not is_complete(bench, method):
+        log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
+                    method, method)
+        return
+    stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
+    if force or not _up_to_date(metrics_csv(config, method), stems, stamp, columns):
+        frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
+        _write_csv(metrics_csv(config, method), frame)
+        log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
+    else:
+        log.info("metrics: %s is up to date", metrics_csv(config, method))
+    if network is None:
+        return
+    model, source = network
+    if force or not _entropy_current(config, method, stems, stamp, source):
+        paths = [bench.fused_image(method, split, stem) for stem in stems]
+        values = image_entropies(model, paths, device, config.metrics.batch_size)
+        _write_csv(entropy_csv(config, method), pd.DataFrame({"stem": stems, "entropy": values}))
+        atomic_write_text(entropy_source_json(config, method),
+                          json.dumps({"kind": source.kind, "detail": source.detail}))
+        log.info("metrics: %s written (perception weights: %s)", entropy_csv(config, method), source.kind)
 
 
 def metric_summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any]:

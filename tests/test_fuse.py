@@ -267,9 +267,8 @@ def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) ->
 def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benchmark, tmp_path: Path):
     import torch
 
-    from fusion.s4fusion.checkpoint import save_checkpoint
+    from fusion.s4fusion.checkpoint import checkpoint_identity, save_checkpoint
     from fusion.s4fusion.model import S4Fusion
-    from pipelines.fuse import sha256_file
 
     bench = _tiny(sample_benchmark, tmp_path / "bench")
     config = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={bench.root}",
@@ -280,7 +279,8 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
     save_checkpoint(checkpoint, S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
-    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint), "amp": None}
+    assert fingerprint["options"] == {"weights": checkpoint_identity(checkpoint), "amp": None,
+                                      "runtime": {"device": "cpu", "scan_backend": "cpu"}}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")

@@ -8,7 +8,9 @@ the head (``final_up.`` -> ``head.``, ``final_conv.`` -> ``head.conv.``).
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> S4Fusion:
     """The model stored in ``path`` (project checkpoint or the authors' model.pkl), in eval mode."""
     return load_checkpoint(path, map_location)[0]
+
+
+def checkpoint_identity(path: str | os.PathLike) -> str:
+    """sha256 of what a checkpoint makes the model compute: its architecture config and every weight
+    tensor (name, dtype, shape, values). Optimizer state, epoch, timings and pickling details are left
+    out, so two identical trainings, or best.pt and last.pt of the same epoch, have one identity."""
+    path = Path(path)
+    payload = _read(path, "cpu")
+    if payload.get("format") == FORMAT:
+        config, state = payload.get("config"), payload.get("state_dict")
+    elif _is_released(payload):
+        config, state = S4FusionConfig().to_dict(), convert_released(payload["model"])
+    else:
+        raise CheckpointError(f"{path}: not an S4Fusion checkpoint (format {FORMAT!r} or the authors' model.pkl)")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no state dict")
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def convert_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-from pipelines.options import build_config, config_options
+from pipelines.config import stage_dir
+from pipelines.fuse import check_method_name
+from pipelines.options import build_config, config_options, lock_method
 
 
 @click.command("train-fusion")
@@ -19,11 +21,12 @@ def command(config_source: str, overrides: tuple[str, ...], method: str, epochs:
             batch_size: int | None, resume: bool, force: bool) -> None:
     """Train a learned fuser; checkpoints every epoch, resumes exactly. Multi-GPU: torchrun --nproc-per-node N
     $(which pipelines) train-fusion ..."""
-    from pipelines.train_fusion import (
-        train_fusion,  # heavy imports only when the command runs
-    )
+    from pipelines.train_fusion import train_fusion  # heavy imports only when the command runs
 
     config = build_config(config_source, overrides,
-                          {"fusion.train.epochs": epochs, "fusion.train.batch_size": batch_size}, log_name="train-fusion")
+                          {"fusion.train.epochs": epochs, "fusion.train.batch_size": batch_size}, log_name="train-fusion",
+                          per_method=True)
+    check_method_name(method)
+    lock_method(stage_dir(config, "fusion"), method)
     out_dir = train_fusion(config, method, resume=resume, force=force)
     click.echo(f"{method}: {out_dir}")
