@@ -7,7 +7,7 @@ from typing import Any, Callable, ContextManager
 
 import click
 
-from pipelines.config import benchmark_dir, load_config, run_dir
+from pipelines.config import load_config, run_layout
 from pipelines.logs import setup_logging
 from pipelines.run_lock import file_lock, folders_locked, method_lock_path
 from pipelines.schema import Config
@@ -36,7 +36,7 @@ def build_config(config_source: str, overrides: tuple[str, ...], extra: dict[str
     values = {key: value for key, value in (extra or {}).items() if value is not None}
     config = load_config(config_source, overrides, values)
     if log_name:
-        _hold(folders_locked([run_dir(config), benchmark_dir(config)], shared=per_method))
+        _hold(folders_locked([run_layout(config).root, run_layout(config).benchmark], shared=per_method))
         setup_logging(config, log_name)
     return config
 

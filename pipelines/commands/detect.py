@@ -7,7 +7,7 @@ import click
 
 from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, stage_dir
+from pipelines.config import run_layout
 from pipelines.file_errors import os_error_line
 from pipelines.fuse import check_method_name
 from pipelines.options import build_config, config_options, lock_method
@@ -28,14 +28,14 @@ def command(config_source: str, overrides: tuple[str, ...], method: str | None, 
     config = build_config(config_source, overrides, log_name="detect", per_method=True)
     names = _methods(config, method, methods)
     for name in names:  # one detector per method at a time; other methods may train beside it
-        lock_method(stage_dir(config, "detect"), name)
+        lock_method(run_layout(config).detect.folder, name)
     from pipelines.compare import format_statistic
     from pipelines.detect import (  # ultralytics is heavy: import on use
         detect_method,
         write_summary,
     )
 
-    benchmark = Benchmark(benchmark_dir(config))
+    benchmark = Benchmark(run_layout(config).benchmark)
     failed = []
     for name in names:  # one method failing (a damaged set, a full disk) does not stop the others
         try:

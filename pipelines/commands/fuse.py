@@ -8,7 +8,7 @@ import click
 from fusion.registry import FuserError, available_methods
 from fusionbench.images import ImageError
 from pipelines.benchmark import BenchmarkError
-from pipelines.config import benchmark_dir
+from pipelines.config import run_layout
 from pipelines.file_errors import os_error_line
 from pipelines.fuse import FuseError, Shard, check_method_name, configured_methods, fuse_method
 from pipelines.options import build_config, config_options, lock_method
@@ -53,7 +53,7 @@ def command(config_source, overrides, method, methods, weights, source, display_
         raise click.BadParameter(str(error), param_hint="--shard") from error
     for name in names:  # the shards of one set run side by side; anything else writing the set is refused
         check_method_name(name)
-        fused = benchmark_dir(config) / "fused"
+        fused = run_layout(config).benchmark / "fused"
         if part.count > 1:
             lock_method(fused, name, shared=True)
             lock_method(fused, name, part=part.name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.config import stage_dir
+from pipelines.config import run_layout
 from pipelines.fuse import check_method_name
 from pipelines.options import build_config, config_options, lock_method
 
@@ -27,6 +27,6 @@ def command(config_source: str, overrides: tuple[str, ...], method: str, epochs:
                           {"fusion.train.epochs": epochs, "fusion.train.batch_size": batch_size}, log_name="train-fusion",
                           per_method=True)
     check_method_name(method)
-    lock_method(stage_dir(config, "fusion"), method)
+    lock_method(run_layout(config).fusion_stage, method)
     out_dir = train_fusion(config, method, resume=resume, force=force)
     click.echo(f"{method}: {out_dir}")
