@@ -1,7 +1,7 @@
 """The compare stage: intervals for every ranked number and paired tests between methods.
 
 Reads what detect and metrics wrote (per-image matches of every (method, seed); per-image fusion metrics)
-and writes, under ``stage_dir(config, "compare")``::
+and writes, under ``run_layout(config).compare`` (names: :class:`fusionbench.layout.CompareFiles`)::
 
     detection_intervals.csv  per method and statistic (mAP@50, mAP@50:95, AP@50 per class): mean over seeds,
                              sd, n seeds, 95% interval (bootstrap over seeds and images)
@@ -35,15 +35,13 @@ from fusion.metrics import REGISTRY, direction
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
-from pipelines.config import stage_dir
+from pipelines.config import run_layout
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 BEST = "best"
 LEVEL = 0.95
-DETECTION, DETECTION_INTERVALS = "detection.csv", "detection_intervals.csv"
-METRICS, METRIC_INTERVALS, MANIFEST = "metrics.csv", "metric_intervals.csv", "manifest.json"
 ENTROPY = "entropy"  # decision-layer entropy (entropy.csv): lower is better, a more confident ResNet50
 
 
@@ -65,52 +63,48 @@ class Settings:
         return cls(stats.bootstrap, stats.permutations, stats.alpha, stats.seed, tuple(config.report.compare_to))
 
 
-def compare_dir(config: Config) -> Path:
-    return stage_dir(config, "compare")
-
-
 def run_compare(config: Config, methods: list[str]) -> Path:
     """Write the compare stage's files for ``methods`` (those with results; others are listed as missing)."""
-    from pipelines.detect import MATCHES, seed_dir
-    from pipelines.metrics import entropy_csv, metrics_csv
-
     settings = Settings.from_config(config)
     seeds = list(config.detect.seeds)
-    out = compare_dir(config)
-    match_files = {m: [seed_dir(config, m, s) / MATCHES for s in seeds] for m in methods}
+    layout = run_layout(config)
+    out = layout.compare
+    match_files = {m: [layout.detect.method(m).seed(s).matches for s in seeds] for m in methods}
     detected = [m for m in methods if all(p.is_file() for p in match_files[m])]
-    metric_files = {m: [p for p in (metrics_csv(config, m), entropy_csv(config, m)) if p.is_file()] for m in methods}
+    metric_files = {m: [p for p in (layout.metrics.method(m).per_image, layout.metrics.method(m).entropy) if p.is_file()]
+                    for m in methods}
     measured = [m for m in methods if metric_files[m]]
     inputs = [p for m in detected for p in match_files[m]] + [p for m in measured for p in metric_files[m]]
     fingerprint = {"settings": settings.__dict__ | {"references": list(settings.references)}, "seeds": seeds,
                    "methods": methods, "inputs": {str(p): sha256_file(p) for p in inputs}}
-    manifest = out / MANIFEST
+    manifest = out.manifest
     if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         log.info("compare: up to date (%s)", manifest)
-        return out
+        return out.folder
     missing = {"detection": [m for m in methods if m not in detected], "metrics": [m for m in methods if m not in measured]}
     for stage, names in missing.items():
         if names:
             log.warning("compare: no %s results for %s: left out of the comparisons", stage, ", ".join(names))
 
     references: dict[str, Any] = {}
-    (out / MANIFEST).unlink(missing_ok=True)  # until the new one is written, the folder is not done
-    for names, present in (((DETECTION, DETECTION_INTERVALS), detected), ((METRICS, METRIC_INTERVALS), measured)):
-        for name in names if not present else ():
-            (out / name).unlink(missing_ok=True)  # no stale table from an earlier run beside the new manifest
+    manifest.unlink(missing_ok=True)  # until the new one is written, the folder is not done
+    for paths, present in (((out.detection, out.detection_intervals), detected),
+                           ((out.metrics, out.metric_intervals), measured)):
+        for path in paths if not present else ():
+            path.unlink(missing_ok=True)  # no stale table from an earlier run beside the new manifest
     if detected:
         runs = {m: [matches.load(p) for p in match_files[m]] for m in detected}
         intervals, rows, references["detection"] = detection_comparisons(runs, settings)
-        atomic_write_text(out / DETECTION_INTERVALS, intervals.to_csv(index=False))
-        atomic_write_text(out / DETECTION, rows.to_csv(index=False))
+        atomic_write_text(out.detection_intervals, intervals.to_csv(index=False))
+        atomic_write_text(out.detection, rows.to_csv(index=False))
     if measured:
         values = per_image_metrics({m: metric_files[m] for m in measured})
         intervals, rows, references["metrics"] = metric_comparisons(values, settings)
-        atomic_write_text(out / METRIC_INTERVALS, intervals.to_csv(index=False))
-        atomic_write_text(out / METRICS, rows.to_csv(index=False))
+        atomic_write_text(out.metric_intervals, intervals.to_csv(index=False))
+        atomic_write_text(out.metrics, rows.to_csv(index=False))
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "missing": missing, "references": references,
                                             "level": LEVEL}, indent=1))
-    return out
+    return out.folder
 
 
 def comparison_pairs(methods: list[str], references: tuple[str, ...], best: str | None) -> list[tuple[str, str]]:
@@ -245,13 +239,14 @@ def format_statistic(entry: dict[str, Any] | None) -> str:
 
 def significance_sentence(config: Config) -> str:
     """One line on what the mAP@50 comparisons found, saying plainly when nothing differs at this test size."""
-    path = compare_dir(config) / DETECTION
+    files = run_layout(config).compare
+    path = files.detection
     if not path.is_file():
-        return "comparisons: missing (the compare stage has not written detection.csv)"
+        return f"comparisons: missing (the compare stage has not written {path.name})"
     rows = pd.read_csv(path)
     if rows.empty:
         return "comparisons: none (fewer than two methods with detection results)"
-    manifest = json.loads((compare_dir(config) / MANIFEST).read_text()) if (compare_dir(config) / MANIFEST).is_file() else {}
+    manifest = json.loads(files.manifest.read_text()) if files.manifest.is_file() else {}
     alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", config.stats.alpha)
     size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
     found = rows[rows["significant"].astype(bool)]

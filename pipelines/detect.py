@@ -6,7 +6,8 @@ Every method is trained with the same seeds, hyper-parameters, split and image s
 in ``detect.seeds`` gives one detector per method, so the table can say how much the training run moves
 a number.
 
-Outputs per (method, seed) under ``seed_dir(config, method, seed)`` = ``<run>/detect/<method>/seed<k>/``::
+Outputs per (method, seed) in ``run_layout(config).detect.method(m).seed(k)`` = ``<run>/detect/<method>/seed<k>/``
+(names: :class:`fusionbench.layout.SeedFiles`)::
 
     protocol.json           the settings the run started with; a rerun with other settings stops (use --force)
     data.yaml               ultralytics dataset file (absolute paths into <bench>/fused/<method>)
@@ -41,9 +42,10 @@ from detection import coco_eval, map_statistics, matches, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes, atomic_write_text, write_text_if_changed
+from fusionbench.layout import SeedFiles
 from fusionbench.stats import percentile_interval
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, stage_dir
+from pipelines.config import run_layout
 from pipelines.detection_inputs import INPUT_KEYS, detection_inputs
 from pipelines.fuse import check_method_name, fused_set_problems
 from pipelines.safe_delete import remove_inside
@@ -56,22 +58,16 @@ class DetectError(FusionBenchError):
     """The detect stage cannot run (missing fused set, bad setting)."""
 
 
-RESULTS, MATCHES, PREDICTIONS, METHOD_SUMMARY = "results.json", "matches.npz", "test_predictions.json", "summary.json"
 STATISTICS_LEVEL = 0.95
-
-
-def seed_dir(config: Config, method: str, seed: int) -> Path:
-    """Where one (method, seed) detector run keeps its files."""
-    return stage_dir(config, "detect", method) / f"seed{seed}"
 
 
 def detect_method(config: Config, method: str, force: bool = False) -> dict[str, Any]:
     """Every seed of one method (finished seeds are skipped), then its across-seed summary."""
     check_method_name(method)  # before anything is deleted: the name is a folder inside the stage's own
-    stage_root = stage_dir(config, "detect")
-    out = stage_root / method
+    stage = run_layout(config).detect
+    out = stage.method(method).folder
     if force:
-        remove_inside(out, stage_root, "--force: redo this method (every seed)")
+        remove_inside(out, stage.folder, "--force: redo this method (every seed)")
     check_layout(out)
     seeds = list(config.detect.seeds)
     runs = [detect_seed(config, method, seed) for seed in seeds]
@@ -80,15 +76,15 @@ def detect_method(config: Config, method: str, force: bool = False) -> dict[str,
 
 def check_layout(out: Path) -> None:
     """A method folder from before per-seed folders (files directly in it) is refused, with how to move it."""
-    legacy = [name for name in ("protocol.json", RESULTS, PREDICTIONS, "results.csv", "data.yaml", "train",
-                                "ultralytics_test") if (out / name).exists()]
+    old = SeedFiles(out)  # the files of one seed, directly in the method folder
+    legacy = [path.name for path in old.outputs if path.exists() and path != old.matches]
     if not legacy:
         return
-    protocol = out / "protocol.json"
+    protocol = old.protocol
     seed = json.loads(protocol.read_text()).get("seed", 0) if protocol.is_file() else 0
     raise DetectError(f"{out}: detection results in the old layout (one seed, files directly in the method folder); "
                       f"they belong to seed {seed}. Move them into their seed folder and rerun (the matches and "
-                      f"intervals are computed from {PREDICTIONS}, nothing is trained again): "
+                      f"intervals are computed from {old.predictions.name}, nothing is trained again): "
                       f"cd {out} && mkdir seed{seed} && mv {' '.join(legacy)} seed{seed}/ "
                       f"-- or rerun with --force to train every seed again")
 
@@ -96,12 +92,14 @@ def check_layout(out: Path) -> None:
 def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
     """Train, select, predict and evaluate one (method, seed); returns its results (skips a finished one)."""
     check_method_name(method)
-    method_root = stage_dir(config, "detect", method)
-    out = seed_dir(config, method, seed)
-    benchmark = Benchmark(benchmark_dir(config))
+    layout = run_layout(config)
+    method_root = layout.detect.method(method).folder
+    files = layout.detect.method(method).seed(seed)
+    out = files.folder
+    benchmark = Benchmark(layout.benchmark)
     check_fused_set(benchmark, method)
     protocol = {**detect_protocol(config, seed), **detection_inputs(benchmark, method)}  # ground truth checked here
-    protocol_path, results_path = out / "protocol.json", out / RESULTS
+    protocol_path, results_path = files.protocol, files.results
     if protocol_path.is_file():
         before = json.loads(protocol_path.read_text())
         changed = {k: [before.get(k), v] for k, v in protocol.items() if before.get(k) != v}
@@ -113,13 +111,13 @@ def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
                               f"rerun with --force to start {method} again")
     if results_path.is_file():
         results = json.loads(results_path.read_text())
-        if (out / MATCHES).is_file() and results.get("bootstrap") == bootstrap_settings(config):
+        if files.matches.is_file() and results.get("bootstrap") == bootstrap_settings(config):
             log.info("%s seed %d: detection already done (%s); use --force to redo", method, seed, results_path)
             return results
-        return _evaluate(config, benchmark, out, results)  # moved from the old layout, or other bootstrap settings
+        return _evaluate(config, benchmark, files, results)  # moved from the old layout, or other bootstrap settings
 
     settings = train_settings(config, seed)
-    use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
+    use_offline_ultralytics(layout.detect.ultralytics_settings)
     if settings.needs_amp_check:
         check_weights = config.detect.amp_check_weights
         if not check_weights:
@@ -130,9 +128,9 @@ def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
     source = yolo.model_source(config.detect.weights, config.detect.allow_scratch)
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
 
-    data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
+    data_yaml = yolo.write_data_yaml(files.data_yaml, benchmark.fused_dir(method), benchmark.classes)
     with yolo.cpu_threads(config.detect.cpu_threads):
-        train_dir = yolo.train(data_yaml, out / "train", source, settings)
+        train_dir = yolo.train(data_yaml, files.train, source, settings)
         chosen = yolo.select(train_dir, protocol["select_by"])
         log.info("%s seed %d: evaluating epoch %d (selected by %s) on the test split", method, seed, chosen.epoch,
                  chosen.select_by)
@@ -142,9 +140,9 @@ def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
         images = [benchmark.fused_image(method, "test", stem) for stem in benchmark.stems("test")]
         detections = coco_eval.to_coco_detections(
             yolo.predict(chosen.weights, images, settings.imgsz, conf, iou, settings.device), gt)
-        atomic_write_text(out / PREDICTIONS, json.dumps(detections))
+        atomic_write_text(files.predictions, json.dumps(detections))
         ultralytics_map50 = yolo.ultralytics_map50(chosen.weights, data_yaml, "test", settings, conf, iou,
-                                                   out / "ultralytics_test")
+                                                   files.ultralytics_test)
 
     results = {
         "method": method,
@@ -157,17 +155,17 @@ def detect_seed(config: Config, method: str, seed: int) -> dict[str, Any]:
         "test_images": len(images),
         "train_dir": str(train_dir),
     }
-    return _evaluate(config, benchmark, out, results)
+    return _evaluate(config, benchmark, files, results)
 
 
-def _evaluate(config: Config, benchmark: Benchmark, out: Path, results: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(config: Config, benchmark: Benchmark, files: SeedFiles, results: dict[str, Any]) -> dict[str, Any]:
     """pycocotools' scores, the per-image matches and the image-bootstrap intervals of one (method, seed),
     from its test predictions; writes matches.npz, results.csv and results.json (last)."""
     gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
-    detections = json.loads((out / PREDICTIONS).read_text())
+    detections = json.loads(files.predictions.read_text())
     scores = coco_eval.evaluate(gt, detections)
     matched = matches.match(gt, detections)
-    atomic_write_bytes(out / MATCHES, matches.to_bytes(matched))
+    atomic_write_bytes(files.matches, matches.to_bytes(matched))
     bootstrap = bootstrap_settings(config)
     draws = map_statistics.Draws.make(len(matched.images), 1, bootstrap["replicates"], bootstrap["seed"])
     low, high = percentile_interval(map_statistics.replicate_values([matched], draws)[:, 0], STATISTICS_LEVEL)
@@ -182,8 +180,8 @@ def _evaluate(config: Config, benchmark: Benchmark, out: Path, results: dict[str
                            for name in matched.classes},
         "bootstrap": bootstrap,
     }
-    atomic_write_text(out / "results.csv", _csv([results], benchmark.classes))
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=1))
+    atomic_write_text(files.results_table, _csv([results], benchmark.classes))
+    atomic_write_text(files.results, json.dumps(results, indent=1))
     log.info("%s seed %s: test mAP@50 %s %s (ultralytics %s)", results["method"], results.get("seed"),
              _fmt(scores.map50), interval[map_statistics.MAP50], results.get("ultralytics_map50"))
     return results
@@ -198,7 +196,8 @@ def write_method_summary(config: Config, method: str, seeds: list[int],
                          runs: list[dict[str, Any]]) -> dict[str, Any]:
     """``<run>/detect/<method>/summary.json``: per statistic the mean over seeds, sd, n and the interval of
     the two-level bootstrap (seeds, then images; the image bootstrap alone with one seed)."""
-    seed_runs = [matches.load(seed_dir(config, method, seed) / MATCHES) for seed in seeds]
+    detection = run_layout(config).detect.method(method)
+    seed_runs = [matches.load(detection.seed(seed).matches) for seed in seeds]
     bootstrap = bootstrap_settings(config)
     summary = {"method": method, "seeds": seeds, "bootstrap": bootstrap, "model_source": runs[0].get("model_source"),
                "intervals": "seeds and images" if len(seeds) > 1 else "images only (one seed: seed variance not measured)",
@@ -207,8 +206,7 @@ def write_method_summary(config: Config, method: str, seeds: list[int],
                "runs": {str(seed): {k: run.get(k) for k in ("selected_epoch", "ultralytics_map50", "val_map50_per_epoch",
                                                              "weights", "map50", "map50_ci95")}
                         for seed, run in zip(seeds, runs)}}
-    path = stage_dir(config, "detect", method) / METHOD_SUMMARY
-    write_text_if_changed(path, json.dumps(summary, indent=1))  # a rerun that skipped every seed keeps it
+    write_text_if_changed(detection.summary, json.dumps(summary, indent=1))  # a rerun that skipped every seed keeps it
     return summary
 
 
@@ -283,13 +281,13 @@ def train_settings(config: Config, seed: int) -> yolo.TrainSettings:
 def write_summary(config: Config, classes: list[str]) -> Path:
     """``summary.csv``: one row per method whose across-seed summary exists, sorted by method name: mean
     over seeds, sd, n seeds and the 95% interval of mAP@50 and mAP@50:95, then the mean AP@50 per class."""
-    root = stage_dir(config, "detect")
+    stage = run_layout(config).detect
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = [f"{name}{part}" for name in (map_statistics.MAP50, map_statistics.MAP50_95)
                for part in ("", "_sd", "_ci_low", "_ci_high")]
     writer.writerow(["method", "seeds", *columns, *classes])
-    for path in sorted(root.glob(f"*/{METHOD_SUMMARY}")):
+    for path in stage.method_summaries():
         summary = json.loads(path.read_text())
         statistics = summary["statistics"]
         cells = []
@@ -298,9 +296,8 @@ def write_summary(config: Config, classes: list[str]) -> Path:
             cells += [_fmt(entry.get("mean")), _fmt(entry.get("sd")), *_fmt_interval(entry.get("ci95"))]
         per_class = [_fmt((statistics.get(f"ap50/{name}") or {}).get("mean")) for name in classes]
         writer.writerow([summary["method"], " ".join(map(str, summary["seeds"])), *cells, *per_class])
-    path = root / "summary.csv"
-    write_text_if_changed(path, buffer.getvalue())
-    return path
+    write_text_if_changed(stage.summary, buffer.getvalue())
+    return stage.summary
 
 
 def _csv(rows: list[dict[str, Any]], classes: list[str]) -> str:

@@ -46,15 +46,15 @@ from fusion.registry import build_fuser, code_identity, is_learned
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import sha256_file, write_text_if_changed
 from fusionbench.images import ImageError, read_ir, read_vi, write_image
+from fusionbench.layout import MANIFEST
 from pipelines.benchmark import SPLITS, Benchmark, Pair
-from pipelines.config import benchmark_dir, stage_dir
+from pipelines.config import run_layout
 from pipelines.devices import apply_scan_backend, runtime_identity, torch_device
 from pipelines.parent_death import die_with_parent
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
@@ -471,7 +471,7 @@ def resolve_weights(config: Config, method: str, weights: str | Path | None = No
     """A learned method's checkpoint: ``weights``, else ``methods.<method>.weights``, else the one
     ``train-fusion`` wrote (``<run>/fusion/<method>/best.pt``); missing files are a clear error."""
     explicit = weights or config.method_options(method).get("weights")
-    path = Path(explicit).expanduser() if explicit else stage_dir(config, "fusion", method) / "best.pt"
+    path = Path(explicit).expanduser() if explicit else run_layout(config).fusion(method).best
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint for {method}; run `pipelines train-fusion --method "
                                 f"{method}` or give --weights (the authors' model.pkl works for s4fusion)")
@@ -520,7 +520,7 @@ def fuse_method(config: Config, method: str, *, weights: str | Path | None = Non
                 keep_grey: bool | None = None, shard: Shard = Shard(), force: bool = False,
                 progress: bool = True) -> Path:
     """The whole stage for one method of a config: build its fuser and write its fused set."""
-    benchmark = Benchmark(benchmark_dir(config))
+    benchmark = Benchmark(run_layout(config).benchmark)
     fuser, fingerprint, info = build_method(config, method, weights=weights, source=source, keep_grey=keep_grey)
     if display_name:
         info["display_name"] = display_name

@@ -102,14 +102,14 @@ def format_summary(config: Config, summary: RunSummary) -> str:
     import json
 
     from pipelines.compare import format_statistic, significance_sentence
-    from pipelines.config import stage_dir
-    from pipelines.detect import METHOD_SUMMARY
+    from pipelines.config import run_layout
 
     lines = [f"run {config.run.name}: " + ("all steps succeeded" if not summary.failures
                                                         else f"{len(summary.failures)} step(s) failed")]
     lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50 % (mean ± sd (n seeds) [95% interval])")
+    layout = run_layout(config)
     for method in configured_methods(config):
-        path = stage_dir(config, "detect", method) / METHOD_SUMMARY
+        path = layout.detect.method(method).summary
         shown = format_statistic(json.loads(path.read_text())["statistics"]["map50"]) if path.is_file() else "missing"
         lines.append(f"{method:<18}{summary.status('train-fusion', method):>8}{summary.status('fuse', method):>8}"
                      f"{summary.status('detect', method):>8}   {shown}")
@@ -117,7 +117,7 @@ def format_summary(config: Config, summary: RunSummary) -> str:
     for step in summary.failures:
         lines.append(f"FAILED {step.stage} {step.method}: {step.detail.splitlines()[0] if step.detail else ''}")
     total = sum(s.seconds for s in summary.steps)
-    lines.append(f"time: {total:.0f} s; logs: {stage_dir(config, 'logs')}")
+    lines.append(f"time: {total:.0f} s; logs: {layout.logs}")
     if summary.report:
         lines.append(f"report: {summary.report}")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_ir, read_vi
+from fusionbench.layout import FuserFiles, RunLayout, SeedFiles
 from reports import comparisons as stats
 from reports import figures
 from reports.tables import MISSING, Table
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("fusionbench", "torch", "torchvision", "ultralytics", "numpy", "opencv-python-headless",
             "scikit-image", "pycocotools", "pandas", "matplotlib", "mamba-ssm")
+TEMPLATE = "report.html.j2"  # reports/templates/: the page, rendered into the layout's index
+ULTRALYTICS_LOG = "results.csv"  # ultralytics' own per-epoch log inside its training folder
 TILE_WIDTH = 400  # qualitative tiles are downscaled to this width at most
 
 
@@ -50,19 +53,15 @@ class RunInputs:
     config: dict[str, Any]
     benchmark: Any
     methods: list[str]
-    fusion_dir: Path
-    detect_dir: Path
-    metrics_dir: Path
-    out: Path
+    layout: RunLayout  # every file the stages wrote, and where the report goes
     qualitative: int = 4
     entropy_pairs: list[list[str]] = field(default_factory=list)
     score_threshold: float = 0.25
-    compare_dir: Path | None = None  # the compare stage's folder; None: no intervals or tests in the report
     seeds: list[int] = field(default_factory=lambda: [0])  # detect.seeds: <detect>/<method>/seed<k>/
 
-    def seed_dir(self, method: str, seed: int | None = None) -> Path:
-        """One detector run's folder (the first seed's by default: predictions and curves shown per method)."""
-        return self.detect_dir / method / f"seed{self.seeds[0] if seed is None else seed}"
+    def first_seed(self, method: str) -> SeedFiles:
+        """The first seed's detector run: predictions and curves are shown per method from it."""
+        return self.layout.detect.method(method).seed(self.seeds[0])
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -148,7 +147,7 @@ def entropy_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
     """All methods overlaid, then each user-chosen pair (``report.entropy_pairs``)."""
     entropies = {}
     for method in run.methods:
-        path = run.metrics_dir / method / "entropy.csv"
+        path = run.layout.metrics.method(method).entropy
         if path.is_file():
             entropies[method] = pd.read_csv(path)["entropy"].to_numpy(float)
     if not entropies:
@@ -197,7 +196,7 @@ def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures
     position = {stem: k + 1 for k, stem in enumerate(stems)}
     predictions: dict[str, dict[int, list]] = {}
     for method in run.methods:
-        path = run.seed_dir(method) / "test_predictions.json"
+        path = run.first_seed(method).predictions
         if results.get(method) is not None and path.is_file():
             per_image: dict[int, list] = {}
             for det in json.loads(path.read_text()):
@@ -235,7 +234,7 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
     selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
                                   "val mAP@50 (selection)": r["val_map50_per_epoch"]})
                  for m, r in first.items() if r.get("val_map50_per_epoch")}
-    ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.seed_dir(m))) is not None}
+    ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.first_seed(m).train)) is not None}
     seed = f" (seed {run.seeds[0]})"
     for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch" + seed),
                                  ("detector_training", ultralytics, "ultralytics training log (results.csv)" + seed)):
@@ -243,19 +242,18 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
             figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
             made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
     for method in run.methods:
-        series = _fusion_curves(run.fusion_dir / method)
+        series = _fusion_curves(run.layout.fusion(method))
         if series:
             name = f"fusion_{method}.png"
             figures.curves(series, "epoch", figures_dir / name, f"{method}: fusion training, mean per epoch")
-            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (loss.csv, mean per "
-                                                             f"epoch) and validation losses (val.csv)"})
+            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (mean per epoch) "
+                                                             "and validation losses"})
     return made
 
 
-def _ultralytics_log(folder: Path) -> pd.DataFrame | None:
-    """The per-epoch results.csv of the ultralytics training folder below ``folder`` (found by a glob),
-    without learning-rate and time columns."""
-    for path in sorted(folder.glob("*/**/results.csv")):
+def _ultralytics_log(train: Path) -> pd.DataFrame | None:
+    """The per-epoch log of the ultralytics training folder ``train``, without learning-rate and time columns."""
+    for path in sorted(train.glob("**/" + ULTRALYTICS_LOG)):
         frame = pd.read_csv(path)
         frame.columns = [c.strip() for c in frame.columns]
         if "epoch" in frame:
@@ -263,14 +261,14 @@ def _ultralytics_log(folder: Path) -> pd.DataFrame | None:
     return None
 
 
-def _fusion_curves(folder: Path) -> dict[str, pd.DataFrame]:
-    """A learned fuser's per-step ``loss.csv`` averaged per epoch, and its per-epoch ``val.csv``."""
+def _fusion_curves(files: FuserFiles) -> dict[str, pd.DataFrame]:
+    """A learned fuser's per-step training losses averaged per epoch, and its per-epoch validation losses."""
     series = {}
-    if (folder / "loss.csv").is_file():
-        loss = pd.read_csv(folder / "loss.csv")
+    if files.loss.is_file():
+        loss = pd.read_csv(files.loss)
         series["train"] = loss.drop(columns=[c for c in ("step",) if c in loss]).groupby("epoch", as_index=False).mean()
-    if (folder / "val.csv").is_file():
-        series["validation"] = pd.read_csv(folder / "val.csv")
+    if files.val.is_file():
+        series["validation"] = pd.read_csv(files.val)
     return series
 
 
@@ -291,9 +289,9 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
     seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
              "detect.seeds": ", ".join(map(str, run.seeds))}
     dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-             "benchmark prepared": _mtime(run.benchmark.root / "manifest.json"),
+             "benchmark prepared": _mtime(run.layout.benchmark_manifest),
              "metrics summary": _mtime(summary_path)}
-    dates.update({f"detection {m}": _mtime(run.detect_dir / m / "summary.json") for m, r in results.items() if r})
+    dates.update({f"detection {m}": _mtime(run.layout.detect.method(m).summary) for m, r in results.items() if r})
     return {
         "config": yaml.safe_dump(config, sort_keys=False),
         "seeds": seeds,
@@ -320,13 +318,14 @@ def _hardware() -> dict[str, str]:
 # --- the page ---------------------------------------------------------------------------------
 
 def build_report(run: RunInputs) -> Path:
-    """Write ``run.out/index.html`` with its figures and tables; returns the HTML path."""
-    figures_dir, tables_dir = run.out / "figures", run.out / "tables"
+    """Write the report's index page with its figures and tables; returns the HTML path."""
+    pages = run.layout.pages
+    figures_dir, tables_dir = pages.figures, pages.tables
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    results = {m: _read_json(run.detect_dir / m / "summary.json") for m in run.methods}
-    compared = stats.Comparisons.read(run.compare_dir) if run.compare_dir else stats.Comparisons(None, None, None, None, None)
-    summary_path = run.metrics_dir / "summary.csv"
+    results = {m: _read_json(run.layout.detect.method(m).summary) for m in run.methods}
+    compared = stats.Comparisons.read(run.layout.compare)
+    summary_path = run.layout.metrics.summary
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
@@ -354,8 +353,8 @@ def build_report(run: RunInputs) -> Path:
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
-    html = environment.get_template("index.html").render(**context)
-    path = run.out / "index.html"
+    html = environment.get_template(TEMPLATE).render(**context)
+    path = pages.index
     atomic_write_text(path, html)
     log.info("report written to %s", path)
     return path

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from fusionbench.layout import CompareFiles
 from reports import figures
 from reports.tables import MISSING, Table
 
@@ -31,14 +32,13 @@ class Comparisons:
     manifest: dict[str, Any] | None
 
     @classmethod
-    def read(cls, folder: Path) -> "Comparisons":
-        def table(name: str) -> pd.DataFrame | None:
-            path = folder / name
+    def read(cls, files: CompareFiles) -> "Comparisons":
+        def table(path: Path) -> pd.DataFrame | None:
             return pd.read_csv(path) if path.is_file() else None
 
-        manifest = folder / "manifest.json"
-        return cls(table("detection_intervals.csv"), table("detection.csv"), table("metric_intervals.csv"),
-                   table("metrics.csv"), json.loads(manifest.read_text()) if manifest.is_file() else None)
+        manifest = files.manifest
+        return cls(table(files.detection_intervals), table(files.detection), table(files.metric_intervals),
+                   table(files.metrics), json.loads(manifest.read_text()) if manifest.is_file() else None)
 
 
 def _pct(value: float) -> str:

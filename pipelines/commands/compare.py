@@ -16,8 +16,9 @@ def command(config_source: str, overrides: tuple[str, ...]) -> None:
     writes <run>/compare/*.csv. Skips when its inputs and settings have not changed.
     """
     config = build_config(config_source, overrides, log_name="compare")
-    from pipelines.compare import compare_dir, run_compare
+    from pipelines.compare import run_compare
+    from pipelines.config import run_layout
     from pipelines.metrics import configured_methods
 
     run_compare(config, configured_methods(config))
-    click.echo(f"compare: {compare_dir(config)}")
+    click.echo(f"compare: {run_layout(config).compare.folder}")
