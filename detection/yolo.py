@@ -37,6 +37,7 @@ SCRATCH_CONFIG = "yolov5s.yaml"
 MAP50_KEY = "metrics/mAP50(B)"
 FITNESS_KEY = "metrics/mAP50-95(B)"  # ultralytics 8.4 fitness = mAP@50:95 (weights 0, 0, 0, 1)
 SELECT_BY = ("map50", "fitness")
+TRAIN_LOG = "results.csv"  # ultralytics' per-epoch log in its training folder
 
 
 AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
@@ -214,7 +215,7 @@ def val_curve(train_dir: str | Path) -> list[dict]:
     """Per-epoch validation metrics from ultralytics' results.csv (a resumed epoch counts once: the last row)."""
     import pandas as pd
 
-    path = Path(train_dir) / "results.csv"
+    path = Path(train_dir) / TRAIN_LOG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training results (has training run?)")
     table = pd.read_csv(path).rename(columns=str.strip).drop_duplicates("epoch", keep="last")

@@ -224,7 +224,7 @@ def better_direction(metric: str) -> str:
     if metric == ENTROPY:
         return "lower"
     if metric not in REGISTRY:
-        raise CompareError(f"metrics.csv column {metric!r}: not a registered fusion metric, so no direction")
+        raise CompareError(f"per-image metrics column {metric!r}: not a registered fusion metric, so no direction")
     return direction(metric)
 
 

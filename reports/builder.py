@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from detection.yolo import TRAIN_LOG
 from fusion.color import to_uint8
 from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 PACKAGES = ("fusionbench", "torch", "torchvision", "ultralytics", "numpy", "opencv-python-headless",
             "scikit-image", "pycocotools", "pandas", "matplotlib", "mamba-ssm")
 TEMPLATE = "report.html.j2"  # reports/templates/: the page, rendered into the layout's index
-ULTRALYTICS_LOG = "results.csv"  # ultralytics' own per-epoch log inside its training folder
 TILE_WIDTH = 400  # qualitative tiles are downscaled to this width at most
 
 
@@ -237,7 +237,7 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
     ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.first_seed(m).train)) is not None}
     seed = f" (seed {run.seeds[0]})"
     for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch" + seed),
-                                 ("detector_training", ultralytics, "ultralytics training log (results.csv)" + seed)):
+                                 ("detector_training", ultralytics, f"ultralytics training log ({TRAIN_LOG})" + seed)):
         if series:
             figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
             made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
@@ -253,7 +253,7 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
 
 def _ultralytics_log(train: Path) -> pd.DataFrame | None:
     """The per-epoch log of the ultralytics training folder ``train``, without learning-rate and time columns."""
-    for path in sorted(train.glob("**/" + ULTRALYTICS_LOG)):
+    for path in sorted(train.glob("**/" + TRAIN_LOG)):
         frame = pd.read_csv(path)
         frame.columns = [c.strip() for c in frame.columns]
         if "epoch" in frame:

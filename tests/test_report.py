@@ -147,20 +147,22 @@ def test_report_tables_hold_the_run_results(sample_run):
 
 
 def test_fusion_training_curves_average_steps_per_epoch(tmp_path):
+    from fusionbench.layout import FuserFiles
     from reports.builder import _fusion_curves
     from reports.figures import curves
 
     steps = pd.DataFrame({"epoch": [1, 1, 2, 2], "step": [1, 2, 3, 4], "lr": [1e-3] * 4,
                           "total": [4.0, 2.0, 1.0, 3.0], "per": [1.0, 1.0, 0.5, 0.7]})
-    steps.to_csv(tmp_path / "loss.csv", index=False)
-    pd.DataFrame({"epoch": [1, 2], "total": [2.5, 1.5], "per": [0.9, 0.6]}).to_csv(tmp_path / "val.csv", index=False)
-    series = _fusion_curves(tmp_path)
+    files = FuserFiles(tmp_path)
+    steps.to_csv(files.loss, index=False)
+    pd.DataFrame({"epoch": [1, 2], "total": [2.5, 1.5], "per": [0.9, 0.6]}).to_csv(files.val, index=False)
+    series = _fusion_curves(files)
     assert series["train"]["total"].tolist() == [3.0, 2.0] and "step" not in series["train"]
     assert series["validation"]["per"].tolist() == [0.9, 0.6]
     curves(series, "epoch", tmp_path / "curves.png", "losses")
     image = cv2.imread(str(tmp_path / "curves.png"))
     assert image is not None and np.ptp(image) > 0
-    assert _fusion_curves(tmp_path / "not_trained") == {}
+    assert _fusion_curves(FuserFiles(tmp_path / "not_trained")) == {}
 
 
 def test_best_marks_only_where_the_difference_to_the_next_is_significant():

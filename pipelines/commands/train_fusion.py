@@ -15,7 +15,7 @@ from pipelines.options import build_config, config_options, lock_method
 @click.option("--epochs", type=int, help="Override fusion.train.epochs.")
 @click.option("--batch-size", type=int, help="Override fusion.train.batch_size (the global batch under torchrun).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue from <run>/fusion/<method>/last.pt when it exists.")
+              help="Continue from the last checkpoint in <run>/fusion/<method>/ when it exists.")
 @click.option("--force", is_flag=True, help="Start over even when a finished training exists.")
 def command(config_source: str, overrides: tuple[str, ...], method: str, epochs: int | None,
             batch_size: int | None, resume: bool, force: bool) -> None:
