@@ -10,10 +10,8 @@ from scipy.stats import wilcoxon
 from test_map_statistics import synthetic
 
 from detection.matches import to_bytes
-from pipelines.compare import DETECTION, MANIFEST, METRICS, run_compare
-from pipelines.config import load_config, stage_dir
-from pipelines.detect import MATCHES, seed_dir
-from pipelines.metrics import metrics_csv
+from pipelines.compare import run_compare
+from pipelines.config import load_config, run_layout
 
 METHODS = ["ir", "vi", "average", "max"]
 
@@ -26,12 +24,12 @@ def write_run(root, methods=METHODS, metrics=True):
         skill = {"ir": 0.3, "vi": 0.5, "average": 0.95}[source]
         for seed in (0, 1):
             run = synthetic(np.random.default_rng([10 * METHODS.index(source), seed]), 150, found=skill)
-            path = seed_dir(config, method, seed) / MATCHES
+            path = run_layout(config).detect.method(method).seed(seed).matches
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(to_bytes(run))
         if metrics:
             rng = np.random.default_rng(METHODS.index(source))
-            path = metrics_csv(config, method)
+            path = run_layout(config).metrics.method(method).per_image
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame({"stem": [f"{i:03d}" for i in range(40)], "EN": rng.normal(6.0 + 0.2 * k, 0.3, 40),
                           "SSIM": 1.0 + 0.01 * np.arange(40)}).to_csv(path, index=False)
@@ -40,8 +38,8 @@ def write_run(root, methods=METHODS, metrics=True):
 
 def test_detection_comparisons_references_and_holm(tmp_path):
     config = write_run(tmp_path)
-    out = run_compare(config, METHODS)
-    rows = pd.read_csv(out / DETECTION)
+    run_compare(config, METHODS)
+    rows = pd.read_csv(run_layout(config).compare.detection)
     pairs = [(r.method, r.reference) for r in rows.itertuples()]
     # ir: everyone; vi: the rest; best (average): max, not again vi or ir
     assert pairs == [("vi", "ir"), ("average", "ir"), ("max", "ir"), ("average", "vi"), ("max", "vi"),
@@ -58,9 +56,9 @@ def test_detection_comparisons_references_and_holm(tmp_path):
 
 def test_metric_comparisons_are_scipy_wilcoxon_with_holm_per_metric(tmp_path):
     config = write_run(tmp_path)
-    out = run_compare(config, METHODS)
-    rows = pd.read_csv(out / METRICS)
-    values = {m: pd.read_csv(metrics_csv(config, m)) for m in METHODS}
+    run_compare(config, METHODS)
+    rows = pd.read_csv(run_layout(config).compare.metrics)
+    values = {m: pd.read_csv(run_layout(config).metrics.method(m).per_image) for m in METHODS}
     en = rows[rows.metric == "EN"]
     for r in en.itertuples():
         difference = values[r.method]["EN"] - values[r.reference]["EN"]
@@ -77,16 +75,17 @@ def test_compare_skips_when_done_and_drops_tables_whose_inputs_are_gone(tmp_path
     run_compare(config, METHODS)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     for method in METHODS:
-        metrics_csv(config, method).unlink()
+        run_layout(config).metrics.method(method).per_image.unlink()
     run_compare(config, METHODS)
-    assert not (out / METRICS).exists() and (out / DETECTION).is_file() and (out / MANIFEST).is_file()
+    files = run_layout(config).compare
+    assert not files.metrics.exists() and files.detection.is_file() and files.manifest.is_file()
 
 
 def test_a_method_missing_a_seed_is_left_out_and_named(tmp_path, caplog):
     config = write_run(tmp_path)
-    (seed_dir(config, "average", 1) / MATCHES).unlink()
+    run_layout(config).detect.method("average").seed(1).matches.unlink()
     out = run_compare(config, METHODS)
-    rows = pd.read_csv(out / DETECTION)
+    rows = pd.read_csv(run_layout(config).compare.detection)
     assert "average" not in set(rows.method) | set(rows.reference)
     assert "no detection results for average" in caplog.text
-    assert stage_dir(config, "compare") == out
+    assert run_layout(config).compare.folder == out

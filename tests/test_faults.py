@@ -133,9 +133,9 @@ def test_detect_reports_each_failing_method_and_goes_on(sample_benchmark, tmp_pa
 
 
 def test_metrics_go_on_with_the_other_methods_when_a_disk_is_full(sample_benchmark, tmp_path: Path, full_disk: Path):
-    from pipelines.config import load_config, stage_dir
+    from pipelines.config import load_config, run_layout
     from pipelines.fuse import fuse_method
-    from pipelines.metrics import MetricsError, metrics_csv, run_metrics, summary_csv
+    from pipelines.metrics import MetricsError, run_metrics
 
     bench = tmp_path / "benchmark"
     shutil.copytree(sample_benchmark.root, bench, ignore=shutil.ignore_patterns("fused"))
@@ -144,9 +144,10 @@ def test_metrics_go_on_with_the_other_methods_when_a_disk_is_full(sample_benchma
     for method in ("ir", "vi"):
         fuse_method(config, method, progress=False)
     (full_disk / "filler").write_bytes(b"x" * 64 * 1024)  # the disk is full
-    stage_dir(config, "metrics").mkdir(parents=True)
-    stage_dir(config, "metrics", "ir").symlink_to(full_disk, target_is_directory=True)
-    with pytest.raises(MetricsError, match=f"1 of 2 methods failed:\nmetrics ir: {metrics_csv(config, 'ir')}: "
+    metrics = run_layout(config).metrics
+    metrics.folder.mkdir(parents=True)
+    metrics.method("ir").folder.symlink_to(full_disk, target_is_directory=True)
+    with pytest.raises(MetricsError, match=f"1 of 2 methods failed:\nmetrics ir: {metrics.method('ir').per_image}: "
                                            "No space left on device"):
         run_metrics(config, ["ir", "vi"])
-    assert metrics_csv(config, "vi").is_file() and summary_csv(config).is_file()
+    assert metrics.method("vi").per_image.is_file() and metrics.summary.is_file()

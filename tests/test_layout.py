@@ -108,7 +108,6 @@ def test_run_layout_of_a_config(tmp_path: Path):
 
     config = load_config("sample", [f"run.root={tmp_path}", "run.name=r1"])
     layout = run_layout(config)
-    assert layout.root == tmp_path / "r1" and layout.benchmark == tmp_path / "r1" / "benchmark"
     seed = layout.detect.method("vi").seed(2)
     assert seed == SeedFiles(tmp_path / "r1" / "detect" / "vi" / "seed2")
     assert seed.results == tmp_path / "r1" / "detect" / "vi" / "seed2" / "results.json"

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 import detection.yolo
 import pipelines.compare
 from pipelines.cli import cli
-from pipelines.config import load_config, report_dir, stage_dir
-from pipelines.detect import seed_dir
+from pipelines.config import load_config, run_layout
 from pipelines.run_all import run_all
 
 METHODS = ["ir", "vi", "average", "s4fusion"]
@@ -33,7 +32,7 @@ def detection_results(config: dict, methods: list[str]) -> dict[str, dict]:
     keep = ("map50", "map50_95", "per_class", "selected_epoch", "val_map50_per_epoch")
     out = {}
     for method in methods:
-        results = json.loads((seed_dir(config, method, 0) / "results.json").read_text())
+        results = json.loads(run_layout(config).detect.method(method).seed(0).results.read_text())
         out[method] = {k: results[k] for k in keep}
     return out
 
@@ -51,17 +50,17 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
     root, overrides, output = finished_run
     config = load_config("sample", overrides)
     assert "all steps succeeded" in output, output
-    assert (stage_dir(config, "fusion", "s4fusion") / "best.pt").is_file()
+    assert run_layout(config).fusion("s4fusion").best.is_file()
     for method in METHODS:
-        assert (seed_dir(config, method, 0) / "results.json").is_file(), method
-        assert (stage_dir(config, "detect", method) / "summary.json").is_file(), method
-        assert (stage_dir(config, "metrics", method) / "metrics.csv").is_file(), method
+        assert run_layout(config).detect.method(method).seed(0).results.is_file(), method
+        assert run_layout(config).detect.method(method).summary.is_file(), method
+        assert run_layout(config).metrics.method(method).per_image.is_file(), method
     for name in ("detection.csv", "detection_intervals.csv", "metrics.csv", "metric_intervals.csv", "manifest.json"):
-        assert (stage_dir(config, "compare") / name).is_file(), name
+        assert (run_layout(config).compare.folder / name).is_file(), name
     assert "comparisons (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
-    summary = (stage_dir(config, "detect") / "summary.csv").read_text().splitlines()
+    summary = run_layout(config).detect.summary.read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == sorted(METHODS)
-    index = report_dir(config) / "index.html"
+    index = run_layout(config).pages.index
     assert str(index) in output and index.is_file()
     html = index.read_text()
     assert "figures/forest_map50.png" in html and "after Holm" in html and "95% interval" in html
@@ -72,11 +71,11 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
 def test_second_run_skips_everything(finished_run):
     root, overrides, _ = finished_run
     config = load_config("sample", overrides)
-    watched = [stage_dir(config, "fusion", "s4fusion") / "last.pt",
-               *(seed_dir(config, m, 0) / "results.json" for m in METHODS),
-               *(stage_dir(config, "detect", m) / "summary.json" for m in METHODS),
-               *(stage_dir(config, "compare") / name for name in ("detection.csv", "metrics.csv", "manifest.json")),
-               *(stage_dir(config, "metrics", m) / "metrics.csv" for m in METHODS),
+    watched = [run_layout(config).fusion("s4fusion").last,
+               *(run_layout(config).detect.method(m).seed(0).results for m in METHODS),
+               *(run_layout(config).detect.method(m).summary for m in METHODS),
+               *(run_layout(config).compare.folder / name for name in ("detection.csv", "metrics.csv", "manifest.json")),
+               *(run_layout(config).metrics.method(m).per_image for m in METHODS),
                *(config_path / "manifest.json" for config_path in
                  (root / "runs" / "sample" / "benchmark" / "fused" / m for m in METHODS))]
     before = {p: p.stat().st_mtime_ns for p in watched}
@@ -117,7 +116,7 @@ def test_kill_during_detection_then_rerun_gives_the_same_results(finished_run, t
     monkeypatch.setattr(detection.yolo, "train", killed_in_second_method)
     with pytest.raises(KeyboardInterrupt):
         run_all(killed, progress=False)
-    assert not (seed_dir(killed, "vi", 0) / "results.json").exists()
+    assert not run_layout(killed).detect.method("vi").seed(0).results.exists()
     monkeypatch.setattr(detection.yolo, "train", real_train)
     assert not run_all(killed, progress=False).failures
     assert detection_results(killed, methods) == detection_results(straight, methods)

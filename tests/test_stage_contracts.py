@@ -15,8 +15,8 @@ from detection.yolo import TrainSettings, train, training_finished, write_data_y
 from fusionbench.files import sha256_file
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
-from pipelines.config import load_config, stage_dir
-from pipelines.detect import DetectError, check_fused_set, detect_method, detect_seed, seed_dir
+from pipelines.config import load_config, run_layout
+from pipelines.detect import DetectError, check_fused_set, detect_method, detect_seed
 from pipelines.detection_inputs import DetectionInputError, detection_inputs
 from pipelines.fuse import MethodNameError, fuse_method, is_complete
 from pipelines.safe_delete import UnsafeDeletionError, remove_inside
@@ -42,8 +42,8 @@ def test_detect_deletes_nothing_outside_its_folder(tmp_path: Path):
     """Observation 4: `detect --method ../fusion --force` deleted the S4Fusion checkpoints, `--method .`
     every method's results."""
     config = load_config("sample", [f"run.root={tmp_path}"])
-    checkpoint = stage_dir(config, "fusion", "s4fusion") / "best.pt"
-    results = stage_dir(config, "detect", "gff") / "results.json"
+    checkpoint = run_layout(config).fusion("s4fusion").best
+    results = run_layout(config).detect.method("gff").seed(0).results
     for path in (checkpoint, results):
         path.parent.mkdir(parents=True)
         path.write_text("kept")
@@ -57,7 +57,7 @@ def test_detect_deletes_nothing_outside_its_folder(tmp_path: Path):
         assert "method name" in result.output and "Traceback" not in result.output
     assert checkpoint.read_text() == "kept" and results.read_text() == "kept"
 
-    stage = stage_dir(config, "detect")
+    stage = run_layout(config).detect.folder
     for outside in (stage / ".." / "fusion", stage / ".", stage / "gff" / ".." / ".."):
         with pytest.raises(UnsafeDeletionError, match="not inside"):
             remove_inside(outside, stage, "test")
@@ -81,7 +81,7 @@ def test_a_damaged_fused_image_is_found_refused_and_redone(sample_benchmark: Ben
     assert all(str(path) in str(error.value) for path in damaged)
     with pytest.raises(DetectError):
         detect_method(load_config("sample", overrides), "vi")
-    assert not stage_dir(load_config("sample", overrides), "detect", "vi").exists()  # nothing trained on it
+    assert not run_layout(load_config("sample", overrides)).detect.method("vi").folder.exists()  # nothing trained on it
 
     untouched = {p: p.stat().st_mtime_ns for p in bench.fused_dir("vi").glob("images/*/*.png") if p not in good}
     fuse_method(load_config("sample", overrides), "vi", progress=False)
@@ -115,14 +115,14 @@ def test_detect_checks_the_ground_truth_before_training(sample_benchmark: Benchm
     config = load_config("sample", overrides)
     with pytest.raises(DetectionInputError, match=f"{bench.coco_path('test')}: COCO ground truth missing"):
         detect_method(config, "vi")
-    assert not stage_dir(config, "detect", "vi").exists()
+    assert not run_layout(config).detect.method("vi").folder.exists()
 
 
 def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchmark, tmp_path: Path, caplog):
     """Observation 2: after an annotation edit (labels and coco/test.json), detection was reported done."""
     bench, overrides = _fused_copy(sample_benchmark, tmp_path)
     config = load_config("sample", overrides)
-    use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
+    use_offline_ultralytics(run_layout(config).detect.ultralytics_settings)
     first = detect_seed(config, "vi", 0)
     assert detect_seed(config, "vi", 0) == first  # nothing changed: reused
 
@@ -139,7 +139,7 @@ def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchm
         second = detect_seed(config, "vi", 0)
     assert "inputs changed since detection ran (ground_truth, labels)" in caplog.text
     assert second["labels"] != first["labels"] and second["ground_truth"] == sha256_file(bench.coco_path("test"))
-    protocol = json.loads((seed_dir(config, "vi", 0) / "protocol.json").read_text())
+    protocol = json.loads(run_layout(config).detect.method("vi").seed(0).protocol.read_text())
     assert protocol["labels"] == second["labels"]
 
 
