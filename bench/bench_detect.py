@@ -49,12 +49,14 @@ def epoch_seconds(data_yaml: Path, work: Path, imgsz: int, batch: int, device: s
     import pandas as pd
     from ultralytics import YOLO
 
+    from detection.yolo import TRAIN_LOG
+
     YOLO("yolov5s.yaml").train(
         data=str(data_yaml), epochs=3, imgsz=imgsz, batch=batch, workers=workers, seed=0, deterministic=True,
         device=device, amp=amp, val=False, plots=False, project=str(work), name=f"imgsz{imgsz}",
         exist_ok=True, verbose=False,
     )
-    times = pd.read_csv(work / f"imgsz{imgsz}" / "results.csv")["time"].tolist()  # seconds since start
+    times = pd.read_csv(work / f"imgsz{imgsz}" / TRAIN_LOG)["time"].tolist()  # seconds since start
     return float(times[1] - times[0])
 
 

@@ -18,7 +18,8 @@ Counts come from the config (methods, epochs, batch sizes, image size, workers) 
                x min(fusion.workers, --cores), for each classical method
   detect       bench_detect.json: seconds per 100 training images at detect.imgsz,
                detect.batch and detect.amp (the row measured at that size, batch and
-               precision; its data-loader workers are shown); every epoch
+               precision; its data-loader workers are shown), once per seed of detect.seeds
+               for each method; every epoch
                trains on the train split and validates on the val split, and the test split is
                evaluated once per method; validation and test images are counted at the training
                rate (an upper bound: inference is cheaper than a training step)
@@ -135,7 +136,8 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
              and _same_amp(r.get("amp", False), amp)]
     images = detect_cfg.epochs * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
-    row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
+    seeds = len(detect_cfg.seeds)
+    row(f"detect x {len(methods)} methods x {seeds} seeds", per_method and per_method * len(methods) * seeds,
         f"{detect_cfg.epochs} epochs of {sizes['train']:,} + {sizes['val']} images, "
         f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}, amp {amp}"
         + (f", {match[0].get('workers', 0)} loader workers" if match else ""),

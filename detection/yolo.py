@@ -37,6 +37,7 @@ SCRATCH_CONFIG = "yolov5s.yaml"
 MAP50_KEY = "metrics/mAP50(B)"
 FITNESS_KEY = "metrics/mAP50-95(B)"  # ultralytics 8.4 fitness = mAP@50:95 (weights 0, 0, 0, 1)
 SELECT_BY = ("map50", "fitness")
+TRAIN_LOG = "results.csv"  # ultralytics' per-epoch log in its training folder
 
 
 AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
@@ -141,6 +142,10 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
 
     train_dir = Path(train_dir).resolve()
     last = train_dir / "weights" / "last.pt"
+    if last.is_file() and not _readable_checkpoint(last):
+        log.warning("%s: damaged checkpoint (interrupted while saving, or a full disk): restarting this "
+                    "training from epoch 0; removing %s", last, train_dir)
+        shutil.rmtree(train_dir)
     if last.is_file() and training_finished(last):
         log.info("%s: training already finished", train_dir)
         return train_dir
@@ -160,6 +165,17 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
         exist_ok=True, plots=False, resume=str(last) if resume else False, verbose=False, **settings.extra,
     )
     return train_dir
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether ``path`` loads as an ultralytics checkpoint (a dict); a truncated file does not."""
+    import torch
+
+    try:
+        return isinstance(torch.load(path, map_location="cpu", weights_only=False), dict)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ... here
+        log.warning("%s: cannot be loaded: %s", path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return False
 
 
 def training_finished(last: Path) -> bool:
@@ -199,7 +215,7 @@ def val_curve(train_dir: str | Path) -> list[dict]:
     """Per-epoch validation metrics from ultralytics' results.csv (a resumed epoch counts once: the last row)."""
     import pandas as pd
 
-    path = Path(train_dir) / "results.csv"
+    path = Path(train_dir) / TRAIN_LOG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training results (has training run?)")
     table = pd.read_csv(path).rename(columns=str.strip).drop_duplicates("epoch", keep="last")

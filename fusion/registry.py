@@ -97,6 +97,17 @@ def method_info(name: str) -> MethodInfo:
     return MethodInfo(name, learned=True, arch=learned.arch, default_crop=learned.architecture.default_crop)
 
 
+def code_identity(name: str, extra_modules: tuple[str, ...] = ()) -> str:
+    """Hash of the source code that computes ``name``'s output (:mod:`fusion.code_identity`), plus
+    ``extra_modules`` (e.g. the image reader and writer around the fuser)."""
+    from fusion.code_identity import fuser_code_identity
+
+    factories = _factories()
+    if name not in factories:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
+    return fuser_code_identity(factories[name], extra_modules)
+
+
 def is_learned(name: str) -> bool:
     """True for a registered learned method (trained by train-fusion, built from a checkpoint)."""
     from fusion.learned.architecture import learned_methods

@@ -21,13 +21,14 @@ from functools import cached_property
 from pathlib import Path
 
 from fusionbench.errors import FusionBenchError
+from fusionbench.layout import MANIFEST
 
 SPLITS = ("train", "val", "test")
 M3FD_CLASSES = ("People", "Car", "Bus", "Motorcycle", "Lamp", "Truck")
 
 
 def manifest_path(root: Path) -> Path:
-    return Path(root) / "manifest.json"
+    return Path(root) / MANIFEST
 
 
 def split_list_path(root: Path, split: str) -> Path:

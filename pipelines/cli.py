@@ -15,6 +15,7 @@ import click
 import fusion  # noqa: F401  (first: sets the OpenMP wait policy before any command imports torch)
 from fusionbench.errors import FusionBenchError
 from pipelines import commands
+from pipelines.file_errors import os_error_line
 
 
 class UserError(click.ClickException):
@@ -31,6 +32,8 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except FusionBenchError as error:
             raise UserError(str(error)) from error
+        except OSError as error:  # a full disk, a permission: the path and the cause, not a traceback
+            raise UserError(os_error_line(ctx.invoked_subcommand or "pipelines", error)) from error
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = [m.name.replace("_", "-") for m in pkgutil.iter_modules(commands.__path__)]

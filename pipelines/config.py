@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from fusion.registry import FuserError, validate_method_options
 from fusionbench.errors import FusionBenchError
+from fusionbench.layout import RunLayout
 from pipelines.schema import Config
 
 BUILTIN_CONFIGS = ("paper", "sample", "llvip", "m3fd_scene")
@@ -219,24 +220,25 @@ def describe_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[tup
 
 # --- where a run's files go ---------------------------------------------------------------------
 
-def run_dir(config: Config) -> Path:
-    """Folder holding everything a run produces: ``<run.root>/<run.name>``."""
-    return config.run.root.expanduser().resolve() / config.run.name
+def run_layout(config: Config) -> RunLayout:
+    """Every path of the run: ``<run.root>/<run.name>``; the benchmark in ``data.benchmark`` or
+    ``<run>/benchmark``; the report in ``report.dir`` or ``reports/<run.name>``."""
+    root = config.run.root.expanduser().resolve() / config.run.name
+    benchmark, report = config.data.benchmark, config.report.dir
+    return RunLayout(root=root,
+                     benchmark=benchmark.expanduser().resolve() if benchmark else root / "benchmark",
+                     report=report.expanduser().resolve() if report else Path("reports").resolve() / config.run.name)
 
 
 def benchmark_dir(config: Config) -> Path:
-    """The prepared benchmark: ``data.benchmark`` or ``<run dir>/benchmark``."""
-    explicit = config.data.benchmark
-    return explicit.expanduser().resolve() if explicit else run_dir(config) / "benchmark"
+    """Superseded by :func:`run_layout`; kept only for ``pipelines/train_fusion.py`` (being moved by the
+    learned-fuser branch): remove once that module reads the layout."""
+    return run_layout(config).benchmark
 
 
 def stage_dir(config: Config, stage: str, method: str | None = None) -> Path:
-    """Where a stage keeps its outputs: ``<run dir>/<stage>[/<method>]`` (stage: fusion, detect, metrics)."""
-    path = run_dir(config) / stage
-    return path / method if method else path
-
-
-def report_dir(config: Config) -> Path:
-    """Generated report folder: ``report.dir`` or ``reports/<run name>``."""
-    explicit = config.report.dir
-    return explicit.expanduser().resolve() if explicit else Path("reports").resolve() / config.run.name
+    """Superseded by :func:`run_layout`; kept only for ``pipelines/train_fusion.py`` (see ``benchmark_dir``)."""
+    layout = run_layout(config)
+    folder = {"fusion": layout.fusion_stage, "detect": layout.detect.folder, "metrics": layout.metrics.folder,
+              "compare": layout.compare.folder}[stage]
+    return folder / method if method else folder

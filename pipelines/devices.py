@@ -18,6 +18,15 @@ def torch_device(config: Config) -> torch.device:
     return torch.device(f"cuda:{first}" if first.isdigit() else first)
 
 
+def runtime_identity(device: torch.device) -> dict[str, object]:
+    """What besides code and weights changes a network's output on ``device``: the accelerator model
+    and whether TF32 matmuls/convolutions are allowed (CUDA only; the CPU computes in float32)."""
+    if device.type != "cuda":
+        return {"device": device.type}
+    return {"device": device.type, "accelerator": torch.cuda.get_device_name(device),
+            "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]}
+
+
 def apply_scan_backend(config: Config, device: torch.device) -> str:
     """Select ``fusion.scan_backend`` for this process and check, before any work, that it can scan
     on ``device`` (a broken mamba-ssm install stops here); returns the backend that will scan."""

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import re
 import shutil
 import sys
@@ -42,22 +43,25 @@ from tqdm import tqdm
 
 from fusion.provenance import package_versions
 from fusion.fuser import BatchFuser, PairFuser
-from fusion.registry import build_fuser, is_learned
+from fusion.learned.checkpoint import checkpoint_identity
+from fusion.registry import build_fuser, code_identity, is_learned
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import sha256_file, write_text_if_changed
 from fusionbench.images import ImageError, read_ir, read_vi, write_image
+from fusionbench.layout import MANIFEST
 from pipelines.benchmark import SPLITS, Benchmark, Pair
-from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import apply_scan_backend, torch_device
+from pipelines.config import run_layout
+from pipelines.devices import apply_scan_backend, runtime_identity, torch_device
+from pipelines.parent_death import die_with_parent
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
 LEARNED_FUSER_OPTIONS = ("amp", "output", "max_batch")  # methods.<learned method> keys the fuser takes
+FUSE_IO_MODULES = ("fusionbench.images",)  # reads the pairs and writes the fused images: part of the output
 FUSE_PACKAGES = ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch")
 
 
@@ -99,9 +103,14 @@ class Outcome:
     error: str | None = None
 
 
+class MethodNameError(FusionBenchError, ValueError):
+    """A method name that cannot name a folder inside a stage's own folder."""
+
+
 def check_method_name(method: str) -> None:
-    if not METHOD_NAME.fullmatch(method):
-        raise ValueError(f"method name {method!r}: use letters, digits, '_', '-' or '.' (it names a folder)")
+    """Refuse names that are not one plain folder name (``..``, ``.``, ``a/b``, ...) before any file is touched."""
+    if not METHOD_NAME.fullmatch(method) or method in (".", ".."):
+        raise MethodNameError(f"method name {method!r}: use letters, digits, '_', '-' or '.' (it names a folder)")
 
 
 # --- reading the inputs, running a fuser on one pair -------------------------------------------
@@ -268,7 +277,8 @@ class FuseJob:
     def _in_processes(self, workers: int) -> Iterator[Outcome]:
         """CPU fusers: each worker process gets the fuser once and fuses + writes whole images."""
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(self,))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(self, os.getpid()))
         try:
             futures = [pool.submit(_worker_fuse, pair) for pair in self.todo]
             for future in as_completed(futures):
@@ -310,10 +320,11 @@ def _submit_loads(pool: Executor, batch: list[Pair]) -> list[Future]:
 _WORKER_JOB: FuseJob | None = None
 
 
-def _init_worker(job: FuseJob) -> None:
+def _init_worker(job: FuseJob | None, parent_pid: int) -> None:
     import cv2
 
     global _WORKER_JOB
+    die_with_parent(parent_pid)  # a killed `fuse` must not leave its workers running
     cv2.setNumThreads(1)  # one image per process; OpenCV's own threads would oversubscribe the cores
     _WORKER_JOB = job
 
@@ -368,17 +379,37 @@ def _valid_entries(out: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str
     return entries
 
 
-def is_complete(benchmark: Benchmark, method: str) -> bool:
-    """True when ``method``'s fused set has every image of every split (what later stages wait for)."""
-    manifest = _read_manifest(benchmark.fused_dir(method) / MANIFEST)
-    if not manifest or not manifest.get("complete"):
-        return False
+def fused_set_problems(benchmark: Benchmark, method: str, hash_workers: int = 4) -> list[str]:
+    """Why ``method``'s fused set cannot be used by later stages (empty: it is complete).
+
+    Every image of every split must have its manifest entry and hold exactly the bytes recorded there
+    (sha256): a file that merely exists may be truncated, overwritten or damaged."""
+    manifest_path = benchmark.fused_dir(method) / MANIFEST
+    manifest = _read_manifest(manifest_path)
+    if not manifest:
+        return [f"{manifest_path}: missing or unreadable"]
+    if not manifest.get("complete"):
+        return [f"{manifest_path}: the set is not complete (an unfinished or interrupted fuse run)"]
     images = manifest.get("images", {})
-    return all(
-        images.get(pair.stem, {}).get("split") == pair.split
-        and benchmark.fused_image(method, pair.split, pair.stem).is_file()
-        for pair in benchmark.pairs()
-    )
+
+    def problem(pair: Pair) -> str | None:
+        path, entry = benchmark.fused_image(method, pair.split, pair.stem), images.get(pair.stem, {})
+        if entry.get("split") != pair.split:
+            return f"{path}: no manifest entry for {pair.stem!r} in split {pair.split!r}"
+        if not path.is_file():
+            return f"{path}: missing"
+        if sha256_file(path) != entry.get("sha256"):
+            return f"{path}: content differs from the fuse manifest (damaged or edited)"
+        return None
+
+    with ThreadPoolExecutor(hash_workers) as pool:  # hashlib releases the GIL
+        return [p for p in pool.map(problem, benchmark.pairs()) if p]
+
+
+def is_complete(benchmark: Benchmark, method: str) -> bool:
+    """True when ``method``'s fused set has every image of every split, each with the content its
+    manifest records (what later stages wait for)."""
+    return not fused_set_problems(benchmark, method)
 
 
 def fused_set_identity(benchmark: Benchmark, method: str) -> str:
@@ -443,7 +474,7 @@ def resolve_weights(config: Config, method: str, weights: str | Path | None = No
     """A learned method's checkpoint: ``weights``, else ``methods.<method>.weights``, else the one
     ``train-fusion`` wrote (``<run>/fusion/<method>/best.pt``); missing files are a clear error."""
     explicit = weights or config.method_options(method).get("weights")
-    path = Path(explicit).expanduser() if explicit else stage_dir(config, "fusion", method) / "best.pt"
+    path = Path(explicit).expanduser() if explicit else run_layout(config).fusion(method).best
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint for {method}; run `pipelines train-fusion --method "
                                 f"{method}` or give --weights (the authors' model.pkl works for s4fusion)")
@@ -470,17 +501,18 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         fuser = build_fuser("external", folder=source, keep_grey=keep)
         options: dict[str, Any] = {"from": str(fuser.folder), "keep_grey": keep}
     elif is_learned(method):
-        path = resolve_weights(config, method, weights)
+        path, device = resolve_weights(config, method, weights), torch_device(config)
         given = {k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section}
-        options = {"weights_sha256": sha256_file(path), **given}  # amp and output change the images
         info["weights"] = str(path)
-        device = torch_device(config)
-        apply_scan_backend(config, device)
+        scan_backend = apply_scan_backend(config, device)
         fuser = build_fuser(method, weights=path, device=str(device), **{"max_batch": config.fusion.batch_size, **given})
+        options = {"weights": checkpoint_identity(path), **given,  # amp and output change the images
+                   "runtime": {**runtime_identity(device), "scan_backend": scan_backend}}
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
-    fingerprint = {"method": method, "options": options, "code": package_versions(["fusionbench"]).get("fusionbench")}
+    fingerprint = {"method": method, "options": options,
+                   "code": code_identity("external" if source else method, extra_modules=FUSE_IO_MODULES)}
     return fuser, fingerprint, info
 
 
@@ -489,7 +521,7 @@ def fuse_method(config: Config, method: str, *, weights: str | Path | None = Non
                 keep_grey: bool | None = None, shard: Shard = Shard(), force: bool = False,
                 progress: bool = True) -> Path:
     """The whole stage for one method of a config: build its fuser and write its fused set."""
-    benchmark = Benchmark(benchmark_dir(config))
+    benchmark = Benchmark(run_layout(config).benchmark)
     fuser, fingerprint, info = build_method(config, method, weights=weights, source=source, keep_grey=keep_grey)
     if display_name:
         info["display_name"] = display_name

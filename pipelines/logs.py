@@ -5,7 +5,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from pipelines.config import run_dir
+from pipelines.config import run_layout
 
 if TYPE_CHECKING:
     from pipelines.schema import Config
@@ -14,8 +14,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(config: "Config", stage: str) -> logging.Logger:
-    log_dir = run_dir(config) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_layout(config).log(stage)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
@@ -23,7 +23,7 @@ def setup_logging(config: "Config", stage: str) -> logging.Logger:
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    file = logging.FileHandler(log_dir / f"{stage}.log")
+    file = logging.FileHandler(log_path)
     file.setFormatter(logging.Formatter(FORMAT))
     for handler in (console, file):
         handler._pipelines = True  # type: ignore[attr-defined]

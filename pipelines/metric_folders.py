@@ -9,6 +9,7 @@ import pandas as pd
 
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
+from fusionbench.layout import MethodMetrics, MetricsStage
 from fusionbench.pairing import IMAGE_SUFFIXES, index_folder
 from pipelines.metrics import metric_summary, score_triples, summary_columns
 
@@ -55,8 +56,9 @@ def score_folders(fused: Path, ir: Path, vi: Path, out: Path, convention: str, w
     row = {"method": Path(fused).name, "convention": convention, **metric_summary(frame, metrics)}
     summary = pd.DataFrame([row], columns=[c for c in summary_columns(metrics) if c in row])
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("metrics.csv", frame), ("summary.csv", summary)):
+    stage = MetricsStage(out)  # one fused folder: its per-image table beside the summary
+    for path, table in ((MethodMetrics(out).per_image, frame), (stage.summary, summary)):
         buffer = io.StringIO()
         table.to_csv(buffer, index=False, float_format="%.10g")
-        atomic_write_text(out / name, buffer.getvalue())
-    return out / "summary.csv"
+        atomic_write_text(path, buffer.getvalue())
+    return stage.summary

@@ -1,6 +1,6 @@
 """The ``metrics`` stage: fusion-quality metrics and decision-layer entropy of every fused set.
 
-Outputs, under ``stage_dir(config, "metrics")``::
+Outputs, under ``run_layout(config).metrics`` (names: :class:`fusionbench.layout.MetricsStage`)::
 
     <method>/metrics.csv    stem + every metric of the convention (``metrics.convention``), one row per image
     <method>/entropy.csv    stem, entropy (nats) of softmax(ResNet50(fused luminance))
@@ -31,11 +31,14 @@ from tqdm import tqdm
 from fusion.color import luminance
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import PerceptionSource, decision_entropy
+from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_vi
+from fusionbench.layout import MANIFEST
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, stage_dir
+from pipelines.config import run_layout
 from pipelines.devices import torch_device
+from pipelines.file_errors import os_error_line
 from pipelines.fuse import is_complete
 from pipelines.perception import perception_network
 from pipelines.schema import Config
@@ -45,20 +48,8 @@ log = logging.getLogger(__name__)
 ENTROPY_COLUMNS = ("entropy_mean", "entropy_median", "perception")
 
 
-def metrics_csv(config: Config, method: str) -> Path:
-    return stage_dir(config, "metrics", method) / "metrics.csv"
-
-
-def entropy_csv(config: Config, method: str) -> Path:
-    return stage_dir(config, "metrics", method) / "entropy.csv"
-
-
-def entropy_source_json(config: Config, method: str) -> Path:
-    return stage_dir(config, "metrics", method) / "entropy.json"
-
-
-def summary_csv(config: Config) -> Path:
-    return stage_dir(config, "metrics") / "summary.csv"
+class MetricsError(FusionBenchError):
+    """Methods whose metrics could not be written (each named with its path and cause)."""
 
 
 def convention_name(config: Config) -> str:
@@ -138,16 +129,16 @@ def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int, co
 
 def _entropy_current(config: Config, method: str, stems: list[str], stamp: float,
                      source: PerceptionSource) -> bool:
-    info = entropy_source_json(config, method)
-    if not info.is_file() or not _up_to_date(entropy_csv(config, method), stems, stamp):
+    files = run_layout(config).metrics.method(method)
+    if not files.entropy_source.is_file() or not _up_to_date(files.entropy, stems, stamp):
         return False
-    return json.loads(info.read_text()) == {"kind": source.kind, "detail": source.detail}
+    return json.loads(files.entropy_source.read_text()) == {"kind": source.kind, "detail": source.detail}
 
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
     """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary with
     their rows and those of the methods already in it."""
-    bench = Benchmark(benchmark_dir(config))
+    bench = Benchmark(run_layout(config).benchmark)
     split = config.metrics.split
     methods = methods or configured_methods(config)
     stems = bench.stems(split)
@@ -159,33 +150,49 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
     if network is not None:
         network[0].to(device)
 
-    for method in methods:
-        if not is_complete(bench, method):
-            log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
-                        method, method)
-            continue
-        stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
-        if force or not _up_to_date(metrics_csv(config, method), stems, stamp, columns):
-            frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
-            _write_csv(metrics_csv(config, method), frame)
-            log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
-        else:
-            log.info("metrics: %s is up to date", metrics_csv(config, method))
-        if network is None:
-            continue
-        model, source = network
-        if force or not _entropy_current(config, method, stems, stamp, source):
-            paths = [bench.fused_image(method, split, stem) for stem in stems]
-            values = image_entropies(model, paths, device, config.metrics.batch_size)
-            _write_csv(entropy_csv(config, method), pd.DataFrame({"stem": stems, "entropy": values}))
-            atomic_write_text(entropy_source_json(config, method),
-                              json.dumps({"kind": source.kind, "detail": source.detail}))
-            log.info("metrics: %s written (perception weights: %s)", entropy_csv(config, method), source.kind)
+    failed = []
+    for method in methods:  # a full disk or a permission stops one method, not the others
+        try:
+            _method_metrics(config, bench, method, stems, columns, convention, network, device, force)
+        except OSError as error:
+            failed.append(os_error_line(f"metrics {method}", error))
+            log.error("%s", failed[-1])
 
-    listed = pd.read_csv(summary_csv(config))["method"].tolist() if summary_csv(config).is_file() else []
+    summary_path = run_layout(config).metrics.summary
+    listed = pd.read_csv(summary_path)["method"].tolist() if summary_path.is_file() else []
     summary = summarise(config, list(dict.fromkeys([*listed, *configured_methods(config), *methods])))
-    _write_csv(summary_csv(config), summary)
-    return summary_csv(config)
+    _write_csv(summary_path, summary)
+    if failed:
+        raise MetricsError(f"{len(failed)} of {len(methods)} methods failed:\n" + "\n".join(failed))
+    return summary_path
+
+
+def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[str], columns: list[str],
+                    convention: str, network: tuple[torch.nn.Module, PerceptionSource] | None,
+                    device: torch.device, force: bool) -> None:
+    """One method's per-image metrics (and entropies), unless they are up to date."""
+    split = config.metrics.split
+    if not is_complete(bench, method):
+        log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
+                    method, method)
+        return
+    stamp = (bench.fused_dir(method) / MANIFEST).stat().st_mtime  # rewritten only when the set changes
+    files = run_layout(config).metrics.method(method)
+    if force or not _up_to_date(files.per_image, stems, stamp, columns):
+        frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
+        _write_csv(files.per_image, frame)
+        log.info("metrics: %s written (%d images)", files.per_image, len(stems))
+    else:
+        log.info("metrics: %s is up to date", files.per_image)
+    if network is None:
+        return
+    model, source = network
+    if force or not _entropy_current(config, method, stems, stamp, source):
+        paths = [bench.fused_image(method, split, stem) for stem in stems]
+        values = image_entropies(model, paths, device, config.metrics.batch_size)
+        _write_csv(files.entropy, pd.DataFrame({"stem": stems, "entropy": values}))
+        atomic_write_text(files.entropy_source, json.dumps({"kind": source.kind, "detail": source.detail}))
+        log.info("metrics: %s written (perception weights: %s)", files.entropy, source.kind)
 
 
 def metric_summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -205,17 +212,18 @@ def summarise(config: Config, methods: list[str]) -> pd.DataFrame:
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method}
-        if metrics_csv(config, method).is_file():
-            frame = pd.read_csv(metrics_csv(config, method))
+        files = run_layout(config).metrics.method(method)
+        if files.per_image.is_file():
+            frame = pd.read_csv(files.per_image)
             if list(frame.columns) == ["stem", *metrics]:
                 row.update(convention=convention_name(config), **metric_summary(frame, metrics))
             else:
                 log.warning("metrics: %s was computed under another convention than %r; its row stays "
-                            "missing until `pipelines metrics -m %s`", metrics_csv(config, method),
+                            "missing until `pipelines metrics -m %s`", files.per_image,
                             convention_name(config), method)
-        if entropy_csv(config, method).is_file() and entropy_source_json(config, method).is_file():
-            entropy = pd.read_csv(entropy_csv(config, method))["entropy"]
+        if files.entropy.is_file() and files.entropy_source.is_file():
+            entropy = pd.read_csv(files.entropy)["entropy"]
             row.update(entropy_mean=entropy.mean(), entropy_median=entropy.median(),
-                       perception=json.loads(entropy_source_json(config, method).read_text())["kind"])
+                       perception=json.loads(files.entropy_source.read_text())["kind"])
         rows.append(row)
     return pd.DataFrame(rows, columns=summary_columns(metrics))

@@ -1,5 +1,5 @@
-"""``run-all``: prepare -> train learned fusers -> fuse -> detect -> metrics -> report, for every
-method of the config.
+"""``run-all``: prepare -> train learned fusers -> fuse -> detect -> metrics -> compare -> report, for
+every method (and detector seed) of the config.
 
 Every stage is idempotent (it skips what its manifests say is done and resumes what was
 interrupted), so rerunning after a crash or a kill continues where it stopped. A failure in one
@@ -67,6 +67,7 @@ def methods_to_train(config: Config) -> list[str]:
 def run_all(config: Config, progress: bool = True) -> RunSummary:
     """The whole benchmark for one config; returns what each step did."""
     from pipelines.commands.report import build as build_report
+    from pipelines.compare import run_compare
     from pipelines.detect import detect_method, write_summary
     from pipelines.fuse import fuse_method, is_complete
     from pipelines.metrics import run_metrics
@@ -90,29 +91,33 @@ def run_all(config: Config, progress: bool = True) -> RunSummary:
         summary.step("detect-summary", "-", lambda: write_summary(config, benchmark.classes))
     if fused:
         summary.step("metrics", ",".join(fused), lambda: run_metrics(config, fused))
+        summary.step("compare", "-", lambda: run_compare(config, fused))
     summary.report = summary.step("report", "-", lambda: build_report(config))
     return summary
 
 
 def format_summary(config: Config, summary: RunSummary) -> str:
-    """The one-screen summary printed at the end: per method what happened and its test mAP@50."""
+    """The one-screen summary printed at the end: per method what happened and its test mAP@50 with its
+    interval, then what the comparisons found."""
     import json
 
-    from pipelines.config import stage_dir
+    from pipelines.compare import format_statistic, significance_sentence
+    from pipelines.config import run_layout
 
     lines = [f"run {config.run.name}: " + ("all steps succeeded" if not summary.failures
                                                         else f"{len(summary.failures)} step(s) failed")]
-    lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50")
+    lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50 % (mean ± sd (n seeds) [95% interval])")
+    layout = run_layout(config)
     for method in configured_methods(config):
-        results = stage_dir(config, "detect", method) / "results.json"
-        map50 = json.loads(results.read_text())["map50"] if results.is_file() else None
-        shown = "missing" if map50 is None else f"{100 * map50:.1f}"
+        path = layout.detect.method(method).summary
+        shown = format_statistic(json.loads(path.read_text())["statistics"]["map50"]) if path.is_file() else "missing"
         lines.append(f"{method:<18}{summary.status('train-fusion', method):>8}{summary.status('fuse', method):>8}"
                      f"{summary.status('detect', method):>8}   {shown}")
+    lines.append(significance_sentence(config))
     for step in summary.failures:
         lines.append(f"FAILED {step.stage} {step.method}: {step.detail.splitlines()[0] if step.detail else ''}")
     total = sum(s.seconds for s in summary.steps)
-    lines.append(f"time: {total:.0f} s; logs: {stage_dir(config, 'logs')}")
+    lines.append(f"time: {total:.0f} s; logs: {layout.logs}")
     if summary.report:
         lines.append(f"report: {summary.report}")
     return "\n".join(lines)

@@ -29,7 +29,7 @@ import numpy as np
 from fusionbench.files import atomic_write_text
 from fusionbench.images import write_image
 from pipelines.benchmark import M3FD_CLASSES
-from pipelines.config import run_dir
+from pipelines.config import run_layout
 from pipelines.schema import Config
 
 CONDITIONS = ("day", "night", "fog", "smoke", "glare")
@@ -116,7 +116,7 @@ def _remove_stale(out: Path, stems: set[str]) -> None:
 def sample_from_config(config: Config, out: Path | None = None) -> Path:
     """The sample described by the config's ``sample`` section, in ``out`` or ``<run dir>/sample_raw``."""
     section = config.sample
-    return make_sample(Path(out) if out else run_dir(config) / "sample_raw",
+    return make_sample(Path(out) if out else run_layout(config).sample_raw,
                        pairs=section.pairs, width=section.width, height=section.height, seed=section.seed)
 
 

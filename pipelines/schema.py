@@ -192,7 +192,8 @@ class DetectSection(Section):
     imgsz: int = Field(640, ge=32, multiple_of=32, description="training and test image size")
     batch: int = Field(16, ge=1, description="detector batch size")
     workers: int = Field(8, ge=0, description="ultralytics data-loading workers")
-    seed: int = Field(0, ge=0, description="detector training seed")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
+                             "once per seed (the published protocol: 3; [0] is the single-run protocol, a third of the cost)")
     select_by: Literal["map50", "fitness"] = Field("map50", description="best epoch by val mAP@50 (the paper) or "
                                                                         "ultralytics' fitness (best.pt)")
     conf: float = Field(0.001, ge=0, le=1, description="confidence threshold of the test predictions")
@@ -205,6 +206,14 @@ class DetectSection(Section):
     cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")
     train_args: dict[str, Any] = Field(default_factory=dict, description="further ultralytics train arguments, the "
                                                                          "same for every method")
+
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError(f"{value}: distinct seeds >= 0, e.g. [0, 1, 2]")
+        return value
 
 
 class MetricsSection(Section):
@@ -226,6 +235,16 @@ class ReportSection(Section):
     entropy_pairs: list[tuple[str, str]] = Field(default_factory=list, description="method pairs whose entropy "
                                                                                    "histograms are overlaid")
     score_threshold: float = Field(0.25, ge=0, le=1, description="detections drawn in the qualitative grid")
+    compare_to: list[str] = Field(["ir", "vi", "best"], description="references every method is compared with "
+                                  "(method names; best: the highest mean mAP@50, or best mean of each metric)")
+
+
+class StatsSection(Section):
+    bootstrap: int = Field(1000, ge=1, description="bootstrap replicates of every interval (test images, and "
+                                                   "detector seeds when there are several)")
+    permutations: int = Field(1000, ge=1, description="permutations of each paired mAP test")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the Holm-adjusted p-values")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation draws (recorded in the report)")
 
 
 # --- the whole config --------------------------------------------------------------------------
@@ -245,6 +264,7 @@ class Config(Section):
     detect: DetectSection = Field(default_factory=DetectSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     report: ReportSection = Field(default_factory=ReportSection)
+    stats: StatsSection = Field(default_factory=StatsSection)
 
     _source: Optional[Path] = PrivateAttr(None)
 

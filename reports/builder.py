@@ -1,8 +1,9 @@
 """Build ``index.html`` for one run from the files its stages wrote; self-contained and offline.
 
 The page links only to files inside the report folder (``figures/*.png``, ``tables/*.csv|tex``).
-Sections: run summary, mAP@50 (with the paper's Table VI), per-class AP@50, fusion metrics,
-decision-layer entropy, qualitative grid, training curves. A result that does not exist yet is shown
+Sections: run summary, mAP (with intervals, beside the paper's Table VI), per-class AP@50, comparisons
+(forest plot, one sentence each), fusion metrics (with intervals and tests), decision-layer entropy,
+qualitative grid, training curves. A result that does not exist yet is shown
 as missing, never as 0. This module knows the stages only through their output files (and takes the
 prepared benchmark as an object with the :class:`pipelines.benchmark.Benchmark` interface).
 """
@@ -25,11 +26,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from detection.yolo import TRAIN_LOG
 from fusion.color import to_uint8
 from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_ir, read_vi
+from fusionbench.layout import FuserFiles, RunLayout, SeedFiles
+from reports import comparisons as stats
 from reports import figures
 from reports.tables import MISSING, Table
 
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("fusionbench", "torch", "torchvision", "ultralytics", "numpy", "opencv-python-headless",
             "scikit-image", "pycocotools", "pandas", "matplotlib", "mamba-ssm")
+TEMPLATE = "report.html.j2"  # reports/templates/: the page, rendered into the layout's index
 TILE_WIDTH = 400  # qualitative tiles are downscaled to this width at most
 
 
@@ -48,13 +53,15 @@ class RunInputs:
     config: dict[str, Any]
     benchmark: Any
     methods: list[str]
-    fusion_dir: Path
-    detect_dir: Path
-    metrics_dir: Path
-    out: Path
+    layout: RunLayout  # every file the stages wrote, and where the report goes
     qualitative: int = 4
     entropy_pairs: list[list[str]] = field(default_factory=list)
     score_threshold: float = 0.25
+    seeds: list[int] = field(default_factory=lambda: [0])  # detect.seeds: <detect>/<method>/seed<k>/
+
+    def first_seed(self, method: str) -> SeedFiles:
+        """The first seed's detector run: predictions and curves are shown per method from it."""
+        return self.layout.detect.method(method).seed(self.seeds[0])
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -79,38 +86,6 @@ def _mtime(path: Path) -> str | None:
 
 
 # --- tables -----------------------------------------------------------------------------------
-
-def detection_tables(run: RunInputs, results: dict[str, dict | None]) -> tuple[Table, Table]:
-    """The mAP@50 table (ours beside the paper's Table VI) and the per-class AP@50 table, in %."""
-    paper = paper_map50()
-    rows, per_class = {}, {}
-    classes = list(run.benchmark.classes)
-    for method in run.methods:
-        result = results[method]
-        paper_value = paper.get(method.lower(), "not in paper")
-        if result is None:
-            rows[method] = [MISSING, MISSING, paper_value, MISSING, MISSING]
-            per_class[method] = [MISSING] * len(classes)
-            continue
-        rows[method] = [_percent(result.get("map50")), _percent(result.get("map50_95")), paper_value,
-                        str(result.get("selected_epoch", "")), str(result.get("model_source", ""))]
-        per_class[method] = [_percent(result.get("per_class", {}).get(name)) for name in classes]
-    summary = Table(
-        "map50", "Detection: YOLOv5s mAP on the test split (%)",
-        pd.DataFrame.from_dict(rows, orient="index", dtype=object,
-                               columns=["mAP@50", "mAP@50:95", "paper mAP@50 (Table VI, M3FD)", "epoch", "detector"]),
-        ranked={"mAP@50": "max", "mAP@50:95": "max"}, digits=1,
-        note="Best in bold, second best underlined (this run). The paper's values are for the full M3FD "
-             "protocol; compare them only with a run of the paper config.")
-    classwise = Table("per_class_ap50", "Detection: AP@50 per class on the test split (%)",
-                      pd.DataFrame.from_dict(per_class, orient="index", dtype=object, columns=classes),
-                      ranked={name: "max" for name in classes}, digits=1)
-    return summary, classwise
-
-
-def _percent(value: float | None) -> float | str:
-    return MISSING if value is None else 100.0 * float(value)
-
 
 def _metric_columns(summary: pd.DataFrame | None) -> list[str]:
     """The metrics of the summary's convention, in its order."""
@@ -172,7 +147,7 @@ def entropy_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
     """All methods overlaid, then each user-chosen pair (``report.entropy_pairs``)."""
     entropies = {}
     for method in run.methods:
-        path = run.metrics_dir / method / "entropy.csv"
+        path = run.layout.metrics.method(method).entropy
         if path.is_file():
             entropies[method] = pd.read_csv(path)["entropy"].to_numpy(float)
     if not entropies:
@@ -221,7 +196,7 @@ def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures
     position = {stem: k + 1 for k, stem in enumerate(stems)}
     predictions: dict[str, dict[int, list]] = {}
     for method in run.methods:
-        path = run.detect_dir / method / "test_predictions.json"
+        path = run.first_seed(method).predictions
         if results.get(method) is not None and path.is_file():
             per_image: dict[int, list] = {}
             for det in json.loads(path.read_text()):
@@ -255,29 +230,30 @@ def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures
 def training_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[dict[str, str]]:
     """Detector curves (val mAP@50 of the selection, ultralytics' results.csv) and fuser loss curves."""
     made = []
+    first = {m: r["runs"].get(str(run.seeds[0]), {}) for m, r in results.items() if r}
     selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
                                   "val mAP@50 (selection)": r["val_map50_per_epoch"]})
-                 for m, r in results.items() if r and r.get("val_map50_per_epoch")}
-    ultralytics = {m: frame for m, r in results.items() if r and (frame := _ultralytics_log(run.detect_dir / m)) is not None}
-    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch"),
-                                 ("detector_training", ultralytics, "ultralytics training log (results.csv)")):
+                 for m, r in first.items() if r.get("val_map50_per_epoch")}
+    ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.first_seed(m).train)) is not None}
+    seed = f" (seed {run.seeds[0]})"
+    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch" + seed),
+                                 ("detector_training", ultralytics, f"ultralytics training log ({TRAIN_LOG})" + seed)):
         if series:
             figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
             made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
     for method in run.methods:
-        series = _fusion_curves(run.fusion_dir / method)
+        series = _fusion_curves(run.layout.fusion(method))
         if series:
             name = f"fusion_{method}.png"
             figures.curves(series, "epoch", figures_dir / name, f"{method}: fusion training, mean per epoch")
-            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (loss.csv, mean per "
-                                                             f"epoch) and validation losses (val.csv)"})
+            made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (mean per epoch) "
+                                                             "and validation losses"})
     return made
 
 
-def _ultralytics_log(folder: Path) -> pd.DataFrame | None:
-    """The per-epoch results.csv of the ultralytics training folder below ``folder`` (found by a glob),
-    without learning-rate and time columns."""
-    for path in sorted(folder.glob("*/**/results.csv")):
+def _ultralytics_log(train: Path) -> pd.DataFrame | None:
+    """The per-epoch log of the ultralytics training folder ``train``, without learning-rate and time columns."""
+    for path in sorted(train.glob("**/" + TRAIN_LOG)):
         frame = pd.read_csv(path)
         frame.columns = [c.strip() for c in frame.columns]
         if "epoch" in frame:
@@ -285,14 +261,14 @@ def _ultralytics_log(folder: Path) -> pd.DataFrame | None:
     return None
 
 
-def _fusion_curves(folder: Path) -> dict[str, pd.DataFrame]:
-    """A learned fuser's per-step ``loss.csv`` averaged per epoch, and its per-epoch ``val.csv``."""
+def _fusion_curves(files: FuserFiles) -> dict[str, pd.DataFrame]:
+    """A learned fuser's per-step training losses averaged per epoch, and its per-epoch validation losses."""
     series = {}
-    if (folder / "loss.csv").is_file():
-        loss = pd.read_csv(folder / "loss.csv")
+    if files.loss.is_file():
+        loss = pd.read_csv(files.loss)
         series["train"] = loss.drop(columns=[c for c in ("step",) if c in loss]).groupby("epoch", as_index=False).mean()
-    if (folder / "val.csv").is_file():
-        series["validation"] = pd.read_csv(folder / "val.csv")
+    if files.val.is_file():
+        series["validation"] = pd.read_csv(files.val)
     return series
 
 
@@ -311,11 +287,11 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
                  for name, v in leakage.items() if isinstance(v, dict)]
     config = run.config
     seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
-             "detect.seed": config.get("detect", {}).get("seed")}
+             "detect.seeds": ", ".join(map(str, run.seeds))}
     dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-             "benchmark prepared": _mtime(run.benchmark.root / "manifest.json"),
+             "benchmark prepared": _mtime(run.layout.benchmark_manifest),
              "metrics summary": _mtime(summary_path)}
-    dates.update({f"detection {m}": _mtime(run.detect_dir / m / "results.json") for m, r in results.items() if r})
+    dates.update({f"detection {m}": _mtime(run.layout.detect.method(m).summary) for m, r in results.items() if r})
     return {
         "config": yaml.safe_dump(config, sort_keys=False),
         "seeds": seeds,
@@ -342,16 +318,21 @@ def _hardware() -> dict[str, str]:
 # --- the page ---------------------------------------------------------------------------------
 
 def build_report(run: RunInputs) -> Path:
-    """Write ``run.out/index.html`` with its figures and tables; returns the HTML path."""
-    figures_dir, tables_dir = run.out / "figures", run.out / "tables"
+    """Write the report's index page with its figures and tables; returns the HTML path."""
+    pages = run.layout.pages
+    figures_dir, tables_dir = pages.figures, pages.tables
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    results = {m: _read_json(run.detect_dir / m / "results.json") for m in run.methods}
-    summary_path = run.metrics_dir / "summary.csv"
+    results = {m: _read_json(run.layout.detect.method(m).summary) for m in run.methods}
+    compared = stats.Comparisons.read(run.layout.compare)
+    summary_path = run.layout.metrics.summary
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
-    tables = [*detection_tables(run, results), fusion_table(run, summary), fusion_counts_table(run, summary)]
+    fusion_intervals = stats.fusion_interval_table(run.methods, compared)
+    tables = [*stats.detection_tables(run.methods, list(run.benchmark.classes), results, compared, paper_map50()),
+              fusion_table(run, summary), fusion_counts_table(run, summary),
+              *([fusion_intervals] if fusion_intervals else [])]
     rendered = [{"table": t, "rows": t.rows(), "files": t.write(tables_dir)} for t in tables]
     context = {
         "name": run.name,
@@ -366,11 +347,14 @@ def build_report(run: RunInputs) -> Path:
         "training": training_figures(run, results, figures_dir),
         "missing_detection": [m for m, r in results.items() if r is None],
         "paper_fusion": paper_table("paper_fusion").to_dict("records"),
+        "comparisons": stats.detection_comparisons(compared, figures_dir),
+        "metric_sentences": stats.metric_sentences(compared),
+        "statistics_method": stats.method_note(compared, run.seeds),
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
-    html = environment.get_template("index.html").render(**context)
-    path = run.out / "index.html"
+    html = environment.get_template(TEMPLATE).render(**context)
+    path = pages.index
     atomic_write_text(path, html)
     log.info("report written to %s", path)
     return path

@@ -99,3 +99,20 @@ def qualitative_grid(name: str, tiles: list[tuple[str, np.ndarray | None]], path
     figure.suptitle(name, fontsize=10)
     figure.tight_layout()
     _save(figure, path)
+
+
+def forest(rows: pd.DataFrame, path: Path, title: str, scale: float = 100.0) -> None:
+    """One row per comparison (``method``, ``reference``, ``delta``, ``ci_low``, ``ci_high``, ``significant``):
+    the difference with its interval, a line at 0; significant rows filled."""
+    labels = [f"{r.method} vs {r.reference}" for r in rows.itertuples()]
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for k, r in enumerate(rows.itertuples()):
+        filled = bool(r.significant)
+        axis.plot([scale * r.ci_low, scale * r.ci_high], [y[k], y[k]], color="#345", lw=1.5)
+        axis.plot(scale * r.delta, y[k], "o", color="#345", markerfacecolor="#345" if filled else "white")
+    axis.axvline(0.0, color="#a33", lw=1, ls="--")
+    axis.set_yticks(y, labels, fontsize=8)
+    axis.set_xlabel("difference (filled: significant after Holm)")
+    axis.set_title(title, fontsize=10)
+    _save(figure, path)

@@ -21,7 +21,8 @@ UNDEFINED = "n/a"
 
 @dataclass
 class Table:
-    """``frame`` indexed by method; ``ranked`` maps a column to "max" or "min" (which value is best)."""
+    """``frame`` indexed by method; ``ranked`` maps a column to "max" or "min" (which value is best);
+    ``marks_given`` replaces the ranking of a column by marks decided elsewhere (e.g. by significance)."""
 
     name: str
     title: str
@@ -29,6 +30,7 @@ class Table:
     ranked: dict[str, str] = field(default_factory=dict)
     digits: int = 3
     note: str = ""
+    marks_given: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def cell_text(self, method: str, column: str) -> str:
         value = self.frame.at[method, column]
@@ -42,6 +44,8 @@ class Table:
 
     def marks(self, column: str) -> dict[str, int]:
         """Rank 1 (best) and 2 (second best) per method for a ranked column; ties share a rank."""
+        if column in self.marks_given:
+            return dict(self.marks_given[column])
         direction = self.ranked.get(column)
         if not direction:
             return {}
@@ -79,6 +83,7 @@ class Table:
 
 
 def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                         ("±", r"$\pm$")):
         text = text.replace(char, escaped)
     return text

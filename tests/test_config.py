@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.config import ConfigError, benchmark_dir, describe_keys, load_config, run_dir, stage_dir
+from pipelines.config import ConfigError, describe_keys, load_config, run_layout
 from pipelines.schema import Config, RunSection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,11 +124,11 @@ def test_user_overlay_extends_a_builtin_and_overrides_come_last(tmp_path: Path):
 
 def test_run_folders_follow_the_config(tmp_path: Path):
     config = load_config("sample", [f"run.root={tmp_path}", "run.name=r1"])
-    assert run_dir(config) == tmp_path / "r1"
-    assert benchmark_dir(config) == tmp_path / "r1" / "benchmark"
-    assert stage_dir(config, "detect", "vi") == tmp_path / "r1" / "detect" / "vi"
+    assert run_layout(config).root == tmp_path / "r1"
+    assert run_layout(config).benchmark == tmp_path / "r1" / "benchmark"
+    assert run_layout(config).detect.method("vi").folder == tmp_path / "r1" / "detect" / "vi"
     explicit = load_config("sample", [f"data.benchmark={tmp_path / 'b'}"])
-    assert benchmark_dir(explicit) == tmp_path / "b"
+    assert run_layout(explicit).benchmark == tmp_path / "b"
     with pytest.raises(ConfigError, match="run.name"):
         load_config("sample", ["run.name=../elsewhere"])
 

@@ -36,8 +36,8 @@ from detection.yolo import (
 )
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
-from pipelines.config import ConfigError, load_config, stage_dir
-from pipelines.detect import DetectError, check_fused_set, detect_method, detect_protocol
+from pipelines.config import ConfigError, load_config, run_layout
+from pipelines.detect import DetectError, check_fused_set, detect_method, detect_protocol, detect_seed
 from pipelines.fuse import fuse_method
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
@@ -151,7 +151,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
     try:
         with network_refused() as attempts:
             first = CliRunner().invoke(cli, args)
-            stamp = (stage_dir(load_config("sample", overrides), "detect", "ir") / "results.json").stat().st_mtime_ns
+            stamp = run_layout(load_config("sample", overrides)).detect.method("ir").seed(0).results.stat().st_mtime_ns
             again = CliRunner().invoke(cli, args)
     finally:  # the command's log handlers write to CliRunner's closed streams
         for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
@@ -163,7 +163,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
     gt = load_ground_truth(sample_fused.coco_path("test"))
     with_boxes = {sample_fused.classes[a["category_id"] - 1] for a in gt.dataset["annotations"]}
     for method in ("ir", "vi"):
-        out = stage_dir(config, "detect", method)
+        out = run_layout(config).detect.method(method).seed(0).folder
         results = json.loads((out / "results.json").read_text())
         assert results["method"] == method and results["model_source"] == "scratch"
         assert results["selected_epoch"] == 1 and len(results["val_map50_per_epoch"]) == 1
@@ -179,13 +179,20 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
         assert all(0 <= d["bbox"][0] and d["bbox"][0] + d["bbox"][2] <= widths[d["image_id"]] + 0.01 for d in detections)
         assert evaluate(gt, detections).map50 == pytest.approx(results["map50"])
         row = pd.read_csv(out / "results.csv")
-        assert row.columns.tolist() == ["method", "map50", "map50_95", *sample_fused.classes]
+        assert row.columns.tolist() == ["method", "seed", "map50", "map50_ci_low", "map50_ci_high", "map50_95",
+                                        "map50_95_ci_low", "map50_95_ci_high", *sample_fused.classes]
         assert row["map50"].iloc[0] == pytest.approx(results["map50"], abs=1e-6)
-    summary = pd.read_csv(stage_dir(config, "detect") / "summary.csv")
+    summary = pd.read_csv(run_layout(config).detect.summary)
     assert summary["method"].tolist() == ["ir", "vi"]
+    for method in ("ir", "vi"):  # one seed: the across-seed mean is that seed's value, with no sd
+        results = json.loads(run_layout(config).detect.method(method).seed(0).results.read_text())
+        row = summary[summary["method"] == method].iloc[0]
+        assert row["map50"] == pytest.approx(results["map50"], abs=1e-6) and pd.isna(row["map50_sd"])
+        # the seed-and-image bootstrap with one seed is that seed's image bootstrap (same draws)
+        assert [row["map50_ci_low"], row["map50_ci_high"]] == pytest.approx(results["map50_ci95"], abs=1e-6)
 
     assert again.exit_code == 0, again.output
-    assert (stage_dir(config, "detect", "ir") / "results.json").stat().st_mtime_ns == stamp
+    assert run_layout(config).detect.method("ir").seed(0).results.stat().st_mtime_ns == stamp
     with pytest.raises(DetectError, match=r"'epochs': \[1, 2\].*--force"):
         detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
@@ -255,7 +262,7 @@ def test_clear_errors_before_any_training(msrs_fused, tmp_path):
     two_gpus = load_config("sample")
     two_gpus.run.device = "0,1"  # well-formed; whether the GPUs exist is checked at load, not here
     with pytest.raises(DetectError, match="one device per detect run"):
-        detect_protocol(two_gpus)
+        detect_protocol(two_gpus, 0)
     with pytest.raises(ConfigError, match="detect.select_by = 'loss'"):
         load_config("sample", ["detect.select_by=loss"])
     check_fused_set(msrs_fused, "vi")
@@ -270,9 +277,9 @@ def test_extra_train_arguments_are_part_of_the_protocol():
     from pipelines.detect import train_settings
 
     config = load_config("sample", ["detect.train_args={lr0: 0.003, mosaic: 0.0}"])
-    assert dict(train_settings(config).extra) == {"lr0": 0.003, "mosaic": 0.0}
-    assert detect_protocol(config)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
-    assert detect_protocol(load_config("paper"))["train_args"] == {}
+    assert dict(train_settings(config, 0).extra) == {"lr0": 0.003, "mosaic": 0.0}
+    assert detect_protocol(config, 0)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
+    assert detect_protocol(load_config("paper"), 0)["train_args"] == {}
 
 
 def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
@@ -284,13 +291,13 @@ def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
     bench = fused_copy(sample_benchmark, tmp_path, ("vi",))
     config = load_config("sample", [f"data.benchmark={bench.root}", f"run.root={tmp_path / 'runs'}", "run.device=cpu",
                                     "detect.epochs=1", "detect.imgsz=64", "detect.batch=4"])
-    use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
-    first = detect_method(config, "vi")
-    protocol = stage_dir(config, "detect", "vi") / "protocol.json"
+    use_offline_ultralytics(run_layout(config).detect.ultralytics_settings)
+    first = detect_seed(config, "vi", 0)
+    protocol = run_layout(config).detect.method("vi").seed(0).protocol
     assert json.loads(protocol.read_text())["fused_set"] == first["fused_set"]
-    assert detect_method(config, "vi")["fused_set"] == first["fused_set"]  # unchanged set: skipped
+    assert detect_seed(config, "vi", 0)["fused_set"] == first["fused_set"]  # unchanged set: skipped
 
     fuse_set(bench, "vi", build_fuser("average"), fingerprint={"method": "vi", "options": {"redone": True}}, progress=False)
-    second = detect_method(config, "vi")
+    second = detect_seed(config, "vi", 0)
     assert second["fused_set"] != first["fused_set"]
     assert json.loads(protocol.read_text())["fused_set"] == second["fused_set"]

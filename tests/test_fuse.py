@@ -267,10 +267,9 @@ def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) ->
 def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benchmark, tmp_path: Path):
     import torch
 
-    from fusion.learned.checkpoint import save_checkpoint
+    from fusion.learned.checkpoint import checkpoint_identity, save_checkpoint
     from fusion.s4fusion.architecture import S4FUSION
     from fusion.s4fusion.model import S4Fusion, S4FusionConfig
-    from pipelines.fuse import sha256_file
 
     bench = _tiny(sample_benchmark, tmp_path / "bench")
     config = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={bench.root}",
@@ -281,7 +280,8 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
     save_checkpoint(checkpoint, S4FUSION, S4FusionConfig(), S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
-    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint)}
+    assert fingerprint["options"] == {"weights": checkpoint_identity(checkpoint),
+                                      "runtime": {"device": "cpu", "scan_backend": "cpu"}}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")

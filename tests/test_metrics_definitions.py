@@ -402,7 +402,7 @@ def test_fmi_against_a_loop_over_windows():
     # negative correlations of the window PDFs take Frechet's lower bound: covered above, and alone
     down, up = np.arange(9.0).reshape(3, 3).T, 8 - np.arange(9.0).reshape(3, 3).T
     assert _nmi_loop(down.T.ravel().tolist(), up.T.ravel().tolist()) == pytest.approx(
-        float(feature_mi._window_nmi(feature_mi._minmax(down.T.reshape(1, 9)), feature_mi._minmax(up.T.reshape(1, 9)))[0]))
+        feature_mi.window_nmi(down.T.ravel(), up.T.ravel()), rel=1e-12)
     assert feature_mi.fmi_pixel(up, down, down, EXACT) == pytest.approx(fmi_loop(down, down, up))
 
 
@@ -442,3 +442,58 @@ def test_ivif_zoo_and_tang_choices():
     assert evaluate(a, a, b, "tang", metrics=["Qabf"])["Qabf"] == pytest.approx(
         gradients.qabf(a / 255, a / 255, b / 255, get_convention("cddfuse")), rel=1e-9)
     assert "FMI_dct" in CONVENTIONS["tang"].metrics and "FMI_pixel" not in CONVENTIONS["tang"].metrics
+
+
+# --- the fast paths: same numbers as the direct definitions -----------------------------------
+
+def test_gaussian_taps_are_fspecial_separated():
+    from fusion.metrics.windows import filter_valid, gaussian_taps
+
+    for size, sigma in ((17, 3.4), (9, 1.8), (5, 1.0), (3, 0.6), (11, 1.5), (7, 1.5)):  # VIF, SSIM, Qy
+        r = (size - 1) / 2
+        y, x = np.mgrid[-r:r + 1, -r:r + 1]
+        h = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
+        h[h < np.finfo(float).eps * h.max()] = 0
+        taps = gaussian_taps(size, sigma)
+        assert np.outer(taps, taps) == pytest.approx(h / h.sum(), rel=1e-13, abs=1e-17)
+    image = textured(4, (30, 26))
+    window = np.outer(taps, taps)
+    loop = [[float((image[i:i + 7, j:j + 7] * window).sum()) for j in range(20)] for i in range(24)]
+    assert filter_valid(image, taps) == pytest.approx(np.array(loop), rel=1e-13)
+    with pytest.raises(ValueError, match="not separable"):
+        gaussian_taps(31, 1.0)
+
+
+def test_qabf_sobel_is_convolve2d_bit_for_bit():
+    """The Qabf quirk compares strengths for equality: the Sobel sums must round as conv2 does."""
+    x = textured(6, (40, 33)) / 255
+    for kernel in (gradients._SOBEL_X, gradients._SOBEL_Y):
+        assert np.array_equal(gradients._convolve_same(np.pad(x, 1), kernel), convolve2d(x, kernel, mode="same"))
+
+
+def test_qy_against_a_loop_with_flat_sources():
+    """Against a loop over 7x7 windows: where IR and VI are both flat (different constants), l = 0.5."""
+    ir, vi = textured(7, (26, 24)), textured(8, (26, 24))
+    ir[:12, :12], vi[:12, :12] = 57.0, 64.0  # E[x^2] - E[x]^2 rounds to +1e-12 there, not 0
+    f = np.round(0.6 * ir + 0.4 * vi)
+    f[:12, :12] = 120.0
+    taps = np.exp(-np.arange(-3, 4) ** 2 / 4.5)
+    w = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def stats(x, y):
+        mx, my = (w * x).sum(), (w * y).sum()
+        vx, vy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum()
+        cov = (w * (x - mx) * (y - my)).sum()
+        return (2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2)), vx, vy
+
+    values = []
+    for i in range(20):
+        for j in range(18):
+            a, b, x = (z[i:i + 7, j:j + 7] for z in (ir, vi, f))
+            s_ab, v_a, v_b = stats(a, b)
+            s_af, s_bf = stats(a, x)[0], stats(b, x)[0]
+            flat = np.ptp(a) == 0 and np.ptp(b) == 0
+            lam = 0.5 if flat else v_a / (v_a + v_b)
+            values.append(lam * s_af + (1 - lam) * s_bf if s_ab >= 0.75 else max(s_af, s_bf))
+    assert structure.qy(f, ir, vi, EXACT) == pytest.approx(float(np.mean(values)), rel=1e-12)

@@ -14,7 +14,7 @@ import pytest
 from pipelines.config import load_config
 from reports.tables import MISSING, Table
 
-SECTIONS = ("summary", "map", "per-class", "fusion", "entropy", "qualitative", "training")
+SECTIONS = ("summary", "map", "per-class", "comparisons", "fusion", "entropy", "qualitative", "training")
 
 
 class Links(HTMLParser):
@@ -71,7 +71,7 @@ def sample_run(sample_raw, tmp_path_factory):
         fuse_method(config, method, progress=False)
     detected = detect_method(config, "average")
     flags = [item for override in overrides for item in ("-s", override)]
-    for command in ("metrics", "report"):
+    for command in ("metrics", "compare", "report"):
         result = CliRunner().invoke(cli, [command, "-c", "sample", *flags])
         assert result.exit_code == 0, result.output
     index = root / "report" / "index.html"
@@ -105,13 +105,17 @@ def test_report_tables_hold_the_run_results(sample_run):
     config, index, detected = sample_run
     tables = index.parent / "tables"
     map50 = pd.read_csv(tables / "map50.csv", index_col="method", keep_default_na=False)
-    assert float(map50.at["average", "mAP@50"]) == pytest.approx(100 * detected["map50"])
+    entry = detected["statistics"]["map50"]
+    assert float(map50.at["average", "mAP@50"]) == pytest.approx(100 * entry["mean"])
+    assert map50.at["average", "± sd (n seeds)"] == "n=1"  # the sample's one seed: no sd
+    assert map50.at["average", "95% interval"] == f"[{100 * entry['ci95'][0]:.1f}, {100 * entry['ci95'][1]:.1f}]"
     for method, paper in (("ir", 73.8), ("vi", 79.3)):  # not detected: missing, with the paper's value beside
         assert map50.at[method, "mAP@50"] == MISSING and map50.at[method, "mAP@50:95"] == MISSING
         assert float(map50.at[method, "paper mAP@50 (Table VI, M3FD)"]) == paper
     per_class = pd.read_csv(tables / "per_class_ap50.csv", index_col="method", keep_default_na=False)
     assert per_class.loc["ir"].tolist() == [MISSING] * len(per_class.columns)
-    assert float(per_class.at["average", "Car"]) == pytest.approx(100 * detected["per_class"]["Car"])
+    car = detected["statistics"]["ap50/Car"]
+    assert per_class.at["average", "Car"].startswith(f"{100 * car['mean']:.1f} [")
 
     summary = pd.read_csv(config.run.root / "sample" / "metrics" / "summary.csv", index_col="method")
     fusion = pd.read_csv(tables / "fusion_metrics.csv", index_col="method", keep_default_na=False)
@@ -131,19 +135,51 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert r"\textbf{" in (tables / "fusion_metrics.tex").read_text()
     assert f"ir SCD: 0 of {images} images (NaN when F equals a source" in html
 
+    # statistics: one detected method gives nothing to compare, and the page says so; the fusion metrics
+    # have intervals and Wilcoxon tests against ir, vi and the best
+    assert "missing (run <code>pipelines compare</code>; it needs detection results of two methods or more)" in html
+    assert "seed variance was not measured" in html
+    intervals = pd.read_csv(tables / "fusion_metric_intervals.csv", index_col="method", keep_default_na=False)
+    assert intervals.at["average", "VIF"].startswith(f"{summary.at['average', 'VIF']:.3f} [")
+    tests = pd.read_csv(Path(config.run.root) / "sample" / "compare" / "metrics.csv")
+    assert {"average vs ir", "average vs vi"} <= {f"{r.method} vs {r.reference}" for r in tests.itertuples()}
+    assert "p = " in html and "after Holm" in html
+
 
 def test_fusion_training_curves_average_steps_per_epoch(tmp_path):
+    from fusionbench.layout import FuserFiles
     from reports.builder import _fusion_curves
     from reports.figures import curves
 
     steps = pd.DataFrame({"epoch": [1, 1, 2, 2], "step": [1, 2, 3, 4], "lr": [1e-3] * 4,
                           "total": [4.0, 2.0, 1.0, 3.0], "per": [1.0, 1.0, 0.5, 0.7]})
-    steps.to_csv(tmp_path / "loss.csv", index=False)
-    pd.DataFrame({"epoch": [1, 2], "total": [2.5, 1.5], "per": [0.9, 0.6]}).to_csv(tmp_path / "val.csv", index=False)
-    series = _fusion_curves(tmp_path)
+    files = FuserFiles(tmp_path)
+    steps.to_csv(files.loss, index=False)
+    pd.DataFrame({"epoch": [1, 2], "total": [2.5, 1.5], "per": [0.9, 0.6]}).to_csv(files.val, index=False)
+    series = _fusion_curves(files)
     assert series["train"]["total"].tolist() == [3.0, 2.0] and "step" not in series["train"]
     assert series["validation"]["per"].tolist() == [0.9, 0.6]
     curves(series, "epoch", tmp_path / "curves.png", "losses")
     image = cv2.imread(str(tmp_path / "curves.png"))
     assert image is not None and np.ptp(image) > 0
-    assert _fusion_curves(tmp_path / "not_trained") == {}
+    assert _fusion_curves(FuserFiles(tmp_path / "not_trained")) == {}
+
+
+def test_best_marks_only_where_the_difference_to_the_next_is_significant():
+    from reports.comparisons import significant_marks
+
+    means = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}
+    tests = pd.DataFrame({"method": ["b", "c", "d"], "reference": ["a", "b", "a"], "significant": [False, True, True]})
+    assert significant_marks(means, True, tests) == {"b": 2}  # a vs b not significant: no bold; b vs c is
+    tests.loc[0, "significant"] = True
+    assert significant_marks(means, True, tests) == {"a": 1, "b": 2}
+    assert significant_marks(means, False, tests) == {"c": 2}  # lower is better: d, c, b; d vs c not tested
+    assert significant_marks(means, True, None) == {}
+
+
+def test_comparison_sentence_reads_as_the_issue_asks():
+    from reports.comparisons import sentence
+
+    row = pd.Series({"method": "s4fusion", "reference": "vi", "delta": 0.012, "ci_low": -0.004, "ci_high": 0.028,
+                     "p_holm": 0.2113, "significant": False})
+    assert sentence(row, "mAP@50") == "s4fusion vs vi: +1.2 mAP@50 [−0.4, +2.8], p = 0.21 after Holm: not significant"

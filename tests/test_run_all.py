@@ -1,5 +1,5 @@
 """`pipelines run-all` end to end on a reduced synthetic sample: every stage, skip on rerun, a failing
-method that does not stop the others, and a kill during detection that reruns to the same results."""
+method that does not stop the others, and a kill during detection or compare that reruns to the same results."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import detection.yolo
+import pipelines.compare
 from pipelines.cli import cli
-from pipelines.config import load_config, report_dir, stage_dir
+from pipelines.config import load_config, run_layout
 from pipelines.run_all import run_all
 
 METHODS = ["ir", "vi", "average", "s4fusion"]
@@ -31,7 +32,7 @@ def detection_results(config: dict, methods: list[str]) -> dict[str, dict]:
     keep = ("map50", "map50_95", "per_class", "selected_epoch", "val_map50_per_epoch")
     out = {}
     for method in methods:
-        results = json.loads((stage_dir(config, "detect", method) / "results.json").read_text())
+        results = json.loads(run_layout(config).detect.method(method).seed(0).results.read_text())
         out[method] = {k: results[k] for k in keep}
     return out
 
@@ -49,15 +50,20 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
     root, overrides, output = finished_run
     config = load_config("sample", overrides)
     assert "all steps succeeded" in output, output
-    assert (stage_dir(config, "fusion", "s4fusion") / "best.pt").is_file()
+    assert run_layout(config).fusion("s4fusion").best.is_file()
     for method in METHODS:
-        assert (stage_dir(config, "detect", method) / "results.json").is_file(), method
-        assert (stage_dir(config, "metrics", method) / "metrics.csv").is_file(), method
-    summary = (stage_dir(config, "detect") / "summary.csv").read_text().splitlines()
+        assert run_layout(config).detect.method(method).seed(0).results.is_file(), method
+        assert run_layout(config).detect.method(method).summary.is_file(), method
+        assert run_layout(config).metrics.method(method).per_image.is_file(), method
+    for name in ("detection.csv", "detection_intervals.csv", "metrics.csv", "metric_intervals.csv", "manifest.json"):
+        assert (run_layout(config).compare.folder / name).is_file(), name
+    assert "comparisons (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
+    summary = run_layout(config).detect.summary.read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == sorted(METHODS)
-    index = report_dir(config) / "index.html"
+    index = run_layout(config).pages.index
     assert str(index) in output and index.is_file()
     html = index.read_text()
+    assert "figures/forest_map50.png" in html and "after Holm" in html and "95% interval" in html
     for method in METHODS:
         assert method in html
 
@@ -65,9 +71,11 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
 def test_second_run_skips_everything(finished_run):
     root, overrides, _ = finished_run
     config = load_config("sample", overrides)
-    watched = [stage_dir(config, "fusion", "s4fusion") / "last.pt",
-               *(stage_dir(config, "detect", m) / "results.json" for m in METHODS),
-               *(stage_dir(config, "metrics", m) / "metrics.csv" for m in METHODS),
+    watched = [run_layout(config).fusion("s4fusion").last,
+               *(run_layout(config).detect.method(m).seed(0).results for m in METHODS),
+               *(run_layout(config).detect.method(m).summary for m in METHODS),
+               *(run_layout(config).compare.folder / name for name in ("detection.csv", "metrics.csv", "manifest.json")),
+               *(run_layout(config).metrics.method(m).per_image for m in METHODS),
                *(config_path / "manifest.json" for config_path in
                  (root / "runs" / "sample" / "benchmark" / "fused" / m for m in METHODS))]
     before = {p: p.stat().st_mtime_ns for p in watched}
@@ -108,7 +116,27 @@ def test_kill_during_detection_then_rerun_gives_the_same_results(finished_run, t
     monkeypatch.setattr(detection.yolo, "train", killed_in_second_method)
     with pytest.raises(KeyboardInterrupt):
         run_all(killed, progress=False)
-    assert not (stage_dir(killed, "detect", "vi") / "results.json").exists()
+    assert not run_layout(killed).detect.method("vi").seed(0).results.exists()
     monkeypatch.setattr(detection.yolo, "train", real_train)
     assert not run_all(killed, progress=False).failures
     assert detection_results(killed, methods) == detection_results(straight, methods)
+
+
+def test_kill_during_compare_then_rerun_gives_identical_files(finished_run, monkeypatch):
+    root, overrides, _ = finished_run
+    config = load_config("sample", overrides)
+    folder = pipelines.compare.run_compare(config, METHODS)  # (another test reran this run with fewer methods)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for path in folder.iterdir():
+        path.unlink()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after the detection files, before the metric files and the manifest
+
+    monkeypatch.setattr(pipelines.compare, "metric_comparisons", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipelines.compare.run_compare(config, METHODS)
+    assert (folder / "detection.csv").is_file() and not (folder / "manifest.json").exists()
+    monkeypatch.undo()
+    assert not run_all(config, progress=False).failures
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

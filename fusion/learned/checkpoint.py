@@ -8,7 +8,9 @@ Files are read with ``weights_only=True``: only plain types and tensors.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,19 +52,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     any layout a registered converter reads."""
     path = Path(path)
     payload = read_payload(path, map_location)
-    if payload.get("format") == FORMAT:
-        arch = _architecture(path, payload.get("arch"))
-        config_map, state = payload.get("config"), payload.get("state_dict")
-    else:
-        arch, converter = _find_converter(path, payload)
-        config_map, state = converter.convert(payload)
-    try:
-        config = arch.make_config(config_map)
-    except OptionsError as error:
-        raise CheckpointError(f"{path}: bad {arch.name} config in the checkpoint: {error}") from error
+    arch, config, state = _decode(path, payload)
     model = arch.build(config)
     load_state_checked(model, state, path, f"the {arch.name} model")
     return model.to(map_location).eval(), config, arch, payload
+
+
+def checkpoint_identity(path: str | os.PathLike) -> str:
+    """sha256 of what a checkpoint makes the model compute: its architecture, its config and every weight
+    tensor (name, dtype, shape, values). Optimizer state, epoch, timings and pickling details are left
+    out, so two identical trainings, or best.pt and last.pt of the same epoch, have one identity."""
+    path = Path(path)
+    arch, config, state = _decode(path, read_payload(path))
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no state dict")
+    digest = hashlib.sha256(json.dumps({"arch": arch.name, "config": config_dict(config)}, sort_keys=True,
+                                       default=str).encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -103,6 +113,20 @@ def read_payload(path: Path, map_location: str | torch.device = "cpu") -> dict[s
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict in the checkpoint, found {type(payload).__name__}")
     return payload
+
+
+def _decode(path: Path, payload: dict[str, Any]) -> tuple[Architecture, Any, Any]:
+    """(architecture, config, state dict) of a project checkpoint or a layout a converter reads."""
+    if payload.get("format") == FORMAT:
+        arch = _architecture(path, payload.get("arch"))
+        config_map, state = payload.get("config"), payload.get("state_dict")
+    else:
+        arch, converter = _find_converter(path, payload)
+        config_map, state = converter.convert(payload)
+    try:
+        return arch, arch.make_config(config_map), state
+    except OptionsError as error:
+        raise CheckpointError(f"{path}: bad {arch.name} config in the checkpoint: {error}") from error
 
 
 def _architecture(path: Path, name: Any) -> Architecture:

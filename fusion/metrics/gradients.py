@@ -5,7 +5,6 @@ import math
 
 import cv2
 import numpy as np
-from scipy.signal import convolve2d
 
 from fusion.metrics.conventions import Convention
 
@@ -13,11 +12,23 @@ _SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
 _SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
 
 
+def _convolve_same(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``scipy.signal.convolve2d(x, kernel, mode="same")`` of the zero-padded 3x3-kernel input, bit for
+    bit: the same sum order (kernel taps row by row; zero taps add nothing), on whole shifted arrays.
+    The Qabf quirk compares strengths for equality, so rounding must not change with the filter."""
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
+    out = np.zeros((h, w), padded.dtype)
+    for (m, n), tap in np.ndenumerate(kernel):
+        if tap:
+            out += padded.dtype.type(tap) * padded[2 - m:2 - m + h, 2 - n:2 - n + w]
+    return out
+
+
 def _edges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sobel strength ``sqrt(sx^2 + sy^2)`` and orientation ``arctan(sy / sx)`` (pi/2 where sx = 0),
     from MATLAB ``conv2(..., 'same')`` (zero padding), in the input's dtype."""
-    sx = convolve2d(x, _SOBEL_X.astype(x.dtype), mode="same")
-    sy = convolve2d(x, _SOBEL_Y.astype(x.dtype), mode="same")
+    padded = np.pad(x, 1)
+    sx, sy = _convolve_same(padded, _SOBEL_X), _convolve_same(padded, _SOBEL_Y)
     strength = np.sqrt(sx * sx + sy * sy)
     zero = sx == 0
     angle = np.where(zero, x.dtype.type(math.pi / 2), np.arctan(sy / np.where(zero, 1, sx)))

@@ -5,7 +5,7 @@ import numpy as np
 from skimage.metrics import structural_similarity as skimage_ssim
 
 from fusion.metrics.conventions import Convention
-from fusion.metrics.vif import filter_valid, gaussian_window
+from fusion.metrics.windows import filter_valid, gaussian_taps
 
 _K1, _K2 = 0.01, 0.03
 
@@ -13,7 +13,8 @@ _K1, _K2 = 0.01, 0.03
 def ssim_maps(x: np.ndarray, y: np.ndarray, window: np.ndarray, data_range: float
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Wang et al.'s SSIM map, its contrast-structure factor, and the two local variances, over the
-    'valid' part of a normalised ``window`` (population moments, as MATLAB ``ssim_index``)."""
+    'valid' part of the Gaussian window of 1-D ``window`` taps (population moments, as MATLAB
+    ``ssim_index``)."""
     x, y = x.astype(np.float64), y.astype(np.float64)
     mx, my = filter_valid(x, window), filter_valid(y, window)
     vx = filter_valid(x * x, window) - mx * mx
@@ -29,7 +30,7 @@ def structural_similarity(x: np.ndarray, y: np.ndarray, c: Convention) -> float:
     cropped; in the input dtype, as CDDFuse's evaluator) or Wang's 11x11 Gaussian over the valid part."""
     if c.ssim_window == "uniform7":
         return float(skimage_ssim(x, y, data_range=c.ssim_data_range))
-    return float(ssim_maps(x, y, gaussian_window(11, 1.5), c.ssim_data_range)[0].mean())
+    return float(ssim_maps(x, y, gaussian_taps(11, 1.5), c.ssim_data_range)[0].mean())
 
 
 def ssim(f: np.ndarray, ir: np.ndarray, vi: np.ndarray, c: Convention) -> float:
@@ -46,7 +47,7 @@ def multiscale_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
     """MS-SSIM (Wang, Simoncelli & Bovik, 2003): contrast-structure at scales 1-4 and full SSIM at
     scale 5 (2x2 mean decimation between scales), weighted geometric mean; negative factors are
     clipped to 0 (as pytorch-msssim) so the power stays real."""
-    window = gaussian_window(11, 1.5)
+    window = gaussian_taps(11, 1.5)
     x, y = x.astype(np.float64), y.astype(np.float64)
     value = 1.0
     for scale, weight in enumerate(MS_SSIM_WEIGHTS):
@@ -64,16 +65,23 @@ def ms_ssim(f: np.ndarray, ir: np.ndarray, vi: np.ndarray, c: Convention) -> flo
     return multiscale_ssim(f, ir, c.ssim_data_range) + multiscale_ssim(f, vi, c.ssim_data_range)
 
 
+_FLAT_VARIANCE = 1e-12
+"""Local variances below this times L^2 count as a flat window in Qy."""
+
+
 def qy(f: np.ndarray, ir: np.ndarray, vi: np.ndarray, c: Convention) -> float:
     """Yang et al.'s (2008) SSIM-based metric, 7x7 Gaussian (sigma 1.5) windows: where
     SSIM(IR, VI) >= 0.75, ``l SSIM(IR, F) + (1 - l) SSIM(VI, F)`` with ``l = s_IR / (s_IR + s_VI)``
-    (0.5 where both sources are flat), elsewhere ``max(SSIM(IR, F), SSIM(VI, F))``; mean over the
-    valid windows."""
-    window = gaussian_window(7, 1.5)
+    (0.5 where both sources are flat: variances below 1e-12 L^2), elsewhere
+    ``max(SSIM(IR, F), SSIM(VI, F))``; mean over the valid windows."""
+    window = gaussian_taps(7, 1.5)
     s_iv, _, v_ir, v_vi = ssim_maps(ir, vi, window, c.ssim_data_range)
     s_if = ssim_maps(ir, f, window, c.ssim_data_range)[0]
     s_vf = ssim_maps(vi, f, window, c.ssim_data_range)[0]
-    v_ir, v_vi = np.maximum(v_ir, 0.0), np.maximum(v_vi, 0.0)
+    # a flat window's variance E[x^2] - E[x]^2 is rounding noise (~1e-11 grey levels^2), not 0: without
+    # this floor its weight would be noise / noise, and vary with the filter's rounding
+    floor = _FLAT_VARIANCE * c.ssim_data_range ** 2
+    v_ir, v_vi = np.where(v_ir > floor, v_ir, 0.0), np.where(v_vi > floor, v_vi, 0.0)
     total = v_ir + v_vi
     weight = np.divide(v_ir, total, out=np.full_like(total, 0.5), where=total > 0)
     similar = s_iv >= 0.75

@@ -1,31 +1,15 @@
 """Visual information fidelity: VIF = VIFp(IR, F) + VIFp(VI, F)."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from fusion.metrics.conventions import Convention
+from fusion.metrics.windows import filter_valid, gaussian_taps
 
 SIGMA_N2 = 2.0
 EPS = 1e-10
 VIF_MIN_SIZE = 41
 """The smallest side for which all four scales keep at least one valid window (17 -> 41)."""
-
-
-def gaussian_window(size: int, sigma: float) -> np.ndarray:
-    """MATLAB ``fspecial('gaussian', size, sigma)``: taps below eps * max zeroed, sum 1."""
-    r = (size - 1) / 2.0
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
-    h = np.exp(-(x * x + y * y) / (2.0 * sigma * sigma))
-    h[h < np.finfo(h.dtype).eps * h.max()] = 0
-    return h / h.sum()
-
-
-def filter_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Filtering over the 'valid' part only (the windows are symmetric: correlation = convolution)."""
-    r = window.shape[0] // 2
-    out = cv2.filter2D(x, cv2.CV_64F, window, borderType=cv2.BORDER_CONSTANT)
-    return out[r:x.shape[0] - r, r:x.shape[1] - r]
 
 
 def vif_p(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -36,7 +20,7 @@ def vif_p(ref: np.ndarray, dist: np.ndarray) -> float:
     ref, dist = ref.astype(np.float64), dist.astype(np.float64)
     num = den = 0.0
     for scale in range(1, 5):
-        window = gaussian_window(2 ** (5 - scale) + 1, (2 ** (5 - scale) + 1) / 5.0)
+        window = gaussian_taps(2 ** (5 - scale) + 1, (2 ** (5 - scale) + 1) / 5.0)
         if scale > 1:
             ref = filter_valid(ref, window)[::2, ::2]
             dist = filter_valid(dist, window)[::2, ::2]

@@ -8,8 +8,10 @@ import click
 from fusion.registry import FuserError, available_methods
 from fusionbench.images import ImageError
 from pipelines.benchmark import BenchmarkError
-from pipelines.fuse import FuseError, Shard, configured_methods, fuse_method
-from pipelines.options import build_config, config_options
+from pipelines.config import run_layout
+from pipelines.file_errors import os_error_line
+from pipelines.fuse import FuseError, Shard, check_method_name, configured_methods, fuse_method
+from pipelines.options import build_config, config_options, lock_method
 from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.fuse")
@@ -40,7 +42,8 @@ def command(config_source, overrides, method, methods, weights, source, display_
     pipelines fuse --method defusion --from ~/DeFusion/results --name DeFusion
     """
     config = build_config(config_source, overrides,
-                          {"fusion.workers": workers, "fusion.batch_size": batch_size}, log_name="fuse")
+                          {"fusion.workers": workers, "fusion.batch_size": batch_size}, log_name="fuse",
+                          per_method=True)
     names = _methods(config, method, methods)
     if len(names) > 1 and (weights or source or display_name):
         raise click.UsageError("--weights, --from and --name apply to a single --method")
@@ -48,6 +51,14 @@ def command(config_source, overrides, method, methods, weights, source, display_
         part = Shard.parse(shard)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--shard") from error
+    for name in names:  # the shards of one set run side by side; anything else writing the set is refused
+        check_method_name(name)
+        fused = run_layout(config).benchmark / "fused"
+        if part.count > 1:
+            lock_method(fused, name, shared=True)
+            lock_method(fused, name, part=part.name)
+        else:
+            lock_method(fused, name)
     failed = []
     for name in names:  # one method failing (e.g. an untrained checkpoint) does not stop the others
         try:
@@ -57,6 +68,10 @@ def command(config_source, overrides, method, methods, weights, source, display_
         except (FuseError, FuserError, BenchmarkError, ImageError, FileNotFoundError, ValueError) as error:
             log.error("%s", error)
             failed.append(f"{name}: {error}")
+        except OSError as error:  # a full disk or a permission: say where, then try the next method
+            line = os_error_line(f"fuse {name}", error)
+            log.error("%s", line)
+            failed.append(line)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(names)} methods failed:\n" + "\n".join(failed))
 

@@ -23,7 +23,7 @@ _FOLDER = click.Path(file_okay=False, path_type=Path)
 @click.option("--fused", type=_FOLDER, help="Folder of fused images from anywhere (needs --ir, --vi, --out).")
 @click.option("--ir", type=_FOLDER, help="Folder of the infrared sources, same stems as --fused.")
 @click.option("--vi", type=_FOLDER, help="Folder of the visible sources, same stems as --fused.")
-@click.option("--out", type=_FOLDER, help="Where --fused writes metrics.csv and summary.csv.")
+@click.option("--out", type=_FOLDER, help="Where --fused writes its per-image table and summary.")
 def command(config_source: str, overrides: tuple[str, ...], methods: tuple[str, ...], force: bool,
             convention: str | None, fused: Path | None, ir: Path | None, vi: Path | None, out: Path | None) -> None:
     """Per-image fusion metrics of the chosen convention and ResNet50 entropy, with means and counts."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.benchmark import SPLITS
+from pipelines.benchmark import SPLITS, manifest_path
 from pipelines.options import build_config, config_options
 from pipelines.prepare import prepare_from_config
 from pipelines.prepare.split import STRATEGIES
@@ -52,4 +52,4 @@ def command(config_source: str, overrides: tuple[str, ...], raw: str | None, out
     fixes, skipped = manifest["fixes"], manifest["skipped"]
     if fixes["clipped_boxes"] or fixes["dropped_boxes"] or skipped:
         click.echo(f"boxes clipped {fixes['clipped_boxes']}, dropped {fixes['dropped_boxes']}; "
-                   f"pairs skipped {len(skipped)} (see manifest.json)")
+                   f"pairs skipped {len(skipped)} (see {manifest_path(benchmark.root)})")

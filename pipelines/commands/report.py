@@ -13,22 +13,21 @@ from pipelines.schema import Config
 def report_inputs(config: Config) -> Any:
     """The report builder's view of a run: every path comes from the config, nothing is guessed."""
     from pipelines.benchmark import Benchmark
-    from pipelines.config import benchmark_dir, report_dir, stage_dir
+    from pipelines.config import run_layout
     from pipelines.metrics import configured_methods
     from reports.builder import RunInputs
 
+    layout = run_layout(config)
     return RunInputs(
         name=config.run.name,
         config=config.model_dump(mode="json"),
-        benchmark=Benchmark(benchmark_dir(config)),
+        benchmark=Benchmark(layout.benchmark),
         methods=configured_methods(config),
-        fusion_dir=stage_dir(config, "fusion"),
-        detect_dir=stage_dir(config, "detect"),
-        metrics_dir=stage_dir(config, "metrics"),
-        out=report_dir(config),
+        layout=layout,
         qualitative=config.report.qualitative,
         entropy_pairs=[list(pair) for pair in config.report.entropy_pairs or []],
         score_threshold=config.report.score_threshold,
+        seeds=list(config.detect.seeds),
     )
 
 

@@ -20,7 +20,7 @@ from fusion.provenance import package_versions
 from fusionbench.files import write_text_if_changed
 from fusionbench.images import ImageError
 from pipelines.benchmark import SPLITS, Benchmark, manifest_path, record_split_lists
-from pipelines.config import benchmark_dir
+from pipelines.config import run_layout
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
 from pipelines.prepare.images import PairImages, inspect_pair
 from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layout
@@ -215,7 +215,7 @@ def prepare_from_config(config: Config) -> Benchmark:
         raw = sample_from_config(config)
         log.info("no data.raw configured: using the synthetic sample in %s", raw)
     return prepare_benchmark(
-        Path(str(raw)), benchmark_dir(config), layout=config.data.layout, ratios=config.data.split.ratios,
+        Path(str(raw)), run_layout(config).benchmark, layout=config.data.layout, ratios=config.data.split.ratios,
         seed=config.data.split.seed, split_by=config.data.split.by, skip_bad=config.data.skip_bad,
         labels=config.data.labels, scene_threshold=config.data.split.scene_threshold,
         split_files=config.data.split.files, unlisted=config.data.split.unlisted)

@@ -1,0 +1,92 @@
+"""One writer per run folder and per benchmark folder, enforced with ``fcntl`` locks.
+
+Two commands writing into the same folder corrupt each other's work (two ``run-all`` deleted each
+other's detector trainings). Commands that write across a whole run (``prepare``, ``run-all``,
+``metrics``, ``report``) hold an exclusive ``flock`` on ``<folder>/.fusionbench.lock`` for their whole
+life. Commands that write one method's outputs (``fuse``, ``detect``, ``train-fusion``) hold that lock
+shared, plus an exclusive lock for each method (and fuse shard) they write, so one detector per GPU
+and a fused set's shards still run side by side, while the same method twice, or a method beside a
+whole-run writer, is refused at once with the holder's pid and command line (recorded in the lock
+file). The kernel drops a lock when its process dies, so a lock left by a killed run is taken over.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from fusionbench.errors import FusionBenchError
+
+LOCK_NAME = ".fusionbench.lock"
+
+
+class RunLockedError(FusionBenchError):
+    """Another live process is writing into the same folder or the same method's outputs."""
+
+
+@contextmanager
+def file_lock(path: Path, *, shared: bool = False, argv: list[str] | None = None) -> Iterator[Path]:
+    """Hold the lock of the file ``path`` (created if missing) until the block ends. The file lists
+    its holders, one JSON line each: the exclusive one, or every live shared one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            what = path.parent if path.name == LOCK_NAME else path.parent / path.name[1:].removesuffix(".lock")
+            raise RunLockedError(f"{what}: in use by {_describe_holders(path)}; wait for it to finish "
+                                 f"(two writers would overwrite each other's results)") from None
+        me = {"pid": os.getpid(), "argv": list(sys.argv if argv is None else argv)}
+        holders = [*(_live_holders(path) if shared else []), me]
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, "".join(json.dumps(h) + "\n" for h in holders).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def folders_locked(folders: Iterable[Path], *, shared: bool = False, argv: list[str] | None = None) -> Iterator[None]:
+    """The locks of several folders (each once, in a fixed order so two commands cannot deadlock)."""
+    unique = sorted({Path(folder).resolve() for folder in folders})
+    with ExitStack() as stack:
+        for folder in unique:
+            stack.enter_context(file_lock(folder / LOCK_NAME, shared=shared, argv=argv))
+        yield
+
+
+def method_lock_path(stage_root: Path, method: str, part: str = "") -> Path:
+    """Lock file of one method's outputs under a stage folder (beside, not inside, the method's folder,
+    which ``--force`` may delete): ``<stage_root>/.<method>[.<part>].lock``."""
+    return stage_root / f".{method}{'.' + part if part else ''}.lock"
+
+
+def _live_holders(path: Path) -> list[dict]:
+    """The holders recorded in ``path`` whose process is still running."""
+    holders = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            holder = json.loads(line)
+            os.kill(int(holder["pid"]), 0)
+        except (ValueError, KeyError, TypeError, ProcessLookupError):
+            continue
+        except PermissionError:  # alive, owned by another user
+            pass
+        holders.append(holder)
+    return holders
+
+
+def _describe_holders(path: Path) -> str:
+    holders = _live_holders(path)
+    if not holders:
+        return "another process (it has not recorded its pid yet)"
+    return ", ".join(f"pid {h['pid']} ({' '.join(map(str, h.get('argv', [])))})" for h in holders)
