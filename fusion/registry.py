@@ -99,12 +99,18 @@ def method_info(name: str) -> MethodInfo:
 
 def code_identity(name: str, extra_modules: tuple[str, ...] = ()) -> str:
     """Hash of the source code that computes ``name``'s output (:mod:`fusion.code_identity`), plus
-    ``extra_modules`` (e.g. the image reader and writer around the fuser)."""
+    ``extra_modules`` (e.g. the image reader and writer around the fuser). A learned method's code includes
+    its architecture's modules (registered by name, so no import statement leads there)."""
     from fusion.code_identity import fuser_code_identity
+    from fusion.learned.architecture import learned_methods
 
     factories = _factories()
     if name not in factories:
         raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
+    method = learned_methods().get(name)
+    if method is not None:
+        arch = method.architecture
+        extra_modules = (*extra_modules, arch.build.__module__, arch.next_valid_size.__module__)
     return fuser_code_identity(factories[name], extra_modules)
 
 

@@ -78,8 +78,18 @@ def test_a_classical_fuser_depends_on_its_own_modules_not_on_s4fusion():
     modules = code_identity.code_modules("fusion.baselines.multiscale")
     assert {"fusion.baselines", "fusion.baselines.multiscale", "fusion.color"} <= set(modules)
     assert not [m for m in modules if m.startswith("fusion.s4fusion") or m == "fusion.registry"]
-    learned = code_identity.code_modules("fusion.registry")
-    assert {"fusion.s4fusion.model", "fusion.s4fusion.inference", "fusion.scan"} <= set(learned)
+    learned = code_identity.code_modules("fusion.s4fusion.architecture")  # what a learned S4Fusion method adds
+    assert {"fusion.s4fusion.model", "fusion.learned.inference", "fusion.scan"} <= set(learned)
+
+
+def test_a_learned_fuser_depends_on_its_architecture(monkeypatch):
+    from fusion.registry import code_identity as registry_identity
+
+    before = registry_identity("s4fusion")
+    real = code_identity._source_file
+    monkeypatch.setattr(code_identity, "_source_file", lambda module: Path(__file__) if module == "fusion.s4fusion.model"
+                        else real(module))  # as if the model's source had changed
+    assert registry_identity("s4fusion") != before and registry_identity("s4fusion") == registry_identity("s4fusion_add")
 
 
 def test_the_fused_set_fingerprint_names_the_code_not_the_package_version(tmp_path: Path):
@@ -95,7 +105,7 @@ def test_the_fused_set_fingerprint_names_the_code_not_the_package_version(tmp_pa
 def test_identical_trainings_give_one_checkpoint_identity(sample_benchmark, tmp_path: Path):
     """Observation 12: two identical S4Fusion trainings gave checkpoints with different hashes, so
     everything fused from them was redone."""
-    perception = build_resnet50(allow_random=True)[0]
+    perception, source = build_resnet50(allow_random=True)
     pairs = as_train_pairs(sample_benchmark.pairs("train"))[:2]
     val = as_train_pairs(sample_benchmark.pairs("val"))[:1]
     settings = TrainSettings(epochs=1, batch_size=2, crop=49, workers=0, warmup_epochs=1)
@@ -103,7 +113,8 @@ def test_identical_trainings_give_one_checkpoint_identity(sample_benchmark, tmp_
     runs = []
     for folder in ("a", "b"):
         Trainer(S4FUSION, config, LossSettings(stages=("stem",)), pairs, val, tmp_path / folder, settings,
-                method="s4fusion", perception=perception).fit()
+                method="s4fusion", perception=perception,
+                info={"perception": {"kind": source.kind, "detail": source.detail}}).fit()
         runs.append(tmp_path / folder)
     identities = {checkpoint_identity(run / name) for run in runs for name in ("last.pt", "best.pt")}
     assert len(identities) == 1  # same weights, whatever else the files hold
