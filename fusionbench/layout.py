@@ -236,6 +236,11 @@ class ReportFiles:
     def tables(self) -> Path:
         return self.folder / "tables"
 
+    @property
+    def split_lists(self) -> Path:
+        """The run's split as publishable lists (``pipelines export-split``'s output), linked from the page."""
+        return self.folder / "split_lists"
+
 
 @dataclass(frozen=True)
 class RunLayout:

@@ -297,6 +297,7 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
         "seeds": seeds,
         "split": {"strategy": split.get("strategy", MISSING), "ratios": split.get("ratios", MISSING),
                   "scenes": split.get("scenes", MISSING), "leakage threshold": leakage.get("threshold", MISSING)},
+        "split_lists": sorted(p.name for p in run.layout.pages.split_lists.glob("*") if p.is_file()),
         "counts_header": ["split", "pairs", "background", *classes],
         "counts": count_rows,
         "leakage": leak_rows,

@@ -2,6 +2,7 @@
 and missing results shown as missing; plus the table marks and formats on their own."""
 from __future__ import annotations
 
+import hashlib
 import math
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.benchmark import Benchmark
 from pipelines.config import load_config
 from reports.tables import MISSING, Table
 
@@ -99,6 +101,14 @@ def test_report_has_every_section_and_no_broken_links(sample_run):
     assert len([f for f in figures if f.startswith("qualitative_")]) == 2
     for name in ("map50", "per_class_ap50", "fusion_metrics"):
         assert f"tables/{name}.csv" in parser.links and f"tables/{name}.tex" in parser.links
+
+    lists = {Path(link).name: index.parent / link for link in parser.links if link.startswith("split_lists/")}
+    assert set(lists) == {"train.txt", "val.txt", "test.txt", "SHA256SUMS"}
+    benchmark = Benchmark(index.parent.parent / "benchmark")
+    for split in ("train", "val", "test"):  # the exact lists the run used, in the form prepare --split-file reads
+        assert lists[f"{split}.txt"].read_text().split() == benchmark.stems(split)
+    sums = dict(line.split()[::-1] for line in lists["SHA256SUMS"].read_text().splitlines())
+    assert sums["test.txt"] == hashlib.sha256(lists["test.txt"].read_bytes()).hexdigest()
 
 
 def test_report_tables_hold_the_run_results(sample_run):

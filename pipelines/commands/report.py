@@ -33,9 +33,12 @@ def report_inputs(config: Config) -> Any:
 
 def build(config: Config) -> Path:
     """Build the report of a run (what ``run-all`` calls); returns the HTML path."""
+    from pipelines.prepare.split_files import export_split
     from reports.builder import build_report
 
-    return build_report(report_inputs(config))
+    inputs = report_inputs(config)
+    export_split(inputs.benchmark, inputs.layout.pages.split_lists)  # the exact lists, to publish with a paper
+    return build_report(inputs)
 
 
 @click.command("report")
