@@ -216,8 +216,8 @@ def check_throughput(device, small: bool) -> list[Row]:
     import torch
 
     from fusion import scan
-    from fusion.s4fusion.geometry import next_valid_size
     from fusion.learned.architecture import learned_method
+    from fusion.s4fusion.geometry import next_valid_size
     from fusion.s4fusion.model import S4Fusion
 
     if device.type == "cpu":

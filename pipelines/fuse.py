@@ -41,9 +41,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.provenance import package_versions
 from fusion.fuser import BatchFuser, PairFuser
 from fusion.learned.checkpoint import checkpoint_identity
+from fusion.provenance import package_versions
 from fusion.registry import build_fuser, code_identity, is_learned
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import sha256_file, write_text_if_changed

@@ -14,15 +14,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion.color import luminance
-from fusionbench.images import write_image
 from fusion.learned import precision, state
-from fusion.learned.architecture import (Architecture, Converter, LearnedMethod, OptionsError, Stage,
-                                         register_architecture, register_method)
+from fusion.learned.architecture import (
+    Architecture,
+    Converter,
+    LearnedMethod,
+    OptionsError,
+    Stage,
+    register_architecture,
+    register_method,
+)
 from fusion.learned.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fusion.learned.data import folder_pairs
-from fusion.learned.inference import LearnedFuser
 from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.registry import build_fuser, is_learned, method_info, validate_method_options
+from fusionbench.images import write_image
 
 
 @dataclass(frozen=True)
@@ -314,9 +320,9 @@ def test_ddp_training_with_a_stage_that_leaves_parameters_unused(pairs, tmp_path
 
 def test_training_settings_precedence():
     """Schema defaults < the method's recipe < fusion.train set by the config < methods.<m>.train."""
+    from fusion.learned.architecture import learned_method
     from pipelines.config import load_config
     from pipelines.train_fusion import train_settings
-    from fusion.learned.architecture import learned_method
 
     wide = learned_method("toy_wide")  # its recipe: lr_peak 1e-2
     assert train_settings(load_config("paper"), wide).lr_peak == 1e-2

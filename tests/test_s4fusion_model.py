@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.s4fusion.cmsa import CMSABlock
 from fusion.learned.architecture import learned_method
 from fusion.learned.inference import crop_back
+from fusion.s4fusion.cmsa import CMSABlock
 from fusion.s4fusion.geometry import next_valid_size, pad_to_valid, valid_size
 from fusion.s4fusion.layers import FoldHead, OverlapPatchEmbed, PatchExpanding, PatchMerging
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig

@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.learned.architecture import Architecture, Converter, OptionsError, architectures, config_dict, get_architecture
+from fusion.learned.architecture import (
+    Architecture,
+    Converter,
+    OptionsError,
+    architectures,
+    config_dict,
+    get_architecture,
+)
 from fusion.registry import FuserError
 from fusionbench.files import atomic_write_bytes
 
