@@ -55,18 +55,13 @@ class FuserFiles:
         return self.folder / "val.csv"
 
     @property
-    def delta(self) -> Path:
-        """Per-epoch mean of the saliency modules' deltas."""
-        return self.folder / "delta.csv"
-
-    @property
     def loss_curve(self) -> Path:
         return self.folder / "loss_curve.png"
 
     @property
     def outputs(self) -> tuple[Path, ...]:
-        """Everything the trainer writes."""
-        return self.last, self.best, self.loss, self.val, self.delta, self.loss_curve
+        """What every training writes (an architecture's recorders add their own CSV, e.g. S4Fusion's delta.csv)."""
+        return self.last, self.best, self.loss, self.val, self.loss_curve
 
 
 @dataclass(frozen=True)

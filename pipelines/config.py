@@ -228,17 +228,3 @@ def run_layout(config: Config) -> RunLayout:
     return RunLayout(root=root,
                      benchmark=benchmark.expanduser().resolve() if benchmark else root / "benchmark",
                      report=report.expanduser().resolve() if report else Path("reports").resolve() / config.run.name)
-
-
-def benchmark_dir(config: Config) -> Path:
-    """Superseded by :func:`run_layout`; kept only for ``pipelines/train_fusion.py`` (being moved by the
-    learned-fuser branch): remove once that module reads the layout."""
-    return run_layout(config).benchmark
-
-
-def stage_dir(config: Config, stage: str, method: str | None = None) -> Path:
-    """Superseded by :func:`run_layout`; kept only for ``pipelines/train_fusion.py`` (see ``benchmark_dir``)."""
-    layout = run_layout(config)
-    folder = {"fusion": layout.fusion_stage, "detect": layout.detect.folder, "metrics": layout.metrics.folder,
-              "compare": layout.compare.folder}[stage]
-    return folder / method if method else folder

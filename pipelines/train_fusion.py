@@ -22,7 +22,7 @@ from fusion.learned.architecture import LearnedMethod, build_options, learned_me
 from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
-from pipelines.config import benchmark_dir, stage_dir
+from pipelines.config import run_layout
 from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.perception import perception_network
 from pipelines.schema import Config
@@ -50,7 +50,7 @@ def as_train_pairs(pairs: list[Pair]) -> list[TrainPair]:
 def collect_pairs(config: Config, crop: int) -> tuple[list[TrainPair], list[TrainPair]]:
     """(train, val): TRAIN split + extra folders (fixed-seed fractions), and the VAL split; images
     smaller than the crop padded or skipped per ``fusion.train.small``."""
-    bench = Benchmark(benchmark_dir(config))
+    bench = Benchmark(run_layout(config).benchmark)
     extra = []
     for item in config.fusion.train.extra:
         found = folder_pairs(item.path, item.ir, item.vi)
@@ -85,7 +85,7 @@ def training_device(config: Config) -> torch.device:
 
 
 def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
-    """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder. An existing
+    """Train ``method`` into its layout folder (``<run>/fusion/<method>``); returns the folder. An existing
     last.pt is continued (or, when finished, left alone) unless ``force`` or not ``resume``: then the
     folder's outputs are replaced by a fresh run."""
     entry = learned_method(method)
@@ -94,7 +94,7 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
     model_config = entry.make_config(**(options.get("model") or {}))
     loss = entry.make_loss(**(options.get("loss") or {}))
     settings = train_settings(config, entry)
-    out_dir = stage_dir(config, "fusion", method)
+    out_dir = run_layout(config).fusion(method).folder
     perception, info = None, {}
     if arch.needs_perception:
         perception, source = perception_network(config)

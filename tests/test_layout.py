@@ -24,9 +24,6 @@ ALLOWED = {
     ("detection/yolo.py", "best.pt"): "ultralytics' own checkpoint in its training folder's weights/",
     ("pipelines/schema.py", "best.pt"): "describes ultralytics' own checkpoint (detect.select_by)",
     ("pipelines/schema.py", "last.pt"): "describes ultralytics' own checkpoint (detect.resume)",
-    **{("fusion/s4fusion/trainer.py", name): "the trainer moves to fusion/learned/ on the framework branch; "
-       "it writes FuserFiles' names and reads them from there once wired after that merge"
-       for name in ("last.pt", "best.pt", "loss.csv", "val.csv", "delta.csv", "loss_curve.png")},
 }
 
 

@@ -10,8 +10,9 @@ Stages (:class:`~fusion.learned.architecture.Stage`): each updates some paramete
 keep their weights: their gradients are dropped before the step). Each group has its own learning-rate
 schedule, which starts with the first stage that trains it, and its own gradient clipping.
 
-Outputs in ``out_dir``: last.pt, best.pt (lowest validation loss of the last stage reached), loss.csv
-(every step), val.csv (every epoch), one CSV per recorder (S4Fusion: delta.csv), loss_curve.png.
+Outputs in ``out_dir``, named by :class:`fusionbench.layout.FuserFiles`: the last and the best checkpoint
+(lowest validation loss of the last stage reached), the per-step and per-epoch loss logs, the loss curve,
+and one CSV per recorder (S4Fusion: delta.csv).
 Under torchrun (DDP) only rank 0 writes.
 """
 from __future__ import annotations
@@ -38,11 +39,11 @@ from fusion.learned.schedules import SCHEDULES, step_decay, warmup_cosine
 from fusion.learned.state import rng_state, set_rng_state
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes, atomic_write_text
+from fusionbench.layout import FuserFiles
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
-FIXED_OUTPUTS = ("last.pt", "best.pt", "loss.csv", "val.csv", "loss_curve.png")
 
 
 class TrainingError(FusionBenchError, ValueError):
@@ -121,6 +122,7 @@ class Trainer:
                  device: str | torch.device = "cpu", resume: bool = True):
         self.arch, self.config, self.loss_settings = arch, config, loss
         self.settings, self.method, self.out_dir = settings, method, Path(out_dir)
+        self.files = FuserFiles(self.out_dir)
         self.info = dict(info or {})
         self.device = torch.device(device)
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -165,14 +167,19 @@ class Trainer:
         if resume and self.last_path.is_file():
             self._resume()
         elif self.rank == 0:  # a fresh start: nothing of an earlier run may mix into the new outputs
-            for name in self.outputs:
-                (self.out_dir / name).unlink(missing_ok=True)
+            for path in self.outputs:
+                path.unlink(missing_ok=True)
 
     # -- set-up --
 
     @property
-    def outputs(self) -> list[str]:
-        return [*FIXED_OUTPUTS, *(r.filename for r in self.recorders)]
+    def outputs(self) -> list[Path]:
+        """Every file a training writes: the layout's, and one CSV per recorder."""
+        return [*self.files.outputs, *self.recorder_files]
+
+    @property
+    def recorder_files(self) -> list[Path]:
+        return [self.out_dir / r.filename for r in self.recorders]
 
     def _parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Group name -> parameters, from the architecture's prefixes (one group "all" without them)."""
@@ -214,11 +221,11 @@ class Trainer:
 
     @property
     def last_path(self) -> Path:
-        return self.out_dir / "last.pt"
+        return self.files.last
 
     @property
     def best_path(self) -> Path:
-        return self.out_dir / "best.pt"
+        return self.files.best
 
     @property
     def finished(self) -> bool:
@@ -266,7 +273,7 @@ class Trainer:
                          **{k: values[k].mean().item() for k in self.objective.diagnostics}})
             bar.set_postfix(loss=f"{scalars['total']:.4f}", lr=f"{lr:.2e}")
         if self.rank == 0:
-            self._append_csv("loss.csv", ("epoch", "step", "lr", *terms, *self.objective.diagnostics), rows)
+            self._append_csv(self.files.loss, ("epoch", "step", "lr", *terms, *self.objective.diagnostics), rows)
         return {k: v / max(1, len(rows)) for k, v in sums.items()}
 
     def train_step(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -308,7 +315,7 @@ class Trainer:
                     sums[k] += values[k].item() * len(ir)
                 count += len(ir)
             for recorder, rows in readers:
-                self._append_csv(recorder.filename, ("epoch", *recorder.columns),
+                self._append_csv(self.out_dir / recorder.filename, ("epoch", *recorder.columns),
                                  [{"epoch": self.epoch, **row} for row in rows()])
         return {k: v / count for k, v in sums.items()}
 
@@ -319,12 +326,12 @@ class Trainer:
         if improved:
             self.best_val = val["total"]
         if val is not None:
-            self._append_csv("val.csv", ("epoch", *self.objective.terms), [{"epoch": self.epoch, **val}])
+            self._append_csv(self.files.val, ("epoch", *self.objective.terms), [{"epoch": self.epoch, **val}])
         state = self._training_state(val)
         save_checkpoint(self.last_path, self.arch, self.config, self.model, **state)
         if improved or val is None:  # without a VAL split the latest weights are the best we know
             save_checkpoint(self.best_path, self.arch, self.config, self.model, **state)
-        plot_losses(self.out_dir, self.objective.terms)
+        plot_losses(self.files, self.objective.terms)
         log.info("%s epoch %d/%d: train %s%s%s", self.method, self.epoch, self.settings.epochs,
                  " ".join(f"{k}={v:.4f}" for k, v in train.items()),
                  f"; val total={val['total']:.4f}" if val else "", " (best)" if improved else "")
@@ -371,15 +378,14 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_val = state["best_val_loss"]
         if self.rank == 0:
-            for name in ("loss.csv", "val.csv", *(r.filename for r in self.recorders)):  # rows of an interrupted epoch
-                self._keep_rows(name, lambda row: int(row["epoch"]) <= self.epoch)
+            for path in (self.files.loss, self.files.val, *self.recorder_files):  # rows of an interrupted epoch
+                self._keep_rows(path, lambda row: int(row["epoch"]) <= self.epoch)
         log.info("%s exists: resuming %s after %d/%d epochs", self.last_path, self.method, self.epoch,
                  self.settings.epochs)
 
     # -- CSV files --
 
-    def _append_csv(self, name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-        path = self.out_dir / name
+    def _append_csv(self, path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
         new = not path.is_file()
         with path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
@@ -387,8 +393,7 @@ class Trainer:
                 writer.writeheader()
             writer.writerows(rows)
 
-    def _keep_rows(self, name: str, keep: Callable[[dict[str, str]], bool]) -> None:
-        path = self.out_dir / name
+    def _keep_rows(self, path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
         if not path.is_file():
             return
         with path.open(newline="") as handle:
@@ -401,7 +406,7 @@ class Trainer:
         atomic_write_text(path, text.getvalue())
 
 
-def plot_losses(out_dir: Path, terms: Sequence[str]) -> None:
+def plot_losses(files: FuserFiles, terms: Sequence[str]) -> None:
     """loss_curve.png: per-epoch means of the total and of each term, and the validation total."""
     import matplotlib
 
@@ -410,11 +415,11 @@ def plot_losses(out_dir: Path, terms: Sequence[str]) -> None:
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
-    train = pd.read_csv(out_dir / "loss.csv").groupby("epoch").mean(numeric_only=True)
+    train = pd.read_csv(files.loss).groupby("epoch").mean(numeric_only=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     axes[0].plot(train.index, train["total"], label="train total")
-    if (out_dir / "val.csv").is_file():
-        val = pd.read_csv(out_dir / "val.csv")
+    if files.val.is_file():
+        val = pd.read_csv(files.val)
         axes[0].plot(val["epoch"], val["total"], label="val total")
     for term in terms[1:]:
         axes[1].plot(train.index, train[term], label=term)
@@ -426,4 +431,4 @@ def plot_losses(out_dir: Path, terms: Sequence[str]) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(out_dir / "loss_curve.png", buffer.getvalue())
+    atomic_write_bytes(files.loss_curve, buffer.getvalue())
