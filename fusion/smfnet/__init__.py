@@ -1,0 +1,9 @@
+"""SMFNet (the paper in ``../shared/papers/002_*``; every size in ``../shared/SMFNET.md``): a shared
+encoder (transformer stem, cross-attention detail branch, residual-transformer base branch), graph
+reasoning across modalities, two fusion layers and a shared decoder, trained in two stages.
+
+Read top-down: config (sizes, loss presets, the two-stage schedule) -> blocks (the layers every
+module reuses) -> encoder, graph, fusion_layers, decoder -> model (the five modules and both
+forward passes) -> losses -> stages (what trains when) -> checkpoint (the authors' five-dict
+layout) -> inference (colour and min-max normalisation around the network).
+"""

@@ -1,0 +1,188 @@
+"""The authors' checkpoint layout (``models/model_VIF.pth`` of the release): a dict of five state dicts
+saved through ``nn.DataParallel`` (every key starts ``module.``), one per module:
+``DIDF_Encoder``, ``DIDF_Decoder``, ``GraphModel``, ``BaseFuseLayer``, ``DetailFuseLayer``.
+
+Keys are renamed onto :class:`~fusion.smfnet.model.SMFNet` by ordered regular-expression rules.
+The release also builds modules its forward pass never calls (498,720 parameters at default sizes:
+the base branch's ``reduce_channel``/``norm``/``conv_after_body``, the base fusion's
+``reduce_channel``, the graph's ``C_ca``, ``C_cat[2:]`` and inner ``C_cls``); their keys are
+recognised, counted and dropped, so a file that lacks or adds anything else is refused with the
+missing and unexpected keys listed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from fusionbench.errors import FusionBenchError
+from fusion.smfnet.config import SMFNetConfig
+from fusion.smfnet.model import SMFNet
+
+DATA_PARALLEL_PREFIX = "module."
+RELEASED_MODULES = {
+    "DIDF_Encoder": "encoder",
+    "DIDF_Decoder": "decoder",
+    "GraphModel": "graph",
+    "BaseFuseLayer": "base_fusion",
+    "DetailFuseLayer": "detail_fusion",
+}
+_LISTED = 12  # keys shown per category in an error
+
+_GRDB = (
+    (r"grdb\.conv\.conv\.", "grdb.conv."),
+    (r"grdb\.GRDB\.dense\.conv1\.conv\.", "grdb.dense1."),
+    (r"grdb\.GRDB\.dense\.conv2\.conv\.", "grdb.dense2."),
+    (r"grdb\.GRDB\.convdown\.conv\.", "grdb.dense_out."),
+    (r"grdb\.GRDB\.sobelconv\.convx\.", "grdb.sobel_x."),
+    (r"grdb\.GRDB\.sobelconv\.convy\.", "grdb.sobel_y."),
+    (r"grdb\.GRDB\.convup\.conv\.", "grdb.gradient_out."),
+)
+_MODULE_RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "DIDF_Encoder": (
+        (r"^patch_embed\.proj\.", "stem."),
+        (r"^encoder_level1\.", "shallow."),
+        (r"^GRDB_module\.", "detail.grdb."),
+        *_GRDB,
+        (r"^detailFeature\.TCA\.", "detail.cross_attention."),
+        (r"^detailFeature\.layer\.theta_(phi|rho|eta)\.", r"detail.node.\1."),
+        (r"^detailFeature\.layer\.", "detail.node."),
+        (r"^baseFeature\.conv_first\.", "base.stem."),
+        (r"^baseFeature\.layers\.(\d+)\.residual_group\.", r"base.groups.\1.pairs."),
+        (r"^baseFeature\.layers\.(\d+)\.conv\.", r"base.groups.\1.tail."),
+    ),
+    "DIDF_Decoder": ((r"^encoder_level1\.", "transformer."), (r"^output\.", "head.")),
+    "BaseFuseLayer": ((r"^", "block."),),
+    "DetailFuseLayer": ((r"^net\.", "blocks."), (r"^GRDB\.", "grdb."), *_GRDB),
+    "GraphModel": (
+        (r"^graph\.graph\.ppm_rgb\.convs\.", "nodes_ir."),
+        (r"^graph\.graph\.ppm_dep\.convs\.", "nodes_vi."),
+        (r"^graph\.graph\.graph_rgb\.", "propagate_ir."),
+        (r"^graph\.graph\.graph_dep\.", "propagate_vi."),
+        (r"\.C_wgt\.", ".edge."),
+        (r"\.ConvGRU\.ConvGates\.", ".gru.gates."),
+        (r"\.ConvGRU\.Conv_ct\.", ".gru.candidate."),
+        (r"^graph\.graph\.C_pa\.0\.", "edge_to_vi."),
+        (r"^graph\.graph\.C_pa\.1\.", "edge_to_ir."),
+        (r"^graph\.C_cat\.0\.", "readout_ir."),
+        (r"^graph\.C_cat\.1\.", "readout_vi."),
+        (r"^C_cls\.", "merge_conv."),
+    ),
+}
+# Renames shared by every module's blocks (after the module's own rules).
+_BLOCK_RULES = (
+    (r"\.body\.", "."),  # the release's LayerNorm wrapper
+    (r"\.ffn_leff\.", ".ffn."),
+    (r"\.mlp\.", ".ffn."),
+    (r"\.linear1\.0\.", ".expand."),
+    (r"\.dwconv\.0\.", ".depthwise."),
+    (r"\.linear2\.0\.", ".project."),
+    (r"\.ffn\.project_in\.", ".ffn.expand."),
+    (r"\.ffn\.project_out\.", ".ffn.project."),
+    (r"\.attn\.scale$", ".attn.temperature"),
+    (r"\.attn\.qkv1\.", ".attn.qkv."),
+    (r"\.attn\.qkv2\.", ".attn.qkv_conv."),
+    (r"\.attn\.proj\.", ".attn.project_out."),
+    (r"\.bottleneckBlock\.0\.", ".expand."),
+    (r"\.bottleneckBlock\.3\.", ".depthwise."),
+    (r"\.bottleneckBlock\.5\.", ".project."),
+    (r"\.shffleconv\.", ".mix."),
+)
+# Modules the release builds but never calls (matched on the key without ``module.``).
+_UNUSED = {
+    "DIDF_Encoder": r"^baseFeature\.(reduce_channel|norm|conv_after_body)\.",
+    "BaseFuseLayer": r"^reduce_channel\.",
+    "GraphModel": r"^graph\.(graph\.C_ca\.|C_cat\.([2-9]|\d{2,})\.|C_cls\.)",
+}
+
+
+class SMFNetCheckpointError(FusionBenchError):
+    """A file that is not the authors' SMFNet checkpoint, or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """The authors' checkpoint in this project's names: ``state_dict`` for :class:`SMFNet` and the
+    dropped tensors of the built-but-unused modules (their released names)."""
+
+    state_dict: dict[str, torch.Tensor]
+    unused: dict[str, torch.Tensor]
+
+
+def is_released(payload: Any) -> bool:
+    """Whether ``payload`` has the release's five top-level entries."""
+    return isinstance(payload, Mapping) and set(RELEASED_MODULES) <= set(payload)
+
+
+def released_key(module: str, key: str) -> str:
+    """One key of the release's ``module`` state dict (``module.`` already stripped) -> this project's."""
+    new = key
+    for pattern, replacement in _MODULE_RULES[module]:
+        new = re.sub(pattern, replacement, new)
+    new = "." + new
+    for pattern, replacement in _BLOCK_RULES:
+        new = re.sub(pattern, replacement, new)
+    return f"{RELEASED_MODULES[module]}{new}"
+
+
+def convert_released(payload: Mapping[str, Any], source: str = "checkpoint") -> ReleasedWeights:
+    """Rename the five DataParallel state dicts onto SMFNet's keys; ``source`` names the file in errors."""
+    missing_modules = sorted(set(RELEASED_MODULES) - set(payload)) if isinstance(payload, Mapping) else []
+    if not isinstance(payload, Mapping) or missing_modules:
+        found = sorted(map(str, payload))[:_LISTED] if isinstance(payload, Mapping) else type(payload).__name__
+        raise SMFNetCheckpointError(
+            f"{source}: not the authors' SMFNet checkpoint: expected the entries {sorted(RELEASED_MODULES)}"
+            f" (missing {missing_modules}); found {found}")
+    state: dict[str, torch.Tensor] = {}
+    unused: dict[str, torch.Tensor] = {}
+    for module in RELEASED_MODULES:
+        for key, value in payload[module].items():
+            bare = key[len(DATA_PARALLEL_PREFIX):] if key.startswith(DATA_PARALLEL_PREFIX) else key
+            if module in _UNUSED and re.search(_UNUSED[module], bare):
+                unused[f"{module}.{key}"] = value
+            else:
+                state[released_key(module, bare)] = value
+    return ReleasedWeights(state, unused)
+
+
+def load_state_checked(model: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:
+    """``load_state_dict`` that names ``source`` and lists missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mis_shaped = sorted(
+        f"{k}: file {tuple(getattr(state[k], 'shape', ()))} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape)
+    if missing or unexpected or mis_shaped:
+        lines = [f"{source}: the weights do not fit SMFNet with sizes {model.config.to_dict()}"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+            if keys:
+                more = f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+                lines.append(f"  {title} ({len(keys)}): {', '.join(keys[:_LISTED])}{more}")
+        raise SMFNetCheckpointError("\n".join(lines))
+    model.load_state_dict(dict(state))
+
+
+def load_released(payload: Mapping[str, Any], config: SMFNetConfig = SMFNetConfig(),
+                  source: str = "checkpoint") -> SMFNet:
+    """An SMFNet (eval mode) with the weights of the authors' checkpoint ``payload``."""
+    model = SMFNet(config)
+    load_state_checked(model, convert_released(payload, source).state_dict, source)
+    return model.eval()
+
+
+def read_released(path: str | os.PathLike, config: SMFNetConfig = SMFNetConfig()) -> SMFNet:
+    """:func:`load_released` on a file (``models/model_VIF.pth``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SMFNetCheckpointError(f"{path}: SMFNet checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise SMFNetCheckpointError(f"{path}: cannot be read as a torch checkpoint: {exc}") from exc
+    return load_released(payload, config, str(path))
