@@ -73,5 +73,13 @@ class SMFNet(nn.Module):
                    + self.graph.merge(g_ir, g_vi))
         return Fusion(self.decoder(feature), f_ir, f_vi, g_ir, g_vi)
 
-    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return self.fuse(ir, vi).fused
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor, stage: str | None = None):
+        """The fused image; with ``stage`` ("reconstruction" or "fusion") that stage's outputs, so a
+        trainer calls the (possibly DDP-wrapped) module itself."""
+        if stage is None:
+            return self.fuse(ir, vi).fused
+        if stage == "reconstruction":
+            return self.reconstruct(ir, vi)
+        if stage == "fusion":
+            return self.fuse(ir, vi)
+        raise ValueError(f"SMFNet has the stages 'reconstruction' and 'fusion', not {stage!r}")
