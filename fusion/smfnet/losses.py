@@ -154,13 +154,10 @@ class SMFNetObjective(torch.nn.Module):
         self.loss = loss
 
     def forward(self, net: torch.nn.Module, ir: torch.Tensor, vi: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
-        out = net(ir, vi, stage=stage)
-        if stage == "reconstruction":
-            terms = self.reconstruction_terms(out, ir, vi)
-        elif stage == "fusion":
-            terms = self.fusion_terms(out, ir, vi)
-        else:
-            raise ValueError(f"SMFNet has the stages 'reconstruction' and 'fusion', not {stage!r}")
+        rules = {"reconstruction": self.reconstruction_terms, "fusion": self.fusion_terms}
+        if stage not in rules:
+            raise ValueError(f"SMFNet has the stages {tuple(rules)}, not {stage!r}")
+        terms = rules[stage](net(ir, vi, stage=stage), ir, vi)
         zero = ir.new_zeros(())
         return {name: terms.get(name, zero) for name in self.terms}
 
