@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusion.smfnet.checkpoint import SMFNetCheckpointError, convert_released, read_released
+from fusion.smfnet.checkpoint import (
+    SMFNetCheckpointError, convert_released, read_released, released_unused_parameters, released_unused_shapes)
 from fusion.smfnet.config import SMFNetConfig, SMFNetConfigError
 from fusion.smfnet.decoder import Decoder
 from fusion.smfnet.encoder import Encoder
@@ -54,8 +55,9 @@ def test_parameter_counts_match_the_release(fixture):
                       "decoder": 50_520, "base_fusion": 27_336}
     assert n_params(model) == 2_650_098
     unused = convert_released(fixture["checkpoint"]).unused
+    assert {k: tuple(v.shape) for k, v in unused.items()} == released_unused_shapes()
     unused_params = sum(v.numel() for k, v in unused.items() if not k.endswith(BN_BUFFERS))
-    assert unused_params == 498_720
+    assert unused_params == released_unused_parameters() == 498_720
     assert n_params(model) + unused_params == fixture["num_params"] == 3_148_818
 
 
@@ -88,6 +90,7 @@ def test_default_sizes_run_at_an_odd_size():
 def test_wrong_file_lists_missing_and_unexpected_keys(fixture, tmp_path):
     checkpoint = {name: dict(state) for name, state in fixture["checkpoint"].items()}
     del checkpoint["DIDF_Decoder"]["module.output.4.weight"]
+    del checkpoint["BaseFuseLayer"]["module.reduce_channel.weight"]  # an unused module's weight
     checkpoint["GraphModel"]["module.graph.extra.weight"] = torch.zeros(3)
     path = tmp_path / "model_VIF.pth"
     torch.save(checkpoint, path)
@@ -97,6 +100,11 @@ def test_wrong_file_lists_missing_and_unexpected_keys(fixture, tmp_path):
     assert str(path) in message
     assert "missing (1): decoder.head.4.weight" in message
     assert "unexpected (1): graph.graph.extra.weight" in message
+    del checkpoint["GraphModel"]["module.graph.extra.weight"]
+    checkpoint["DIDF_Decoder"]["module.output.4.weight"] = fixture["checkpoint"]["DIDF_Decoder"]["module.output.4.weight"]
+    torch.save(checkpoint, path)
+    with pytest.raises(SMFNetCheckpointError, match="unused modules do not match.*BaseFuseLayer.module.reduce_channel.weight"):
+        read_released(path)
 
 
 def test_file_without_the_five_modules_is_refused(tmp_path):

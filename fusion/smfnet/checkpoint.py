@@ -100,6 +100,44 @@ _UNUSED = {
 }
 
 
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def released_unused_shapes(config: SMFNetConfig = SMFNetConfig()) -> dict[str, tuple[int, ...]]:
+    """Released key (``<module>.module.<name>``) -> shape of every tensor of the built-but-unused modules."""
+    c, r, n = config.channels, config.channels // 4, len(config.dilations)
+    shapes: dict[str, tuple[int, ...]] = {
+        "DIDF_Encoder.module.baseFeature.reduce_channel.weight": (c, 2 * c, 1, 1),
+        "DIDF_Encoder.module.baseFeature.norm.weight": (c,),
+        "DIDF_Encoder.module.baseFeature.norm.bias": (c,),
+        "BaseFuseLayer.module.reduce_channel.weight": (c, 2 * c, 1, 1),
+        "GraphModel.module.graph.C_cls.weight": (c, 2 * c, 1, 1),
+        "GraphModel.module.graph.C_cls.bias": (c,),
+    }
+    for index, (c_in, c_out, k) in zip((0, 2, 4), ((c, r, 3), (r, r, 1), (r, c, 3))):
+        shapes[f"DIDF_Encoder.module.baseFeature.conv_after_body.{index}.weight"] = (c_out, c_in, k, k)
+        shapes[f"DIDF_Encoder.module.baseFeature.conv_after_body.{index}.bias"] = (c_out,)
+    for i in range(2):
+        shapes[f"GraphModel.module.graph.graph.C_ca.{i}.1.weight"] = (c // 2, 2 * c, 1, 1)
+        shapes[f"GraphModel.module.graph.graph.C_ca.{i}.3.weight"] = (c, c // 2, 1, 1)
+    for i in range(2, 2 * n):  # the release builds one read-out per entry of (chnn + chnn), uses two
+        prefix = f"GraphModel.module.graph.C_cat.{i}"
+        shapes[f"{prefix}.0.weight"] = (c, n * c, 3, 3)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.1.{name}"] = (c,)
+        shapes[f"{prefix}.1.num_batches_tracked"] = ()
+    return shapes
+
+
+def released_unused_parameters(config: SMFNetConfig = SMFNetConfig()) -> int:
+    """Parameters (BatchNorm statistics excluded) the release builds but never uses: 498,720 by default."""
+    total = 0
+    for key, shape in released_unused_shapes(config).items():
+        if not key.endswith(BN_BUFFERS):
+            total += int(torch.Size(shape).numel())
+    return total
+
+
 class SMFNetCheckpointError(FusionBenchError):
     """A file that is not the authors' SMFNet checkpoint, or does not fit the model."""
 
@@ -172,8 +210,22 @@ def load_released(payload: Mapping[str, Any], config: SMFNetConfig = SMFNetConfi
                   source: str = "checkpoint") -> SMFNet:
     """An SMFNet (eval mode) with the weights of the authors' checkpoint ``payload``."""
     model = SMFNet(config)
-    load_state_checked(model, convert_released(payload, source).state_dict, source)
+    weights = convert_released(payload, source)
+    load_state_checked(model, weights.state_dict, source)
+    _check_unused(weights.unused, config, source)
     return model.eval()
+
+
+def _check_unused(unused: Mapping[str, torch.Tensor], config: SMFNetConfig, source: str) -> None:
+    """The built-but-unused tensors must be exactly the release's, or the file is not what it claims."""
+    expected = released_unused_shapes(config)
+    wrong = sorted(set(unused) ^ set(expected)) + sorted(
+        f"{k}: file {tuple(v.shape)} vs release {expected[k]}" for k, v in unused.items()
+        if k in expected and tuple(v.shape) != expected[k])
+    if wrong:
+        more = f" ... and {len(wrong) - _LISTED} more" if len(wrong) > _LISTED else ""
+        raise SMFNetCheckpointError(
+            f"{source}: the release's unused modules do not match ({len(wrong)}): {', '.join(wrong[:_LISTED])}{more}")
 
 
 def read_released(path: str | os.PathLike, config: SMFNetConfig = SMFNetConfig()) -> SMFNet:
