@@ -1,24 +1,25 @@
-"""Name -> fuser. Every fuser has the same call: ``fuser(ir, vi) -> fused``.
+"""Name -> fuser, with metadata. Every fuser has the same typed call (:mod:`fusion.fuser`).
 
-``ir`` is (H, W) float32 in [0, 1]; ``vi`` is (H, W, 3) RGB float32 in [0, 1] or (H, W) grey
-(the conventions of :mod:`fusion.io`); ``fused`` is (H, W, 3) uint8 RGB of the same size.
-Learned fusers also offer ``fuse_batch([(ir, vi), ...]) -> [fused, ...]`` for batched GPU inference.
-The ``external`` importer is the one exception: it is keyed by the pair (see
-:mod:`fusion.baselines.external`).
+Classical fusers and the ``external`` importer register themselves with :func:`register` (modules of
+:mod:`fusion.baselines`). Learned methods are data (:class:`fusion.learned.architecture.LearnedMethod`)
+registered by their architecture package's ``architecture`` module, listed once in
+:data:`LEARNED_PACKAGES`; they are built from a checkpoint. Both lists are imported on first use.
 
-Fusers register themselves with :func:`register`; the classical ones live in
-:mod:`fusion.baselines`, the learned S4Fusion family is registered here and imported only when
-built, so the registry works without torch models being importable.
+:func:`method_info` gives a method's metadata (learned or not, its architecture, its default training
+crop); :func:`validate_method_options` checks a method's options as a config file gives them.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from fusionbench.errors import FusionBenchError
 
 
-class FuserError(ValueError):
+class FuserError(FusionBenchError, ValueError):
     """An unknown method name or options a fuser cannot be built with."""
 
 
@@ -28,11 +29,22 @@ _FACTORIES: dict[str, Factory] = {}
 # Modules whose import registers the classical fusers and the external importer.
 _BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
 
-# S4Fusion and its ablations (paper Table V); all are built from a checkpoint.
-LEARNED_METHODS = (
-    "s4fusion", "s4fusion_wo_pm", "s4fusion_add", "s4fusion_cnn",
-    "s4fusion_ca", "s4fusion_sa", "s4fusion_va", "s4fusion_wo_per",
-)
+# One entry per architecture package: importing ``fusion.<package>.architecture`` registers the
+# architecture and its methods (fusion.learned.architecture.register_architecture / register_method).
+LEARNED_PACKAGES = ("s4fusion",)
+
+# Options of every learned method besides its architecture, loss and training arguments.
+LEARNED_SECTIONS = ("model", "loss", "train")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the rest of the project may know about a method without building it."""
+
+    name: str
+    learned: bool
+    arch: str | None = None
+    default_crop: int | None = None
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
@@ -45,9 +57,21 @@ def register(name: str) -> Callable[[Factory], Factory]:
     return decorate
 
 
+def register_learned(name: str) -> None:
+    """Make the learned method ``name`` a fuser built from a checkpoint (called by ``register_method``)."""
+    if name not in _FACTORIES:
+        register(name)(_learned_factory(name))
+
+
+def load_learned_packages() -> None:
+    for package in LEARNED_PACKAGES:
+        importlib.import_module(f"fusion.{package}.architecture")
+
+
 def _factories() -> dict[str, Factory]:
     for module in _BASELINE_MODULES:
         importlib.import_module(f"fusion.baselines.{module}")
+    load_learned_packages()
     return _FACTORIES
 
 
@@ -56,8 +80,24 @@ def available_methods() -> list[str]:
     return sorted(_factories())
 
 
+def method_info(name: str) -> MethodInfo:
+    """Metadata of the registered method ``name``."""
+    from fusion.learned.architecture import learned_methods
+
+    if name not in _factories():
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(available_methods())}")
+    learned = learned_methods().get(name)
+    if learned is None:
+        return MethodInfo(name, learned=False)
+    return MethodInfo(name, learned=True, arch=learned.arch, default_crop=learned.architecture.default_crop)
+
+
 def is_learned(name: str) -> bool:
-    return name in LEARNED_METHODS
+    """True for a registered learned method (trained by train-fusion, built from a checkpoint)."""
+    from fusion.learned.architecture import learned_methods
+
+    _factories()
+    return name in learned_methods()
 
 
 def build_fuser(name: str, **options: Any) -> Any:
@@ -73,16 +113,51 @@ def build_fuser(name: str, **options: Any) -> Any:
     return factory(**options)
 
 
-def _learned_factory(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None) -> Any:
-    """A trained S4Fusion-family checkpoint (the project's own or the authors' model.pkl); ``amp``:
-    None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass."""
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    from fusion.s4fusion.inference import S4FusionFuser
+def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the options a config gives method ``name``; returns them as a plain dict.
 
-    return S4FusionFuser.from_checkpoint(path, device=device, amp=amp, max_batch=int(max_batch) if max_batch else None)
+    Classical fusers: the keyword arguments of their factory. Learned methods: the fuser's options
+    (``weights``, ``amp``, ``max_batch``, ``output``) plus ``model`` (architecture arguments), ``loss``
+    (loss arguments) and ``train`` (training settings over the shared ones), each checked against its
+    dataclass. Raises :class:`FuserError` naming the bad key and its close matches.
+    """
+    from fusion.learned.architecture import build_options, check_keys, learned_methods
+
+    factory = _factories().get(name)
+    if factory is None:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(available_methods())}")
+    method = learned_methods().get(name)
+    accepted = list(inspect.signature(factory).parameters)
+    if method is not None:  # the device is the run's, not the method's
+        accepted = [p for p in accepted if p != "device"] + list(LEARNED_SECTIONS)
+    check_keys(options, accepted, f"{name!r} method")
+    if method is not None:
+        from fusion.learned.trainer import TrainSettings
+
+        arch = method.architecture
+        build_options(arch.config, {**method.model, **(options.get("model") or {})}, f"{name!r} model")
+        build_options(arch.loss, {**method.loss, **(options.get("loss") or {})}, f"{name!r} loss")
+        train_keys = [f.name for f in fields(TrainSettings) if f.name != "seed"]
+        check_keys(options.get("train") or {}, train_keys, f"{name!r} train")
+        build_options(TrainSettings, {**method.train, **(options.get("train") or {})}, f"{name!r} train")
+    return dict(options)
 
 
-for _name in LEARNED_METHODS:
-    register(_name)(_learned_factory)
+def _learned_factory(name: str) -> Factory:
+    def learned(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None,
+                output: str = "clamp") -> Any:
+        """A trained checkpoint of this method's architecture (the project's own or a converted foreign file);
+        ``amp``: None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass; ``output``:
+        "clamp" or "minmax" (per-image min-max normalisation of the fused luminance)."""
+        from fusion.learned.architecture import learned_method
+        from fusion.learned.inference import LearnedFuser
+
+        fuser = LearnedFuser.from_checkpoint(Path(weights), device=device, amp=amp,
+                                             max_batch=int(max_batch) if max_batch else None, output=output)
+        expected = learned_method(name).arch
+        if fuser.arch.name != expected:
+            raise FuserError(f"{weights}: a {fuser.arch.name} checkpoint, but {name!r} is a {expected} method")
+        return fuser
+
+    learned.__name__ = f"learned_{name}"
+    return learned

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from fusion.io import ImageError, read_ir, read_vi, sha256_file, write_image, write_text_if_changed
 from fusion.provenance import package_versions
+from fusion.fuser import BatchFuser, PairFuser
 from fusion.registry import build_fuser, is_learned
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
@@ -107,7 +108,7 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 
 def fuse_pair(fuser: Any, pair: Pair) -> tuple[np.ndarray, float]:
     """Fused image (checked: uint8 RGB of the pair's size) and the seconds the fusion took."""
-    if hasattr(fuser, "fuse_pair"):  # the external importer works by stem
+    if isinstance(fuser, PairFuser):  # the external importer works by stem
         start = time.perf_counter()
         fused = fuser.fuse_pair(pair)
     else:
@@ -128,7 +129,7 @@ def _check_output(fused: np.ndarray, pair: Pair) -> None:
 def source_files(fuser: Any, pair: Pair) -> dict[str, Path | None]:
     """The files an output depends on: the pair, plus the imported file for the external importer."""
     files: dict[str, Path | None] = {"ir": pair.ir, "vi": pair.vi}
-    if hasattr(fuser, "source"):
+    if isinstance(fuser, PairFuser):
         files["fused"] = fuser.source(pair.stem)
     return files
 
@@ -197,7 +198,7 @@ class FuseJob:
 
     def run(self, workers: int = 1, batch_size: int = 1) -> Iterator[Outcome]:
         """Fuse the pairs left, yielding each outcome as it finishes; the manifest is kept up to date."""
-        if hasattr(self.fuser, "fuse_batch"):
+        if isinstance(self.fuser, BatchFuser):
             outcomes = self._batched(max(1, batch_size), max(1, workers))
         elif workers > 1:
             outcomes = self._in_processes(workers)

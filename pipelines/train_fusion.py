@@ -1,58 +1,55 @@
-"""The train-fusion stage: the benchmark's TRAIN split (+ optional extra fusion-only folders) ->
-a trained S4Fusion (or ablation) in ``<run>/fusion/<method>/`` (last.pt, best.pt, loss.csv, val.csv,
-loss_curve.png). VAL pairs only score the epochs (best.pt); TEST pairs are never read.
+"""The train-fusion stage: the benchmark's TRAIN split (+ optional extra fusion-only folders) -> a trained
+learned fuser in ``<run>/fusion/<method>/`` (last.pt, best.pt, loss.csv, val.csv, loss_curve.png and the
+architecture's recorder files). VAL pairs only score the epochs (best.pt); TEST pairs are never read.
 
-A finished training is skipped unless forced; an unfinished one resumes from last.pt. Launched by
-torchrun (WORLD_SIZE > 1) it trains with DDP, one process per GPU.
+Any registered learned method trains here (:mod:`fusion.learned`): its architecture, loss and training
+arguments are the method's registry entry, overridden by ``methods.<method>.model`` / ``.loss`` / ``.train``;
+training settings default to the shared ``fusion.train``. A finished training is skipped unless forced; an
+unfinished one resumes from last.pt. Launched by torchrun (WORLD_SIZE > 1) it trains with DDP, one process
+per GPU.
 """
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 
+from fusion.learned.architecture import LearnedMethod, build_options, learned_method
+from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
+from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
-from fusion.s4fusion.config import METHOD_BLOCKS, S4FusionConfig, config_for_method
-from fusion.s4fusion.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
-from fusion.s4fusion.losses import LossSettings
-from fusion.s4fusion.trainer import Trainer, TrainSettings
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, get_value, stage_dir
 from pipelines.devices import torch_device
 
 log = logging.getLogger(__name__)
 
-METHOD_LOSS = {"s4fusion_wo_per": {"per": 0.0}}  # same network as s4fusion, trained without L_per
+DATA_KEYS = ("small", "extra")  # fusion.train keys the stage uses itself (which pairs), not the trainer
 
 
-def train_settings(config: dict[str, Any], method: str) -> TrainSettings:
-    """``fusion.train`` (+ the method's own loss changes) as typed settings."""
-    section = dict(get_value(config, "fusion.train", {}) or {})
-    loss = {**(section.get("loss") or {}), **METHOD_LOSS.get(method, {})}
-    if "stages" in loss:
-        loss["stages"] = tuple(loss["stages"])
-    known = set(TrainSettings.__dataclass_fields__) - {"loss", "seed"}
-    return TrainSettings(**{k: v for k, v in section.items() if k in known},
-                         seed=int(get_value(config, "run.seed", 0)), loss=LossSettings(**loss))
+def method_options(config: dict[str, Any], method: str) -> dict[str, Any]:
+    """``methods.<method>`` of the config (empty when absent)."""
+    return dict(get_value(config, f"methods.{method}", {}) or {})
 
 
-def model_config(config: dict[str, Any], method: str) -> S4FusionConfig:
-    """The method's architecture, with ``fusion.s4fusion.topology`` and any ``fusion.train.model`` sizes."""
-    if method not in METHOD_BLOCKS:
-        raise ValueError(f"train-fusion: {method!r} is not a trainable method; known: {sorted(METHOD_BLOCKS)}")
-    overrides = dict(get_value(config, "fusion.train.model", {}) or {})
-    return config_for_method(method, topology=get_value(config, "fusion.s4fusion.topology", "released"), **overrides)
+def train_settings(config: dict[str, Any], method: LearnedMethod) -> TrainSettings:
+    """Shared ``fusion.train``, then the method's own training arguments, then ``methods.<method>.train``."""
+    shared = {k: v for k, v in (get_value(config, "fusion.train", {}) or {}).items() if k not in DATA_KEYS}
+    own = method_options(config, method.name).get("train") or {}
+    return build_options(TrainSettings, {**shared, **method.train, **own, "seed": int(get_value(config, "run.seed", 0))},
+                         f"{method.name} training")
 
 
 def as_train_pairs(pairs: list[Pair]) -> list[TrainPair]:
     return [TrainPair(p.stem, p.ir, p.vi, p.width, p.height) for p in pairs]
 
 
-def collect_pairs(config: dict[str, Any]) -> tuple[list[TrainPair], list[TrainPair]]:
+def collect_pairs(config: dict[str, Any], crop: int) -> tuple[list[TrainPair], list[TrainPair]]:
     """(train, val): TRAIN split + extra folders (fixed-seed fractions), and the VAL split; images
     smaller than the crop padded or skipped per ``fusion.train.small``."""
     bench = Benchmark(benchmark_dir(config))
@@ -64,45 +61,61 @@ def collect_pairs(config: dict[str, Any]) -> tuple[list[TrainPair], list[TrainPa
         extra += chosen
     held_out = [path for split in ("val", "test") for p in bench.pairs(split) for path in (p.ir, p.vi)]
     train = training_pairs(as_train_pairs(bench.pairs("train")), extra, forbidden=held_out)
-    crop, small = int(get_value(config, "fusion.train.crop", 229)), str(get_value(config, "fusion.train.small", "pad"))
+    small = str(get_value(config, "fusion.train.small", "pad"))
     train, _ = fit_crop(train, crop, small)
     val, _ = fit_crop(as_train_pairs(bench.pairs("val")), crop, small)
     return train, val
 
 
-def setup_device(config: dict[str, Any]) -> torch.device:
-    """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun the process's own GPU, with the
-    process group started."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if dist.get_rank():
-            logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local)
-            return torch.device("cuda", local)
-        return torch.device("cpu")
-    return torch_device(config)
+@contextmanager
+def training_device(config: dict[str, Any]) -> Iterator[torch.device]:
+    """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun (WORLD_SIZE > 1) the process's own GPU,
+    selected before the process group starts (NCCL binds each process to the current device), and the
+    group this started is destroyed at the end (a later training in the same process starts its own)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield torch_device(config)
+        return
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.get_rank():
+        logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
+    try:
+        yield device
+    finally:
+        if started:
+            dist.destroy_process_group()
 
 
 def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
     """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder. An existing
     last.pt is continued (or, when finished, left alone) unless ``force`` or not ``resume``: then the
     folder's outputs are replaced by a fresh run."""
+    entry = learned_method(method)
+    arch = entry.architecture
+    options = method_options(config, method)
+    model_config = entry.make_config(**(options.get("model") or {}))
+    loss = entry.make_loss(**(options.get("loss") or {}))
+    settings = train_settings(config, entry)
     out_dir = stage_dir(config, "fusion", method)
-    settings, architecture = train_settings(config, method), model_config(config, method)
-    device = setup_device(config)
-    network, source = build_resnet50(get_value(config, "perception.weights"),
-                                     bool(get_value(config, "perception.torchvision", False)),
-                                     bool(get_value(config, "perception.allow_random", False)))
-    log.info("perception network: %s (%s)", source.kind, source.detail)
-    train, val = collect_pairs(config)
-    trainer = Trainer(architecture, (network, source), train, val, out_dir, settings, method, device,
-                      resume=resume and not force)
-    if trainer.finished:
-        log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
-    else:
-        trainer.fit()
-        log.info("%s: trained %d epochs -> %s", method, trainer.epoch, out_dir)
+    perception, info = None, {}
+    if arch.needs_perception:
+        perception, source = build_resnet50(get_value(config, "perception.weights"),
+                                            bool(get_value(config, "perception.torchvision", False)),
+                                            bool(get_value(config, "perception.allow_random", False)))
+        info["perception"] = {"kind": source.kind, "detail": source.detail}
+        log.info("perception network: %s (%s)", source.kind, source.detail)
+    train, val = collect_pairs(config, settings.crop or arch.default_crop)
+    with training_device(config) as device:
+        trainer = Trainer(arch, model_config, loss, train, val, out_dir, settings, method=method,
+                          perception=perception, info=info, device=device, resume=resume and not force)
+        if trainer.finished:
+            log.info("%s: already trained for %d epochs (%s); use --force to retrain", method, trainer.epoch, out_dir)
+        else:
+            trainer.fit()
+            log.info("%s: trained %d epochs -> %s", method, trainer.epoch, out_dir)
     return out_dir

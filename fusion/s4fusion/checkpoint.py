@@ -1,72 +1,23 @@
-"""S4Fusion checkpoints: the project's own format and the authors' released ``model.pkl``.
+"""Foreign S4Fusion checkpoint layouts, converted for :func:`fusion.learned.checkpoint.load_model`.
 
-Project format (a torch pickle of plain types): ``{"format": FORMAT, "config": S4FusionConfig dict,
-"state_dict": ..., **extra}`` where extra holds whatever the caller adds (optimizer, epoch, ...), so
-the file alone rebuilds the model. Released format: ``{"model": state_dict}`` with every key
-prefixed ``vmunet.``; it maps onto the released topology with default sizes after renaming
-the head (``final_up.`` -> ``head.``, ``final_conv.`` -> ``head.conv.``).
+- The authors' released ``model.pkl``: ``{"model": state_dict}`` with every key prefixed ``vmunet.``; it
+  maps onto the released topology with default sizes after renaming the head (``final_up.`` -> ``head.``,
+  ``final_conv.`` -> ``head.conv.``).
+- This project's first format (``{"format": "fusionbench.s4fusion/1", "config", "state_dict", ...}``,
+  written by the trainer before the learned-fuser framework): the same config and weights; the
+  trainer's entries (optimizer, epoch, ...) stay in the payload.
 """
 from __future__ import annotations
 
-import io
-import os
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-from fusion.io import atomic_write_bytes
-from fusion.s4fusion.config import S4FusionConfig
-from fusion.s4fusion.model import S4Fusion
+from fusion.learned.architecture import Converter
 
-FORMAT = "fusionbench.s4fusion/1"
+PROJECT_V1 = "fusionbench.s4fusion/1"
 RELEASED_PREFIX = "vmunet."
 RELEASED_RENAMES = {"final_up.": "head.", "final_conv.": "head.conv."}
-_LISTED = 12  # keys shown per category in error messages
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be turned into an S4Fusion model."""
-
-
-def save_checkpoint(path: str | os.PathLike, model: S4Fusion, **extra: Any) -> None:
-    """Write model config + weights (+ ``extra``, e.g. optimizer=..., epoch=...) atomically."""
-    reserved = {"format", "config", "state_dict"} & set(extra)
-    if reserved:
-        raise ValueError(f"extra checkpoint entries may not be named {sorted(reserved)}")
-    payload = {"format": FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[S4Fusion, dict]:
-    """Rebuild the model from a project checkpoint or the authors' model.pkl; also return the raw payload
-    (for the trainer's optimizer/epoch). The model is returned in eval mode."""
-    path = Path(path)
-    payload = _read(path, map_location)
-    if payload.get("format") == FORMAT:
-        try:
-            config = S4FusionConfig.from_dict(payload["config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: bad S4Fusion config in checkpoint: {exc}") from exc
-        state = payload.get("state_dict")
-    elif _is_released(payload):
-        config, state = S4FusionConfig(), convert_released(payload["model"])
-    else:
-        keys = sorted(payload)[:_LISTED]
-        raise CheckpointError(
-            f"{path}: not an S4Fusion checkpoint: expected a project checkpoint (format {FORMAT!r}) or the "
-            f"authors' model.pkl ({{'model': state_dict}} with keys starting {RELEASED_PREFIX!r}); top-level keys: {keys}"
-        )
-    model = S4Fusion(config)
-    load_state_checked(model, state, path)
-    return model.to(map_location).eval(), payload
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> S4Fusion:
-    """The model stored in ``path`` (project checkpoint or the authors' model.pkl), in eval mode."""
-    return load_checkpoint(path, map_location)[0]
 
 
 def convert_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -81,41 +32,22 @@ def convert_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_state_checked(model: torch.nn.Module, state: Any, path: str | os.PathLike) -> None:
-    """``load_state_dict`` with one error naming the file and listing missing, unexpected and mis-shaped keys."""
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: the checkpoint holds no state dict")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mis_shaped = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape
-    )
-    if missing or unexpected or mis_shaped:
-        lines = [f"{path}: weights do not fit the S4Fusion model ({model.config.topology} topology, "
-                 f"fusion block {model.config.fusion_block!r})"]
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
-            if keys:
-                more = f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-                lines.append(f"  {title} ({len(keys)}): {', '.join(keys[:_LISTED])}{more}")
-        raise CheckpointError("\n".join(lines))
-    model.load_state_dict(state)
-
-
-def _read(path: Path, map_location: str | torch.device) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"S4Fusion checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: expected a dict in the checkpoint, found {type(payload).__name__}")
-    return payload
-
-
-def _is_released(payload: dict) -> bool:
+def _is_released(payload: dict[str, Any]) -> bool:
     state = payload.get("model")
     return isinstance(state, dict) and bool(state) and all(str(k).startswith(RELEASED_PREFIX) for k in state)
+
+
+def _from_released(payload: dict[str, Any]) -> tuple[Mapping[str, Any], dict[str, torch.Tensor]]:
+    return {}, convert_released(payload["model"])
+
+
+def _from_project_v1(payload: dict[str, Any]) -> tuple[Mapping[str, Any], dict[str, torch.Tensor]]:
+    return payload.get("config") or {}, payload.get("state_dict")
+
+
+CONVERTERS = (
+    Converter(f"the authors' model.pkl ({{'model': state_dict}} with keys starting {RELEASED_PREFIX!r})",
+              _is_released, _from_released),
+    Converter(f"a project checkpoint of format {PROJECT_V1!r}", lambda p: p.get("format") == PROJECT_V1,
+              _from_project_v1),
+)

@@ -1,9 +1,8 @@
-"""S4Fusion's configuration (every size is a field; defaults are the paper's / released code's)
-and the benchmark's method names for the model and its ablations."""
+"""S4Fusion's configuration: every size is a field; defaults are the paper's / released code's.
+(The benchmark's methods, the model and its ablations, are entries in :mod:`.architecture`.)"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
 
 TOPOLOGIES = ("released", "paper")
 FUSION_BLOCKS = ("cmsa", "cmsa_no_mark", "add", "cnn", "channel_attn", "spatial_attn", "vanilla_attn")
@@ -55,34 +54,3 @@ class S4FusionConfig:
     def merges(self) -> int:
         """Number of 2x patch mergings (scales - 1)."""
         return len(self.dims) - 1
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "S4FusionConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown S4Fusion config keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-
-METHOD_BLOCKS = {
-    "s4fusion": "cmsa",
-    "s4fusion_wo_per": "cmsa",  # same network, trained without L_per (the loss side lives in training)
-    "s4fusion_wo_pm": "cmsa_no_mark",
-    "s4fusion_add": "add",
-    "s4fusion_cnn": "cnn",
-    "s4fusion_ca": "channel_attn",
-    "s4fusion_sa": "spatial_attn",
-    "s4fusion_va": "vanilla_attn",
-}
-
-
-def config_for_method(name: str, **overrides: Any) -> S4FusionConfig:
-    """Benchmark method name -> model config (released topology unless overridden)."""
-    if name not in METHOD_BLOCKS:
-        raise ValueError(f"unknown S4Fusion method {name!r}; known: {sorted(METHOD_BLOCKS)}")
-    return replace(S4FusionConfig(fusion_block=METHOD_BLOCKS[name]), **overrides)

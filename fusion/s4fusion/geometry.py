@@ -3,12 +3,13 @@
 The overlap patch embedding is a 4x4 convolution with stride 3, followed by two 2x patch mergings,
 so a side ``s`` works when ``(s - 1)`` is divisible by 3 and ``(s - 1) / 3`` by 4 (``s = 12 k + 1``
 for the default sizes): 49, 97, ..., 229 (the training crop), ... Any other size is reflect-padded
-up to the next valid side and the output cropped back.
+up to the next valid side and the output cropped back (:mod:`fusion.learned.inference`).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from fusion.learned import inference as learned_inference
 
 PATCH = 4
 STRIDE = 3
@@ -26,21 +27,5 @@ def next_valid_size(s: int, merges: int = 2) -> int:
 
 
 def pad_to_valid(x: torch.Tensor, merges: int = 2) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (B, C, H, W) on the bottom/right to valid sizes; returns the padded tensor and (H, W).
-
-    Reflection needs the pad to be smaller than the side, so very small images are padded in steps.
-    """
-    height, width = x.shape[-2:]
-    if min(height, width) < 2:
-        raise ValueError(f"image of {height}x{width} pixels is too small to fuse (need at least 2x2)")
-    target_h, target_w = next_valid_size(height, merges), next_valid_size(width, merges)
-    while x.shape[-2] < target_h or x.shape[-1] < target_w:
-        pad_h = min(target_h - x.shape[-2], x.shape[-2] - 1)
-        pad_w = min(target_w - x.shape[-1], x.shape[-1] - 1)
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    return x, (height, width)
-
-
-def crop_back(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`pad_to_valid` on the network output."""
-    return x[..., : size[0], : size[1]]
+    """Reflect-pad (B, C, H, W) on the bottom/right to valid sizes; returns the padded tensor and (H, W)."""
+    return learned_inference.pad_to_valid(x, lambda side: next_valid_size(side, merges))

@@ -6,7 +6,7 @@ compares the infrared and visible means in CMSA to show which modality each scal
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -42,3 +42,15 @@ def mean_delta_rows(records: dict[str, list[torch.Tensor]]) -> list[dict[str, ob
         means = torch.stack(values).mean(dim=0)
         rows += [{"layer": name, "stream": stream, "mean_delta": float(value)} for stream, value in zip(streams, means)]
     return rows
+
+
+class DeltaRecorder:
+    """The trainer's recorder of mean Delta on the VAL split (``delta.csv``, one row per layer and stream)."""
+
+    filename = "delta.csv"
+    columns = ("layer", "stream", "mean_delta")
+
+    @contextmanager
+    def recording(self, model: nn.Module) -> Iterator[Callable[[], list[dict[str, object]]]]:
+        with recording_delta(model) as records:
+            yield lambda: mean_delta_rows(records)

@@ -128,11 +128,14 @@ def information_measures(network: torch.nn.Module, ir: torch.Tensor, vi: torch.T
 def adaptive_weights(network: torch.nn.Module, ir: torch.Tensor, vi: torch.Tensor,
                      stages: tuple[str, ...] = ("stem", "layer1", "layer2"),
                      temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """U2Fusion-style (w_ir, w_vi) per image, w_ir + w_vi = 1, from the frozen network (no gradient)."""
+    """U2Fusion-style (w_ir, w_vi) per image, w_ir + w_vi = 1, from the frozen network (no gradient).
+
+    Always computed in float32, also under a trainer's autocast: the measures are ratios of small
+    squared gradients, which bf16/fp16 would quantise into different weights."""
     if temperature <= 0:
         raise ValueError(f"adaptive-weight temperature must be > 0, got {temperature}")
-    with torch.no_grad():
-        g_ir, g_vi = information_measures(network, ir, vi, stages)
+    with torch.no_grad(), torch.autocast(ir.device.type, enabled=False):
+        g_ir, g_vi = information_measures(network, ir.float(), vi.float(), stages)
         weights = torch.softmax(torch.stack([g_ir, g_vi], dim=1).float() / temperature, dim=1)
     return weights[:, 0], weights[:, 1]
 
@@ -148,9 +151,20 @@ class LossSettings:
     stages: tuple[str, ...] = ("stem", "layer1", "layer2")
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        unknown = set(self.stages) - set(RESNET_STAGES)
+        if unknown or not self.stages:
+            raise ValueError(f"adaptive-weight stages {sorted(unknown) or '[]'}: expected some of {RESNET_STAGES}")
+        if self.temperature <= 0:
+            raise ValueError(f"adaptive-weight temperature must be > 0, got {self.temperature}")
+
 
 class FusionLoss(torch.nn.Module):
     """L_total and its terms for a batch; the ResNet50 stays frozen (no parameter gets a gradient)."""
+
+    terms = ("total", "per", "l1", "ssim", "grad")
+    diagnostics = ("w_ir", "w_vi")
 
     def __init__(self, network: torch.nn.Module, settings: LossSettings = LossSettings()):
         super().__init__()

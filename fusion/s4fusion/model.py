@@ -11,12 +11,12 @@ from torch import nn
 
 from fusion.s4fusion.ablations import ConcatAttentionBlock, ConvFusionBlock, CrossAttentionBlock
 from fusion.s4fusion.cmsa import CMSABlock, FusionLayer
-from fusion.s4fusion.config import S4FusionConfig, config_for_method
+from fusion.s4fusion.config import S4FusionConfig
 from fusion.s4fusion.geometry import next_valid_size, valid_size
 from fusion.s4fusion.layers import FoldHead, OverlapPatchEmbed
 from fusion.s4fusion.stages import DecoderStage, EncoderStage
 
-__all__ = ["S4Fusion", "S4FusionConfig", "config_for_method", "valid_size", "next_valid_size"]
+__all__ = ["S4Fusion", "S4FusionConfig", "valid_size", "next_valid_size"]
 
 
 def fusion_block(cfg: S4FusionConfig, dim: int) -> nn.Module:

@@ -1,4 +1,4 @@
-"""``pipelines train-fusion``: train S4Fusion or one of its ablations on the benchmark's TRAIN split."""
+"""``pipelines train-fusion``: train a learned fuser (S4Fusion, an ablation, ...) on the benchmark's TRAIN split."""
 from __future__ import annotations
 
 import click
@@ -9,7 +9,7 @@ from pipelines.options import build_config, config_options
 @click.command("train-fusion")
 @config_options
 @click.option("--method", "-m", default="s4fusion", show_default=True,
-              help="s4fusion, s4fusion_wo_per, or an architecture ablation (s4fusion_wo_pm, _add, _cnn, _ca, _sa, _va).")
+              help="Any learned method (s4fusion, s4fusion_wo_per, an ablation such as s4fusion_add, ...).")
 @click.option("--epochs", type=int, help="Override fusion.train.epochs.")
 @click.option("--batch-size", type=int, help="Override fusion.train.batch_size (the global batch under torchrun).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
@@ -20,12 +20,13 @@ def command(config_source: str, overrides: tuple[str, ...], method: str, epochs:
     """Train a learned fuser; checkpoints every epoch, resumes exactly. Multi-GPU: torchrun --nproc-per-node N
     $(which pipelines) train-fusion ..."""
     from fusion.perception import WeightsError
+    from fusionbench.errors import FusionBenchError
     from pipelines.train_fusion import train_fusion  # heavy imports only when the command runs
 
     config = build_config(config_source, overrides,
                           {"fusion.train.epochs": epochs, "fusion.train.batch_size": batch_size}, log_name="train-fusion")
     try:
         out_dir = train_fusion(config, method, resume=resume, force=force)
-    except (ValueError, FileNotFoundError, WeightsError) as error:
+    except (FusionBenchError, ValueError, FileNotFoundError, WeightsError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{method}: {out_dir}")

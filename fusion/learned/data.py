@@ -1,4 +1,4 @@
-"""Training data for S4Fusion: random crops of registered IR / visible-luminance pairs.
+"""Training data for learned fusers: random crops of registered IR / visible-luminance pairs.
 
 Every random choice (crop position, flips) comes from a generator seeded by (seed, epoch, index),
 and the order of an epoch from the sampler's (seed, epoch): an epoch is the same whatever the number
@@ -122,11 +122,12 @@ def load_pair(pair: TrainPair) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CropPairs(Dataset):
-    """(ir, vi) crops of side ``crop`` as (1, crop, crop) tensors: random position and flips when
-    ``augment``, the centre otherwise (validation). Smaller images are reflect-padded."""
+    """(ir, vi) crops of side ``crop`` as (1, crop, crop) tensors: a random position (and random
+    flips when ``flips``) when ``augment``, the centre otherwise (validation). Smaller images are
+    reflect-padded."""
 
-    def __init__(self, pairs: Sequence[TrainPair], crop: int, seed: int = 0, augment: bool = True):
-        self.pairs, self.crop, self.seed, self.augment = list(pairs), crop, seed, augment
+    def __init__(self, pairs: Sequence[TrainPair], crop: int, seed: int = 0, augment: bool = True, flips: bool = True):
+        self.pairs, self.crop, self.seed, self.augment, self.flips = list(pairs), crop, seed, augment, flips
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -145,7 +146,8 @@ class CropPairs(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             top, left = int(rng.integers(0, height - self.crop + 1)), int(rng.integers(0, width - self.crop + 1))
-            flip_h, flip_v = rng.random(2) < 0.5
+            flip_h, flip_v = rng.random(2) < 0.5  # drawn either way: the crops do not depend on ``flips``
+            flip_h, flip_v = flip_h and self.flips, flip_v and self.flips
         else:
             top, left, flip_h, flip_v = (height - self.crop) // 2, (width - self.crop) // 2, False, False
         patch = stack[:, top : top + self.crop, left : left + self.crop]
