@@ -31,7 +31,7 @@ _BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
 
 # One entry per architecture package: importing ``fusion.<package>.architecture`` registers the
 # architecture and its methods (fusion.learned.architecture.register_architecture / register_method).
-LEARNED_PACKAGES = ("s4fusion",)
+LEARNED_PACKAGES = ("s4fusion", "smfnet")
 
 # Options of every learned method besides its architecture, loss and training arguments.
 LEARNED_SECTIONS = ("model", "loss", "train")

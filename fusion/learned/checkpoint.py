@@ -55,7 +55,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         config_map, state = payload.get("config"), payload.get("state_dict")
     else:
         arch, converter = _find_converter(path, payload)
-        config_map, state = converter.convert(payload)
+        try:
+            config_map, state = converter.convert(payload)
+        except FusionBenchError as error:  # the converter knows the layout, the file name is known here
+            raise CheckpointError(f"{path}: {error}") from error
     try:
         config = arch.make_config(config_map)
     except OptionsError as error:

@@ -2,26 +2,25 @@
 saved through ``nn.DataParallel`` (every key starts ``module.``), one per module:
 ``DIDF_Encoder``, ``DIDF_Decoder``, ``GraphModel``, ``BaseFuseLayer``, ``DetailFuseLayer``.
 
-Keys are renamed onto :class:`~fusion.smfnet.model.SMFNet` by ordered regular-expression rules.
+Keys are renamed onto :class:`~fusion.smfnet.model.SMFNet` by ordered regular-expression rules;
+:data:`fusion.smfnet.architecture.SMFNET` registers the conversion, so
+``fusion.learned.checkpoint.load_model("model_VIF.pth")`` reads the file.
 The release also builds modules its forward pass never calls (498,720 parameters at default sizes:
 the base branch's ``reduce_channel``/``norm``/``conv_after_body``, the base fusion's
 ``reduce_channel``, the graph's ``C_ca``, ``C_cat[2:]`` and inner ``C_cls``); their keys are
-recognised, counted and dropped, so a file that lacks or adds anything else is refused with the
-missing and unexpected keys listed.
+recognised, checked against their released shapes and dropped; any other missing, unexpected or
+mis-shaped key is listed by the loader's error.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from fusionbench.errors import FusionBenchError
 from fusion.smfnet.config import SMFNetConfig
-from fusion.smfnet.model import SMFNet
 
 DATA_PARALLEL_PREFIX = "module."
 RELEASED_MODULES = {
@@ -167,14 +166,13 @@ def released_key(module: str, key: str) -> str:
     return f"{RELEASED_MODULES[module]}{new}"
 
 
-def convert_released(payload: Mapping[str, Any], source: str = "checkpoint") -> ReleasedWeights:
-    """Rename the five DataParallel state dicts onto SMFNet's keys; ``source`` names the file in errors."""
-    missing_modules = sorted(set(RELEASED_MODULES) - set(payload)) if isinstance(payload, Mapping) else []
-    if not isinstance(payload, Mapping) or missing_modules:
+def convert_released(payload: Mapping[str, Any]) -> ReleasedWeights:
+    """Rename the five DataParallel state dicts onto SMFNet's keys, setting the unused modules apart."""
+    missing = sorted(set(RELEASED_MODULES) - set(payload)) if isinstance(payload, Mapping) else []
+    if not isinstance(payload, Mapping) or missing:
         found = sorted(map(str, payload))[:_LISTED] if isinstance(payload, Mapping) else type(payload).__name__
-        raise SMFNetCheckpointError(
-            f"{source}: not the authors' SMFNet checkpoint: expected the entries {sorted(RELEASED_MODULES)}"
-            f" (missing {missing_modules}); found {found}")
+        raise SMFNetCheckpointError(f"not the authors' SMFNet checkpoint: expected the entries "
+                                    f"{sorted(RELEASED_MODULES)} (missing {missing}); found {found}")
     state: dict[str, torch.Tensor] = {}
     unused: dict[str, torch.Tensor] = {}
     for module in RELEASED_MODULES:
@@ -187,54 +185,17 @@ def convert_released(payload: Mapping[str, Any], source: str = "checkpoint") -> 
     return ReleasedWeights(state, unused)
 
 
-def load_state_checked(model: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:
-    """``load_state_dict`` that names ``source`` and lists missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mis_shaped = sorted(
-        f"{k}: file {tuple(getattr(state[k], 'shape', ()))} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape)
-    if missing or unexpected or mis_shaped:
-        lines = [f"{source}: the weights do not fit SMFNet with sizes {model.config.to_dict()}"]
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
-            if keys:
-                more = f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-                lines.append(f"  {title} ({len(keys)}): {', '.join(keys[:_LISTED])}{more}")
-        raise SMFNetCheckpointError("\n".join(lines))
-    model.load_state_dict(dict(state))
-
-
-def load_released(payload: Mapping[str, Any], config: SMFNetConfig = SMFNetConfig(),
-                  source: str = "checkpoint") -> SMFNet:
-    """An SMFNet (eval mode) with the weights of the authors' checkpoint ``payload``."""
-    model = SMFNet(config)
-    weights = convert_released(payload, source)
-    load_state_checked(model, weights.state_dict, source)
-    _check_unused(weights.unused, config, source)
-    return model.eval()
-
-
-def _check_unused(unused: Mapping[str, torch.Tensor], config: SMFNetConfig, source: str) -> None:
-    """The built-but-unused tensors must be exactly the release's, or the file is not what it claims."""
-    expected = released_unused_shapes(config)
-    wrong = sorted(set(unused) ^ set(expected)) + sorted(
-        f"{k}: file {tuple(v.shape)} vs release {expected[k]}" for k, v in unused.items()
+def released_weights(payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict for :class:`SMFNet` at default sizes from the authors' checkpoint, once the
+    built-but-unused tensors are checked to be exactly the release's (the framework's loader then lists
+    any missing, unexpected or mis-shaped key of the rest, naming the file)."""
+    weights = convert_released(payload)
+    expected = released_unused_shapes()
+    wrong = sorted(set(weights.unused) ^ set(expected)) + sorted(
+        f"{k}: file {tuple(v.shape)} vs release {expected[k]}" for k, v in weights.unused.items()
         if k in expected and tuple(v.shape) != expected[k])
     if wrong:
         more = f" ... and {len(wrong) - _LISTED} more" if len(wrong) > _LISTED else ""
-        raise SMFNetCheckpointError(
-            f"{source}: the release's unused modules do not match ({len(wrong)}): {', '.join(wrong[:_LISTED])}{more}")
-
-
-def read_released(path: str | os.PathLike, config: SMFNetConfig = SMFNetConfig()) -> SMFNet:
-    """:func:`load_released` on a file (``models/model_VIF.pth``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SMFNetCheckpointError(f"{path}: SMFNet checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise SMFNetCheckpointError(f"{path}: cannot be read as a torch checkpoint: {exc}") from exc
-    return load_released(payload, config, str(path))
+        raise SMFNetCheckpointError(f"not the authors' SMFNet checkpoint: the release's unused modules differ "
+                                    f"({len(wrong)}): {', '.join(wrong[:_LISTED])}{more}")
+    return weights.state_dict
