@@ -48,13 +48,14 @@ def child(height: int, width: int, threads: int, flops: bool, device: str, repea
     import numpy as np
     import torch
 
+    from fusion.learned.inference import LearnedFuser
+    from fusion.s4fusion.architecture import S4FUSION
     from fusion.s4fusion.geometry import pad_to_valid
-    from fusion.s4fusion.inference import S4FusionFuser
     from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    fuser = S4FusionFuser(S4Fusion(), device=device)
+    fuser = LearnedFuser(S4Fusion(), S4FUSION, S4FusionConfig(), device=device)
     rng = np.random.default_rng(0)
     ir = rng.random((height, width), dtype=np.float32)
     vi = rng.random((height, width, 3), dtype=np.float32)
@@ -103,13 +104,15 @@ def count_flops(model, x) -> dict:
 
 
 def parameter_counts() -> dict:
-    from fusion.s4fusion.config import METHOD_BLOCKS
-    from fusion.s4fusion.model import S4Fusion, config_for_method
+    from fusion.learned.architecture import learned_methods
+    from fusion.s4fusion.model import S4Fusion
 
     counts = {}
     for topology in ("released", "paper"):
-        for name in METHOD_BLOCKS:
-            model = S4Fusion(config_for_method(name, topology=topology))
+        for name, method in learned_methods().items():
+            if method.arch != "s4fusion":
+                continue
+            model = S4Fusion(method.make_config(topology=topology))
             counts[f"{name}/{topology}"] = {
                 "total": sum(p.numel() for p in model.parameters()),
                 "fusion_layers": sum(p.numel() for p in model.fusion_layers.parameters()),

@@ -8,11 +8,14 @@ Counts come from the config (methods, epochs, batch sizes, image size, workers) 
 4,200 pairs at 1024x768 split by data.split.ratios (as pipelines prepare splits them). Stage by stage:
 
   prepare      bench_prepare.json: its full-M3FD estimate
-  train        bench_train.json: seconds per step at fusion.train.batch_size
-               x ceil(train pairs / batch) x epochs, for each learned method without weights
-               (the trainer's per-epoch validation and fusion.train.extra folders not counted)
-  fuse         model.json: one 1024x768 pair, for each learned method; bench_fusers.json: pairs per
-               second of one process x min(fusion.workers, --cores), for each classical method
+  train        bench_train.json: for each learned method without weights, priced by its own rows
+               (method, stage, batch, crop): seconds per step of each stage x ceil(train pairs / batch)
+               x the stage's epochs, with the method's effective training settings (fusion.train, the
+               method's registry entry, methods.<m>.train); the trainer's per-epoch validation and
+               fusion.train.extra folders not counted
+  fuse         model*.json: one 1024x768 pair of the method's architecture (the file's "arch"; bench_model.py
+               measures S4Fusion); bench_fusers.json: pairs per second of one process
+               x min(fusion.workers, --cores), for each classical method
   detect       bench_detect.json: seconds per 100 training images at detect.imgsz and
                detect.batch (the row measured at that size and batch); every epoch
                trains on the train split and validates on the val split, and the test split is
@@ -33,10 +36,13 @@ import os
 from pathlib import Path
 
 from fusion.io import atomic_write_text
+from fusion.learned.architecture import learned_method
+from fusion.learned.trainer import stage_starts
 from fusion.registry import is_learned
 from pipelines.benchmark import SPLITS
 from pipelines.config import get_value, load_config
 from pipelines.prepare.split import split_sizes
+from pipelines.train_fusion import train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 M3FD_PAIRS = 4200
@@ -46,6 +52,19 @@ COPIES = ("ir", "vi")  # the sources themselves: copied, not fused
 def read(results: Path, name: str) -> dict | None:
     path = results / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fuse_timings(results: Path) -> dict[str, dict]:
+    """Architecture -> its 1024x768 fusion time (wall_s), device and source file, from every model*.json
+    (bench_model.py's model.json measures S4Fusion and names no architecture)."""
+    timings = {}
+    for path in sorted(results.glob("model*.json")):
+        data = json.loads(path.read_text())
+        pair = next((t for t in data.get("timings", []) if t["size"] == "1024x768"), None)
+        if pair:
+            timings[data.get("arch", "s4fusion")] = {"wall_s": pair["wall_s"], "device": data.get("device", "cpu"),
+                                                     "source": path.name}
+    return timings
 
 
 def estimate(config: dict, results: Path, cores: int) -> list[dict]:
@@ -65,21 +84,33 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
     full = next((c["full_m3fd_estimate_s"] for c in cases if "full_m3fd_estimate_s" in c), None)
     row("prepare", full, "4,200 pairs", "bench_prepare.json")
 
-    train_cfg = config["fusion"]["train"]
     train = read(results, "bench_train.json")
-    steps = math.ceil(sizes["train"] / train_cfg["batch_size"]) * train_cfg["epochs"]
-    match = [r for r in (train or {}).get("rows", []) if r["batch"] == train_cfg["batch_size"]]
     for method in learned:
-        if not get_value(config, f"fusion.{method}.weights"):
-            row(f"train {method}", match[0]["wall_s_per_step"] * steps if match else None,
-                f"{steps:,} steps of batch {train_cfg['batch_size']}", "bench_train.json",
-                (train or {}).get("device", "?"))
+        if get_value(config, f"methods.{method}.weights"):
+            continue
+        entry = learned_method(method)
+        settings = train_settings(config, entry)
+        crop = settings.crop or entry.architecture.default_crop
+        per_epoch = math.ceil(sizes["train"] / settings.batch_size)
+        starts = [*stage_starts(entry.architecture.stages, settings), settings.epochs]
+        seconds: float | None = 0.0
+        parts = []
+        for stage, first, end in zip(entry.architecture.stages, starts, starts[1:]):
+            match = [r for r in (train or {}).get("rows", []) if (r["method"], r["stage"], r["batch"], r["crop"])
+                     == (method, stage.name, settings.batch_size, crop)]
+            steps = per_epoch * (end - first)
+            seconds = None if seconds is None or not match else seconds + match[0]["wall_s_per_step"] * steps
+            parts.append(f"{steps:,} steps" + (f" of {stage.name}" if len(starts) > 2 else ""))
+        row(f"train {method}", seconds, f"{' + '.join(parts)} at batch {settings.batch_size}, crop {crop}",
+            "bench_train.json", (train or {}).get("device", "?"))
 
-    model = read(results, "model.json")
-    pair = next((t for t in (model or {}).get("timings", []) if t["size"] == "1024x768"), None)
+    timings = fuse_timings(results)
     for method in learned:
-        row(f"fuse {method}", pair["wall_s"] * M3FD_PAIRS if pair else None,
-            f"{M3FD_PAIRS:,} pairs, one at a time", "model.json", (model or {}).get("device", "cpu"))
+        arch = learned_method(method).arch
+        measured = timings.get(arch)
+        row(f"fuse {method}", measured["wall_s"] * M3FD_PAIRS if measured else None,
+            f"{M3FD_PAIRS:,} pairs of {arch}, one at a time", measured["source"] if measured else "model*.json",
+            measured["device"] if measured else "cpu")
     fusers = read(results, "bench_fusers.json")
     processes = min(config["fusion"]["workers"], cores)
     for method in classical:

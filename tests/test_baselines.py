@@ -13,7 +13,8 @@ from fusion.baselines.pixel import max_rule, pca_weights
 from fusion.baselines.two_scale import box_mean, guided_filter, median3
 from fusion.color import luminance, to_uint8
 from fusion.io import ImageError, read_ir, read_vi
-from fusion.registry import FuserError, LEARNED_METHODS, available_methods, build_fuser
+from fusion.learned.architecture import learned_methods
+from fusion.registry import FuserError, available_methods, build_fuser
 from pipelines.fuse import load_pair
 
 CLASSICAL = ("average", "max", "pca", "laplacian", "dwt", "gff", "tif")
@@ -28,7 +29,7 @@ def real_pairs(msrs_det20: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def test_registry_lists_every_method_and_rejects_unknown_ones():
     methods = available_methods()
-    for name in ("ir", "vi", *CLASSICAL, "external", *LEARNED_METHODS):
+    for name in ("ir", "vi", *CLASSICAL, "external", *learned_methods()):
         assert name in methods
     with pytest.raises(FuserError, match="unknown fusion method 'nope'"):
         build_fuser("nope")

@@ -258,8 +258,9 @@ def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) ->
 def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benchmark, tmp_path: Path):
     import torch
 
-    from fusion.s4fusion.checkpoint import save_checkpoint
-    from fusion.s4fusion.model import S4Fusion
+    from fusion.learned.checkpoint import save_checkpoint
+    from fusion.s4fusion.architecture import S4FUSION
+    from fusion.s4fusion.model import S4Fusion, S4FusionConfig
     from pipelines.fuse import sha256_file
 
     bench = _tiny(sample_benchmark, tmp_path / "bench")
@@ -269,7 +270,7 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
         build_method(config, "s4fusion")
     torch.manual_seed(0)
     checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
-    save_checkpoint(checkpoint, S4Fusion())
+    save_checkpoint(checkpoint, S4FUSION, S4FusionConfig(), S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
     assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint), "amp": None}
     assert info["weights"] == str(checkpoint.resolve())

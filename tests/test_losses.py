@@ -113,3 +113,16 @@ def test_adaptive_weights_favour_the_structured_modality(resnet):
     assert sharper[0].item() > w_ir.item()
     with pytest.raises(ValueError, match="stages"):
         adaptive_weights(resnet, textured, smooth, stages=("layer9",))
+
+
+def test_adaptive_weights_are_float32_under_a_bf16_autocast(resnet):
+    """Issue #14: the trainer's autocast ran the weights' feature measures in bf16."""
+    generator = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(2, 1, 32, 32, generator=generator), torch.rand(2, 1, 32, 32, generator=generator).pow(3)
+    reference = adaptive_weights(resnet, ir, vi)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = adaptive_weights(resnet, ir, vi)
+        terms = FusionLoss(resnet, LossSettings(per=0.0))((ir + vi) / 2, ir, vi)
+    for expected, got in zip(reference, under_autocast):
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+    assert torch.equal(terms["w_ir"], reference[0])

@@ -1,10 +1,12 @@
-"""S4Fusion checkpoints: project files rebuild the same model; wrong files fail with the keys listed."""
+"""S4Fusion checkpoints through the learned-fuser format: project files (today's and the first format) rebuild
+the same model, the authors' model.pkl converts; wrong files fail with the keys listed."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fusion.s4fusion.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from fusion.learned.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 
 TINY = S4FusionConfig(dims=(8, 16, 32), d_state=4, d_state_fusion=4, fusion_depth=1, topology="paper")
@@ -15,10 +17,10 @@ def test_project_checkpoint_rebuilds_the_same_model(tmp_path):
     model = S4Fusion(TINY).eval()
     optimizer = torch.optim.AdamW(model.parameters())
     path = tmp_path / "run" / "last.pt"
-    save_checkpoint(path, model, epoch=7, optimizer=optimizer.state_dict())
+    save_checkpoint(path, S4FUSION, TINY, model, epoch=7, optimizer=optimizer.state_dict())
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left behind
-    loaded, payload = load_checkpoint(path)
-    assert loaded.config == TINY and payload["epoch"] == 7 and "state" in payload["optimizer"]
+    loaded, config, arch, payload = load_checkpoint(path)
+    assert loaded.config == config == TINY and arch is S4FUSION and payload["arch"] == "s4fusion" and payload["epoch"] == 7 and "state" in payload["optimizer"]
     ir, vi = torch.rand(1, 1, 25, 37), torch.rand(1, 1, 25, 37)
     with torch.no_grad():
         assert torch.equal(loaded(ir, vi), model(ir, vi))
@@ -39,7 +41,7 @@ def test_released_layout_with_wrong_keys_lists_them(tmp_path):
 def test_project_checkpoint_with_wrong_shapes_is_refused(tmp_path):
     model = S4Fusion(TINY)
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, model)
+    save_checkpoint(path, S4FUSION, TINY, model)
     payload = torch.load(path, weights_only=True)
     payload["config"]["d_state"] = 6
     torch.save(payload, path)
@@ -54,7 +56,21 @@ def test_foreign_and_missing_files(tmp_path):
         load_model(junk)
     other = tmp_path / "other.pt"
     torch.save({"net": {"w": torch.zeros(1)}}, other)
-    with pytest.raises(CheckpointError, match="other.pt: not an S4Fusion checkpoint.*'net'"):
+    with pytest.raises(CheckpointError, match="other.pt: not a learned-fuser checkpoint.*model.pkl.*'net'"):
         load_model(other)
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_model(tmp_path / "nowhere.pt")
+
+
+def test_checkpoint_of_the_first_project_format_still_loads(tmp_path):
+    """Files the S4Fusion-only trainer wrote ({"format": "fusionbench.s4fusion/1", ...}) load unchanged."""
+    torch.manual_seed(2)
+    model = S4Fusion(TINY).eval()
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(TINY).items()}
+    path = tmp_path / "old.pt"
+    torch.save({"format": "fusionbench.s4fusion/1", "config": config, "state_dict": model.state_dict(), "epoch": 3}, path)
+    loaded, loaded_config, arch, payload = load_checkpoint(path)
+    assert loaded_config == TINY and arch is S4FUSION and payload["epoch"] == 3
+    ir, vi = torch.rand(1, 1, 25, 37), torch.rand(1, 1, 25, 37)
+    with torch.no_grad():
+        assert torch.equal(loaded(ir, vi), model(ir, vi))

@@ -1,4 +1,4 @@
-"""S4Fusion inference API on real MSRS crops: sizes, colour, batching, input types, determinism."""
+"""The learned-fuser inference API with S4Fusion on real MSRS crops: sizes, colour, batching, input types, determinism."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,17 +8,18 @@ from PIL import Image
 
 from fusion.color import rgb_to_ycbcr
 from fusion.io import read_ir, read_vi
-from fusion.s4fusion.checkpoint import save_checkpoint
-from fusion.s4fusion.inference import S4FusionFuser, to_float_image
+from fusion.learned.checkpoint import save_checkpoint
+from fusion.learned.inference import LearnedFuser, to_float_image
+from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 
 SMALL = S4FusionConfig(dims=(16, 32, 64), d_state=4, d_state_fusion=6, fusion_depth=1)  # fast on 2 cores
 
 
 @pytest.fixture(scope="module")
-def fuser() -> S4FusionFuser:
+def fuser() -> LearnedFuser:
     torch.manual_seed(0)
-    return S4FusionFuser(S4Fusion(SMALL), device="cpu", max_batch=4)  # so that batching is exercised
+    return LearnedFuser(S4Fusion(SMALL), S4FUSION, SMALL, device="cpu", max_batch=4)  # so that batching is exercised
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +69,9 @@ def test_input_types_are_normalised(fuser, pair):
 def test_from_checkpoint_and_amp_only_on_cuda(tmp_path, pair):
     torch.manual_seed(1)
     model = S4Fusion(SMALL)
-    save_checkpoint(tmp_path / "m.pt", model)
+    save_checkpoint(tmp_path / "m.pt", S4FUSION, SMALL, model)
     ir, vi = pair
-    assert np.array_equal(S4FusionFuser.from_checkpoint(tmp_path / "m.pt", device="cpu")(ir, vi),
-                          S4FusionFuser(model, device="cpu")(ir, vi))
+    assert np.array_equal(LearnedFuser.from_checkpoint(tmp_path / "m.pt", device="cpu")(ir, vi),
+                          LearnedFuser(model, S4FUSION, SMALL, device="cpu")(ir, vi))
     with pytest.raises(ValueError, match="CUDA"):
-        S4FusionFuser(model, device="cpu", amp="bf16")
+        LearnedFuser(model, S4FUSION, SMALL, device="cpu", amp="bf16")

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from fusion.s4fusion.cmsa import CMSABlock
-from fusion.s4fusion.geometry import crop_back, next_valid_size, pad_to_valid, valid_size
+from fusion.learned.architecture import learned_method
+from fusion.learned.inference import crop_back
+from fusion.s4fusion.geometry import next_valid_size, pad_to_valid, valid_size
 from fusion.s4fusion.layers import FoldHead, OverlapPatchEmbed, PatchExpanding, PatchMerging
-from fusion.s4fusion.model import S4Fusion, S4FusionConfig, config_for_method
+from fusion.s4fusion.model import S4Fusion, S4FusionConfig
 from fusion.s4fusion.ss2d import SS2D
 from fusion.s4fusion.ssm import from_direction, to_direction
 
@@ -77,7 +79,7 @@ def test_released_parameter_count():
 
 
 def test_parity_with_the_released_architecture(parity_fixture, tmp_path):
-    from fusion.s4fusion.checkpoint import load_model
+    from fusion.learned.checkpoint import load_model
 
     case = torch.load(parity_fixture, weights_only=False)
     torch.save(case["checkpoint"], tmp_path / "model.pkl")  # exactly the authors' file layout
@@ -88,11 +90,16 @@ def test_parity_with_the_released_architecture(parity_fixture, tmp_path):
     assert (out - case["out"]).abs().max().item() < 1e-4
 
 
+def config_for_method(name: str, **overrides) -> S4FusionConfig:
+    return learned_method(name).make_config(**overrides)
+
+
 def test_method_names_map_to_configs():
     assert config_for_method("s4fusion") == S4FusionConfig() == config_for_method("s4fusion_wo_per")
+    assert learned_method("s4fusion_wo_per").make_loss().per == 0 and learned_method("s4fusion").make_loss().per == 1
     assert config_for_method("s4fusion_ca").fusion_block == "channel_attn"
     assert config_for_method("s4fusion_wo_pm", topology="paper").topology == "paper"
-    with pytest.raises(ValueError, match="known"):
+    with pytest.raises(KeyError, match="not a learned method.*did you mean 's4fusion'"):
         config_for_method("s4fusion_xyz")
     with pytest.raises(ValueError, match="fusion_block"):
         S4FusionConfig(fusion_block="lstm")

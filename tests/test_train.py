@@ -1,5 +1,5 @@
-"""The S4Fusion trainer: learning-rate schedule, exact resume, and `pipelines train-fusion` end to end
-on a tiny prepared sample (a small model at 49x49 crops, so it runs in seconds on a CPU)."""
+"""S4Fusion on the learned-fuser trainer: learning-rate schedule, exact resume, and `pipelines train-fusion`
+end to end on a tiny prepared sample (a small model at 49x49 crops, so it runs in seconds on a CPU)."""
 from __future__ import annotations
 
 import csv
@@ -9,22 +9,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from fusion.learned.architecture import learned_method
+from fusion.learned.checkpoint import load_checkpoint
+from fusion.learned.schedules import warmup_cosine
+from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.perception import build_resnet50
-from fusion.s4fusion.checkpoint import load_checkpoint
+from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.losses import LossSettings
-from fusion.s4fusion.model import config_for_method
-from fusion.s4fusion.trainer import Trainer, TrainSettings, warmup_cosine
 from pipelines.cli import cli
 from pipelines.train_fusion import as_train_pairs
 
 TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), fusion_depth=1, d_state=4, d_state_fusion=4)
-TINY_FLAG = "fusion.train.model={dims: [8, 16, 32], depths: [1, 1, 1], depths_decoder: [1, 1, 1], " \
+TINY_FLAG = "methods.s4fusion.model={dims: [8, 16, 32], depths: [1, 1, 1], depths_decoder: [1, 1, 1], " \
             "fusion_depth: 1, d_state: 4, d_state_fusion: 4}"
 
 
 @pytest.fixture(scope="module")
 def perception():
-    return build_resnet50(allow_random=True)
+    return build_resnet50(allow_random=True)[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,12 @@ def test_warmup_cosine_schedule():
 
 def test_resume_gives_identical_weights(sample_benchmark, perception, tmp_path):
     pairs = as_train_pairs(sample_benchmark.pairs("train"))[:2]
-    settings = TrainSettings(epochs=2, batch_size=2, crop=49, workers=0, warmup_epochs=1,
-                             loss=LossSettings(stages=("stem",)))
-    config = config_for_method("s4fusion", **TINY)
+    settings = TrainSettings(epochs=2, batch_size=2, crop=49, workers=0, warmup_epochs=1)
+    config, loss = learned_method("s4fusion").make_config(**TINY), LossSettings(stages=("stem",))
 
-    def trainer(folder: str) -> Trainer:
-        return Trainer(config, perception, pairs, [], tmp_path / folder, settings)
+    def trainer(folder: str, config=config, pairs=pairs, settings=settings) -> Trainer:
+        return Trainer(S4FUSION, config, loss, pairs, [], tmp_path / folder, settings, method="s4fusion",
+                       perception=perception)
 
     straight = trainer("straight")
     straight.fit()
@@ -63,15 +65,14 @@ def test_resume_gives_identical_weights(sample_benchmark, perception, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = [(tmp_path / f / "loss.csv").read_text() for f in ("straight", "split")]
     assert rows[0] == rows[1] and len(rows[0].splitlines()) == 3  # header + one step per epoch
-    fresh = Trainer(config, perception, pairs, [], tmp_path / "fresh", settings)
+    fresh = trainer("fresh")
     assert not all(torch.equal(fresh.model.state_dict()[k], a[k]) for k in a)  # training changed the weights
-    other = config_for_method("s4fusion", **{**TINY, "dims": (12, 24, 48)})
-    with pytest.raises(ValueError, match="another architecture"):
-        Trainer(other, perception, pairs, [], tmp_path / "split", settings)
-    with pytest.raises(ValueError, match="training pairs or seed changed"):
-        Trainer(config, perception, pairs[:1], [], tmp_path / "split", settings)
-    with pytest.raises(ValueError, match="not a valid S4Fusion size.*61"):
-        Trainer(config, perception, pairs, [], tmp_path / "bad", TrainSettings(crop=50))
+    with pytest.raises(TrainingError, match="another architecture"):
+        trainer("split", config=learned_method("s4fusion").make_config(**{**TINY, "dims": (12, 24, 48)}))
+    with pytest.raises(TrainingError, match="training pairs or seed changed"):
+        trainer("split", pairs=pairs[:1])
+    with pytest.raises(TrainingError, match="crop 50 is not a valid s4fusion size.*61"):
+        trainer("bad", settings=TrainSettings(crop=50))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def trained(tiny_benchmark, tmp_path_factory):
     """One epoch of `pipelines train-fusion` on the tiny benchmark: (cli args, run folder, first result)."""
     root = tmp_path_factory.mktemp("runs")
     args = ["-c", "sample", "-s", f"run.root={root}", "-s", "run.name=t", "-s", f"data.benchmark={tiny_benchmark.root}",
-            "-s", "fusion.train.crop=49", "-s", "fusion.train.loss.stages=[stem]", "-s", TINY_FLAG]
+            "-s", "fusion.train.crop=49", "-s", "methods.s4fusion.loss.stages=[stem]", "-s", TINY_FLAG]
     result = CliRunner().invoke(cli, ["train-fusion", *args, "--epochs", "1", "--batch-size", "2"])
     return args, root / "t", result
 
@@ -97,7 +98,7 @@ def test_train_fusion_command_writes_every_output(trained):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and all(math.isfinite(float(r[k])) for r in rows for k in ("total", "per", "l1", "ssim", "grad"))
     assert all(float(r["w_ir"]) + float(r["w_vi"]) == pytest.approx(1.0, abs=1e-5) for r in rows)
-    model, payload = load_checkpoint(out / "best.pt")
+    model, _, _, payload = load_checkpoint(out / "best.pt")
     assert model.config.dims == (8, 16, 32) and payload["method"] == "s4fusion" and payload["epoch"] == 1
     assert payload["perception"]["kind"] == "random" and math.isfinite(payload["val_loss"])
     assert "perception network: random" in (run / "logs" / "train-fusion.log").read_text()
@@ -110,7 +111,6 @@ def test_train_fusion_command_writes_every_output(trained):
 
 
 def test_pipelines_fuse_loads_the_trained_checkpoint(trained, tiny_benchmark):
-    pytest.importorskip("fusion.s4fusion.inference", reason="the S4Fusion fuser is not in the tree yet")
     args, _, first = trained
     assert first.exit_code == 0, first.output
     result = CliRunner().invoke(cli, ["fuse", *args, "--method", "s4fusion"])

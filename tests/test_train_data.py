@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import fusion.s4fusion.data as data
+import fusion.learned.data as data
 from fusion.io import write_image
-from fusion.s4fusion.data import CropPairs, TrainPair, fit_crop, folder_pairs, make_loader, take_fraction, training_pairs
+from fusion.learned.data import CropPairs, TrainPair, fit_crop, folder_pairs, make_loader, take_fraction, training_pairs
 
 
 def as_train(pairs) -> list[TrainPair]:
