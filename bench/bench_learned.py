@@ -7,12 +7,13 @@ Per architecture, with random weights:
   convolutions, elementwise ops not counted). SMFNet is counted on the meta device (nothing runs);
   S4Fusion as in bench/bench_model.py (dense part counted on a real pass at the padded size, the
   selective scan, which runs outside torch, added analytically);
-* fusion of one random pair through the inference API (colour included) at 480x640 and 1024x768:
+* fusion of one random pair through the inference API (LearnedFuser: padding, colour) at 480x640 and 1024x768:
   wall and process-CPU seconds of the fastest of --repeats runs, peak RSS of the process;
-* one training step (forward, loss, backward, optimiser step) at 128x128 crops, batch --batch:
-  SMFNet's stage I and stage II steps (paper loss, one Adam per module, clip 0.01 as released);
-  S4Fusion's full loss (random ResNet50 perception network) with AdamW at 133x133, the valid size
-  next to 128 (its sides must be 12k + 1). Mean of --steps steps after one warm-up step.
+* one training step (forward, loss, backward, optimiser step) of the method named like the architecture
+  through the generic trainer (bench/bench_train.py's timing), batch --batch: SMFNet's stage I and
+  stage II steps at 128x128 (released loss and optimiser settings); S4Fusion's full loss (random
+  ResNet50 perception network) at 133x133, the valid size next to 128 (its sides must be 12k + 1).
+  Mean of --steps steps after one warm-up step.
 Each measurement runs in a fresh process limited to --threads threads (OMP_WAIT_POLICY=PASSIVE),
 so its peak RSS is its own. The machine may be shared: the load average is recorded; repeat runs
 and take the best.
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "learned.json"
 ARCHS = ("s4fusion", "smfnet")
+CROPS = {"smfnet": 128, "s4fusion": 133}  # S4Fusion's sides must be 12k + 1: the valid size next to 128
 
 
 def _peak_rss_gb() -> float:
@@ -43,8 +45,6 @@ def _peak_rss_gb() -> float:
 
 
 def parameters(arch: str) -> dict:
-    import torch
-
     if arch == "smfnet":
         from fusion.smfnet.checkpoint import released_unused_parameters
         from fusion.smfnet.model import SMFNet
@@ -84,84 +84,57 @@ def fuse(arch: str, height: int, width: int, repeats: int) -> dict:
     import numpy as np
     import torch
 
+    from fusion.learned.architecture import get_architecture
+    from fusion.learned.inference import LearnedFuser
+
     torch.manual_seed(0)
-    if arch == "smfnet":
-        from fusion.smfnet.inference import fuse_images
-        from fusion.smfnet.model import SMFNet
-
-        model = SMFNet().eval()
-        run = lambda ir, vi: fuse_images(model, ir, vi)
-    else:
-        from fusion.s4fusion.inference import S4FusionFuser
-        from fusion.s4fusion.model import S4Fusion
-
-        run = S4FusionFuser(S4Fusion(), device="cpu")
+    architecture = get_architecture(arch)
+    config = architecture.make_config()
+    fuser = LearnedFuser(architecture.build(config), architecture, config, device="cpu")
     rng = np.random.default_rng(0)
     ir = rng.random((height, width), dtype=np.float32)
     vi = rng.random((height, width, 3), dtype=np.float32)
-    run(ir[:49, :61], vi[:49, :61])  # compile / load kernels, warm caches
+    fuser(ir[:49, :61], vi[:49, :61])  # compile / load kernels, warm caches
     runs = []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
-        run(ir, vi)
+        fuser(ir, vi)
         runs.append((time.perf_counter() - wall, time.process_time() - cpu))
     wall_s, cpu_s = min(runs)
     return {"wall_s": wall_s, "cpu_s": cpu_s, "peak_rss_gb": _peak_rss_gb()}
 
 
 def train(arch: str, batch: int, steps: int) -> dict:
-    import torch
+    """The step of every training stage of the architecture's main method, through the generic trainer."""
+    import tempfile
 
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    if arch == "smfnet":
-        from fusion.smfnet.losses import SMFNetLoss, SMFNetObjective
-        from fusion.smfnet.model import SMFNet
-        from fusion.smfnet.stages import GRAD_CLIP, LEARNING_RATE, STAGES
+    import numpy as np
 
-        model = SMFNet().train()
-        objective = SMFNetObjective(SMFNetLoss("paper"))
-        groups = model.module_groups()
-        optimizers = {name: torch.optim.Adam(m.parameters(), lr=LEARNING_RATE) for name, m in groups.items()}
-        crop = 128
+    from fusion.io import write_image
+    from fusion.learned.architecture import learned_method
+    from fusion.learned.data import folder_pairs
+    from fusion.learned.trainer import Trainer, TrainSettings
+    from fusion.perception import build_resnet50
 
-        def step(stage) -> None:
-            for optimizer in optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            objective(model, ir, vi, stage.name)["total"].backward()
-            for name in stage.modules:
-                torch.nn.utils.clip_grad_norm_(groups[name].parameters(), GRAD_CLIP)
-                optimizers[name].step()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_train import time_steps
 
-        variants = {f"stage {i + 1} ({s.name})": (lambda s=s: step(s)) for i, s in enumerate(STAGES)}
-    else:
-        from fusion.perception import build_resnet50
-        from fusion.s4fusion.geometry import next_valid_size
-        from fusion.s4fusion.losses import FusionLoss
-        from fusion.s4fusion.model import S4Fusion
-
-        model = S4Fusion().train()
-        loss = FusionLoss(build_resnet50(allow_random=True))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        crop = next_valid_size(128)
-
-        def s4_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            loss(model(ir, vi), ir, vi)["total"].backward()
-            optimizer.step()
-
-        variants = {"full loss": s4_step}
-    ir, vi = torch.rand(2, batch, 1, crop, crop, generator=generator)
+    method = learned_method(arch)
+    architecture, crop = method.architecture, CROPS[arch]
     rows = {}
-    for name, run in variants.items():
-        run()  # warm-up
-        times = []
-        for _ in range(steps):
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            times.append((time.perf_counter() - wall, time.process_time() - cpu))
-        rows[name] = {"crop": crop, "batch": batch, "wall_s": sum(t[0] for t in times) / steps,
-                      "cpu_s": sum(t[1] for t in times) / steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("a", "b"):  # the trainer needs pairs on disk; the timed steps use in-memory batches
+            write_image(Path(tmp) / "ir" / f"{name}.png", np.zeros((crop, crop), np.uint8))
+            write_image(Path(tmp) / "vi" / f"{name}.png", np.zeros((crop, crop, 3), np.uint8))
+        perception = build_resnet50(allow_random=True)[0] if architecture.needs_perception else None
+        settings = TrainSettings(**{**method.train, "batch_size": batch, "crop": crop, "workers": 0,
+                                    "epochs": max(2, len(architecture.stages))})
+        trainer = Trainer(architecture, method.make_config(), method.make_loss(), folder_pairs(tmp), [],
+                          Path(tmp) / "out", settings, method=arch, perception=perception, resume=False)
+        for index, stage in enumerate(architecture.stages):
+            trainer.epoch = trainer.starts[index]  # this stage's step (no epoch is run)
+            wall_s, cpu_s = time_steps(trainer, batch, steps, warmup=1)
+            rows[stage.name] = {"crop": crop, "batch": batch, "wall_s": wall_s, "cpu_s": cpu_s}
     return {"steps": rows, "peak_rss_gb": _peak_rss_gb()}
 
 
