@@ -40,8 +40,9 @@ from fusion.learned.architecture import learned_method
 from fusion.learned.trainer import stage_starts
 from fusion.registry import is_learned
 from pipelines.benchmark import SPLITS
-from pipelines.config import get_value, load_config
+from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes
+from pipelines.schema import Config
 from pipelines.train_fusion import train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +68,10 @@ def fuse_timings(results: Path) -> dict[str, dict]:
     return timings
 
 
-def estimate(config: dict, results: Path, cores: int) -> list[dict]:
+def estimate(config: Config, results: Path, cores: int) -> list[dict]:
     """One row per stage: seconds (None where not measured), how it was computed, the source."""
-    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config["data"]["split"]["ratios"]))))
-    methods = config["fusion"]["methods"]
+    sizes = dict(zip(SPLITS, split_sizes(M3FD_PAIRS, tuple(config.data.split.ratios))))
+    methods = config.fusion.methods
     learned = [m for m in methods if is_learned(m)]
     classical = [m for m in methods if m not in learned and m not in COPIES]
     rows = []
@@ -86,7 +87,7 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
 
     train = read(results, "bench_train.json")
     for method in learned:
-        if get_value(config, f"methods.{method}.weights"):
+        if config.method_options(method).get("weights"):
             continue
         entry = learned_method(method)
         settings = train_settings(config, entry)
@@ -112,34 +113,34 @@ def estimate(config: dict, results: Path, cores: int) -> list[dict]:
             f"{M3FD_PAIRS:,} pairs of {arch}, one at a time", measured["source"] if measured else "model*.json",
             measured["device"] if measured else "cpu")
     fusers = read(results, "bench_fusers.json")
-    processes = min(config["fusion"]["workers"], cores)
+    processes = min(config.fusion.workers, cores)
     for method in classical:
         rate = (fusers or {}).get("images_per_second", {}).get(method)
         row(f"fuse {method}", M3FD_PAIRS / (rate * processes) if rate else None,
             f"{M3FD_PAIRS:,} pairs over {processes} processes", "bench_fusers.json")
 
-    detect_cfg = config["detect"]
+    detect_cfg = config.detect
     detect = read(results, "bench_detect.json")
     match = [r for r in (detect or {}).get("rows", [])
-             if (r["imgsz"], r["batch"]) == (detect_cfg["imgsz"], detect_cfg["batch"])]
-    images = detect_cfg["epochs"] * (sizes["train"] + sizes["val"]) + sizes["test"]
+             if (r["imgsz"], r["batch"]) == (detect_cfg.imgsz, detect_cfg.batch)]
+    images = detect_cfg.epochs * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
     row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
-        f"{detect_cfg['epochs']} epochs of {sizes['train']:,} + {sizes['val']} images, "
-        f"{sizes['test']} test, at {detect_cfg['imgsz']} px, batch {detect_cfg['batch']}",
+        f"{detect_cfg.epochs} epochs of {sizes['train']:,} + {sizes['val']} images, "
+        f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}",
         "bench_detect.json",
         str((detect or {}).get("device", "?")))
 
     metrics = read(results, "bench_metrics.json")
-    metric_methods = config["metrics"].get("methods") or methods
+    metric_methods = config.metrics.methods or methods
     seconds = None
     if metrics:
-        per_image = metrics["all_metrics_cpu_s"] / min(config["metrics"]["workers"], cores)
-        if config["metrics"].get("entropy"):
+        per_image = metrics["all_metrics_cpu_s"] / min(config.metrics.workers, cores)
+        if config.metrics.entropy:
             per_image += metrics["entropy"]["wall_s_per_image"]
-        seconds = per_image * sizes[config["metrics"]["split"]] * len(metric_methods)
+        seconds = per_image * sizes[config.metrics.split] * len(metric_methods)
     row(f"metrics x {len(metric_methods)} methods", seconds,
-        f"{sizes[config['metrics']['split']]} {config['metrics']['split']} images each",
+        f"{sizes[config.metrics.split]} {config.metrics.split} images each",
         "bench_metrics.json",
         (metrics or {}).get("entropy", {}).get("device", "cpu"))
     return rows

@@ -17,10 +17,12 @@ from typing import Iterable
 
 import numpy as np
 
+from fusionbench.errors import FusionBenchError
+
 log = logging.getLogger(__name__)
 
 
-class CocoError(ValueError):
+class CocoError(FusionBenchError):
     """A ground-truth or detection file that cannot be evaluated."""
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fusionbench.errors import FusionBenchError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(FusionBenchError):
     """An image that cannot be used; the message names the file and the problem."""
 
 

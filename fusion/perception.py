@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from fusionbench.errors import FusionBenchError
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,7 +26,7 @@ WEIGHTS_HINT = (
 )
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(FusionBenchError):
     """Pre-trained weights that are missing or unusable."""
 
 

@@ -10,6 +10,7 @@ crop); :func:`validate_method_options` checks a method's options as a config fil
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, fields
@@ -33,7 +34,10 @@ _BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
 # architecture and its methods (fusion.learned.architecture.register_architecture / register_method).
 LEARNED_PACKAGES = ("s4fusion", "smfnet")
 
-# Options of every learned method besides its architecture, loss and training arguments.
+# Options every method accepts beside its fuser's own: a display name; and those of an imported fused folder.
+DISPLAY_OPTIONS = ("name",)
+EXTERNAL_OPTIONS = ("from", "name", "keep_grey")
+# The sections of a learned method's options besides its fuser's: architecture, loss and training arguments.
 LEARNED_SECTIONS = ("model", "loss", "train")
 
 
@@ -85,7 +89,8 @@ def method_info(name: str) -> MethodInfo:
     from fusion.learned.architecture import learned_methods
 
     if name not in _factories():
-        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(available_methods())}")
+        raise FuserError(f"unknown fusion method {name!r}{_close(name, available_methods())}; available: "
+                         f"{', '.join(available_methods())}")
     learned = learned_methods().get(name)
     if learned is None:
         return MethodInfo(name, learned=False)
@@ -114,33 +119,45 @@ def build_fuser(name: str, **options: Any) -> Any:
 
 
 def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the options a config gives method ``name``; returns them as a plain dict.
+    """Check the options a config gives method ``name`` (``methods.<name>``) before any work; returns them.
 
-    Classical fusers: the keyword arguments of their factory. Learned methods: the fuser's options
-    (``weights``, ``amp``, ``max_batch``, ``output``) plus ``model`` (architecture arguments), ``loss``
-    (loss arguments) and ``train`` (training settings over the shared ones), each checked against its
-    dataclass. Raises :class:`FuserError` naming the bad key and its close matches.
+    Every method takes a display ``name``; ``from`` imports a folder of fused images instead (options
+    ``from``, ``name``, ``keep_grey``). Classical fusers: the keyword arguments of their factory. Learned
+    methods: the fuser's options (``weights``, ``amp``, ``max_batch``, ``output``) plus ``model``
+    (architecture arguments), ``loss`` (loss arguments) and ``train`` (training settings over the shared
+    ``fusion.train``), each checked against its dataclass. Raises a :class:`FuserError` naming the bad
+    key and its close matches.
     """
     from fusion.learned.architecture import build_options, check_keys, learned_methods
 
-    factory = _factories().get(name)
-    if factory is None:
-        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(available_methods())}")
+    if not isinstance(options, Mapping):
+        raise FuserError(f"{name}: options must be a mapping, got {options!r}")
+    if options.get("from") is not None:
+        check_keys(options, EXTERNAL_OPTIONS, name)
+        return dict(options)
+    factories = _factories()
+    if name not in factories:
+        raise FuserError(f"unknown fusion method {name!r}{_close(name, sorted(factories))}; registered: "
+                         f"{', '.join(sorted(factories))} (or import a folder of fused images with 'from')")
     method = learned_methods().get(name)
-    accepted = list(inspect.signature(factory).parameters)
-    if method is not None:  # the device is the run's, not the method's
-        accepted = [p for p in accepted if p != "device"] + list(LEARNED_SECTIONS)
-    check_keys(options, accepted, f"{name!r} method")
-    if method is not None:
-        from fusion.learned.trainer import TrainSettings
+    accepted = [*inspect.signature(factories[name]).parameters, *DISPLAY_OPTIONS]
+    if method is None:
+        check_keys(options, accepted, name)
+        return dict(options)
+    check_keys(options, [p for p in accepted if p != "device"] + list(LEARNED_SECTIONS), name)  # the device is the run's
+    from fusion.learned.trainer import TrainSettings
 
-        arch = method.architecture
-        build_options(arch.config, {**method.model, **(options.get("model") or {})}, f"{name!r} model")
-        build_options(arch.loss, {**method.loss, **(options.get("loss") or {})}, f"{name!r} loss")
-        train_keys = [f.name for f in fields(TrainSettings) if f.name != "seed"]
-        check_keys(options.get("train") or {}, train_keys, f"{name!r} train")
-        build_options(TrainSettings, {**method.train, **(options.get("train") or {})}, f"{name!r} train")
+    arch = method.architecture
+    build_options(arch.config, {**method.model, **(options.get("model") or {})}, f"{name}.model")
+    build_options(arch.loss, {**method.loss, **(options.get("loss") or {})}, f"{name}.loss")
+    check_keys(options.get("train") or {}, [f.name for f in fields(TrainSettings) if f.name != "seed"], f"{name}.train")
+    build_options(TrainSettings, {**method.train, **(options.get("train") or {})}, f"{name}.train")
     return dict(options)
+
+
+def _close(word: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(word, choices, n=3)
+    return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
 
 
 def _learned_factory(name: str) -> Factory:

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from fusionbench.errors import FusionBenchError
+
 SPLITS = ("train", "val", "test")
 M3FD_CLASSES = ("People", "Car", "Bus", "Motorcycle", "Lamp", "Truck")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(FusionBenchError):
     """A prepared benchmark folder that is missing or inconsistent."""
 
 

@@ -13,11 +13,24 @@ import sys
 import click
 
 import fusion  # noqa: F401  (first: sets the OpenMP wait policy before any command imports torch)
+from fusionbench.errors import FusionBenchError
 from pipelines import commands
+
+
+class UserError(click.ClickException):
+    """A :class:`FusionBenchError` as click shows it: one line, exit 2 (no traceback: the message says it all)."""
+
+    exit_code = 2
 
 
 class _Commands(click.Group):
     """Lists the command modules lazily so ``pipelines --help`` stays fast."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FusionBenchError as error:
+            raise UserError(str(error)) from error
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = [m.name.replace("_", "-") for m in pkgutil.iter_modules(commands.__path__)]
@@ -37,12 +50,22 @@ def cli() -> None:
     """Infrared/visible fusion benchmark: prepare -> train-fusion -> fuse -> detect -> metrics -> report."""
 
 
-def main() -> None:
+INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run a command. A :class:`FusionBenchError` is one clean line and exit 2 (:class:`UserError`);
+    Ctrl-C says how to resume and exits 130; any other exception is a bug and keeps its traceback."""
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
+        cli.main(args=args, standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":

@@ -33,18 +33,20 @@ from typing import Any
 from detection import coco_eval, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusion.io import atomic_write_text
+from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.fuse import fused_set_identity, is_complete
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 
-class DetectError(RuntimeError):
+class DetectError(FusionBenchError):
     """The detect stage cannot run (missing fused set, bad setting)."""
 
 
-def detect_method(config: dict[str, Any], method: str, force: bool = False) -> dict[str, Any]:
+def detect_method(config: Config, method: str, force: bool = False) -> dict[str, Any]:
     """Train, select, predict and evaluate one method; returns its results (skips a finished method)."""
     out = stage_dir(config, "detect", method)
     if force and out.exists():
@@ -69,16 +71,16 @@ def detect_method(config: dict[str, Any], method: str, force: bool = False) -> d
     settings = train_settings(config)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
     if settings.amp:
-        check_weights = get_value(config, "detect.amp_check_weights")
+        check_weights = config.detect.amp_check_weights
         if not check_weights:
             raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
                               "ultralytics' CUDA AMP self-test would otherwise download it")
         install_amp_check_weights(check_weights)
-    source = yolo.model_source(get_value(config, "detect.weights"), bool(get_value(config, "detect.allow_scratch")))
+    source = yolo.model_source(config.detect.weights, config.detect.allow_scratch)
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))
 
     data_yaml = yolo.write_data_yaml(out / "data.yaml", benchmark.fused_dir(method), benchmark.classes)
-    with yolo.cpu_threads(get_value(config, "detect.cpu_threads")):
+    with yolo.cpu_threads(config.detect.cpu_threads):
         train_dir = yolo.train(data_yaml, out / "train", source, settings)
         chosen = yolo.select(train_dir, protocol["select_by"])
         log.info("%s: evaluating epoch %d (selected by %s) on the test split", method, chosen.epoch, chosen.select_by)
@@ -119,41 +121,41 @@ def check_fused_set(benchmark: Benchmark, method: str) -> None:
                           f"(run `pipelines fuse --method {method}`)")
 
 
-def detect_protocol(config: dict[str, Any]) -> dict[str, Any]:
+def detect_protocol(config: Config) -> dict[str, Any]:
     """What must not change between the start and the end of a method's run (nor between methods)."""
     settings = train_settings(config)
-    select_by = str(get_value(config, "detect.select_by", "map50"))
+    select_by = config.detect.select_by
     if select_by not in yolo.SELECT_BY:
         raise DetectError(f"detect.select_by={select_by!r}: expected one of {yolo.SELECT_BY}")
     if settings.device and "," in settings.device:  # untested here, and its launcher pip-installs cloudpickle
         raise DetectError(f"run.device={settings.device}: one device per detect run; train methods in parallel "
                           "on separate GPUs instead (run.device=0, run.device=1, ...)")
-    weights = get_value(config, "detect.weights")
+    weights = config.detect.weights
     return {
         "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",
         "epochs": settings.epochs, "imgsz": settings.imgsz, "batch": settings.batch, "seed": settings.seed,
         "amp": settings.amp, "select_by": select_by, "train_args": dict(settings.extra),
-        "conf": float(get_value(config, "detect.conf", 0.001)), "iou": float(get_value(config, "detect.iou", 0.6)),
+        "conf": config.detect.conf, "iou": config.detect.iou,
     }
 
 
-def train_settings(config: dict[str, Any]) -> yolo.TrainSettings:
+def train_settings(config: Config) -> yolo.TrainSettings:
     """The detector settings shared by every method of a run."""
-    device = get_value(config, "run.device", "auto")
+    device = config.run.device
     return yolo.TrainSettings(
-        epochs=int(get_value(config, "detect.epochs", 40)),
-        imgsz=int(get_value(config, "detect.imgsz", 640)),
-        batch=int(get_value(config, "detect.batch", 16)),
-        workers=int(get_value(config, "detect.workers", 8)),
-        seed=int(get_value(config, "detect.seed", 0)),
+        epochs=config.detect.epochs,
+        imgsz=config.detect.imgsz,
+        batch=config.detect.batch,
+        workers=config.detect.workers,
+        seed=config.detect.seed,
         device=None if device in (None, "auto") else str(device),
-        amp=bool(get_value(config, "detect.amp", False)),
-        resume=bool(get_value(config, "detect.resume", True)),
-        extra=dict(get_value(config, "detect.train_args") or {}),
+        amp=config.detect.amp,
+        resume=config.detect.resume,
+        extra=config.detect.train_args,
     )
 
 
-def write_summary(config: dict[str, Any], classes: list[str]) -> Path:
+def write_summary(config: Config, classes: list[str]) -> Path:
     """``summary.csv``: one row per method whose results.json exists, sorted by method name."""
     root = stage_dir(config, "detect")
     rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/results.json"))]

@@ -1,18 +1,16 @@
 """``run.device`` as a torch device, the same way for every stage."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from pipelines.config import get_value
+from pipelines.schema import Config
 
 
-def torch_device(config: dict[str, Any]) -> torch.device:
+def torch_device(config: Config) -> torch.device:
     """``run.device``: auto (CUDA when available), cpu, cuda[:n], or GPU indices as ultralytics takes
     them (``0`` or ``0,1``; a list means its first GPU here: spread a stage over GPUs with
     ``--shard i/n`` and CUDA_VISIBLE_DEVICES, or torchrun for training)."""
-    wanted = str(get_value(config, "run.device", "auto") or "auto").strip()
+    wanted = config.run.device.strip()
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     first = wanted.split(",")[0].strip()

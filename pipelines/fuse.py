@@ -25,7 +25,13 @@ import re
 import shutil
 import sys
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +40,22 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import ImageError, read_ir, read_vi, sha256_file, write_image, write_text_if_changed
+from fusion.io import (
+    ImageError,
+    read_ir,
+    read_vi,
+    sha256_file,
+    write_image,
+    write_text_if_changed,
+)
 from fusion.provenance import package_versions
 from fusion.fuser import BatchFuser, PairFuser
 from fusion.registry import build_fuser, is_learned
+from fusionbench.errors import FusionBenchError
 from pipelines.benchmark import SPLITS, Benchmark, Pair
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +63,11 @@ MANIFEST = "manifest.json"
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAVE_EVERY_S = 2.0
 SHOWN_FAILURES = 20
+LEARNED_FUSER_OPTIONS = ("amp", "output", "max_batch")  # methods.<learned method> keys the fuser takes
 FUSE_PACKAGES = ("fusionbench", "numpy", "opencv-python-headless", "PyWavelets", "scipy", "torch")
 
 
-class FuseError(RuntimeError):
+class FuseError(FusionBenchError):
     """Images that could not be fused; the message names each one and the problem."""
 
 
@@ -424,15 +440,15 @@ def remove_foreign_images(benchmark: Benchmark, method: str) -> list[Path]:
 
 # --- from a config: which fuser, with which options ---------------------------------------------
 
-def configured_methods(config: dict[str, Any]) -> list[str]:
+def configured_methods(config: Config) -> list[str]:
     """``fusion.methods`` of the config."""
-    return [str(m) for m in get_value(config, "fusion.methods", []) or []]
+    return [str(m) for m in config.fusion.methods or []]
 
 
-def resolve_weights(config: dict[str, Any], method: str, weights: str | Path | None = None) -> Path:
-    """A learned method's checkpoint: ``weights``, else ``fusion.<method>.weights``, else the one
+def resolve_weights(config: Config, method: str, weights: str | Path | None = None) -> Path:
+    """A learned method's checkpoint: ``weights``, else ``methods.<method>.weights``, else the one
     ``train-fusion`` wrote (``<run>/fusion/<method>/best.pt``); missing files are a clear error."""
-    explicit = weights or get_value(config, f"fusion.{method}.weights")
+    explicit = weights or config.method_options(method).get("weights")
     path = Path(explicit).expanduser() if explicit else stage_dir(config, "fusion", method) / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint for {method}; run `pipelines train-fusion --method "
@@ -440,29 +456,32 @@ def resolve_weights(config: dict[str, Any], method: str, weights: str | Path | N
     return path.resolve()
 
 
-def build_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
+def build_method(config: Config, method: str, *, weights: str | Path | None = None,
                  source: str | Path | None = None, keep_grey: bool | None = None
                  ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The fuser for ``method`` plus its fingerprint (what identifies its output) and manifest info.
 
-    ``source`` (or ``fusion.<method>.from``) makes it an imported external set; learned methods load
-    their checkpoint; classical ones take their options from the ``fusion.<method>`` section.
+    ``source`` (or ``methods.<method>.from``) makes it an imported external set; learned methods load
+    their checkpoint; classical ones take their options from ``methods.<method>``.
     """
     check_method_name(method)
-    section = get_value(config, f"fusion.{method}", {}) or {}
+    section = config.method_options(method)
     source = source or section.get("from")
     info: dict[str, Any] = {"display_name": section.get("name", method),
-                            "config": {"file": get_value(config, "run.config_file"), "fusion": config.get("fusion")}}
+                            "config": {"file": str(config.source) if config.source else None,
+                                       "fusion": config.fusion.model_dump(mode="json"),
+                                       "methods": config.methods}}
     if source:
         keep = bool(section.get("keep_grey", False)) if keep_grey is None else keep_grey
         fuser = build_fuser("external", folder=source, keep_grey=keep)
         options: dict[str, Any] = {"from": str(fuser.folder), "keep_grey": keep}
     elif is_learned(method):
         path = resolve_weights(config, method, weights)
-        options = {"weights_sha256": sha256_file(path), "amp": section.get("amp")}  # bf16/fp16 change the output
+        given = {k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section}
+        options = {"weights_sha256": sha256_file(path), **given}  # amp and output change the images
         info["weights"] = str(path)
         fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
-                            amp=section.get("amp"), max_batch=get_value(config, "fusion.batch_size"))
+                            **{"max_batch": config.fusion.batch_size, **given})
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
@@ -470,7 +489,7 @@ def build_method(config: dict[str, Any], method: str, *, weights: str | Path | N
     return fuser, fingerprint, info
 
 
-def fuse_method(config: dict[str, Any], method: str, *, weights: str | Path | None = None,
+def fuse_method(config: Config, method: str, *, weights: str | Path | None = None,
                 source: str | Path | None = None, display_name: str | None = None,
                 keep_grey: bool | None = None, shard: Shard = Shard(), force: bool = False,
                 progress: bool = True) -> Path:
@@ -480,6 +499,6 @@ def fuse_method(config: dict[str, Any], method: str, *, weights: str | Path | No
     if display_name:
         info["display_name"] = display_name
     return fuse_set(benchmark, method, fuser, fingerprint=fingerprint, info=info,
-                    workers=int(get_value(config, "fusion.workers", 1)),
-                    batch_size=int(get_value(config, "fusion.batch_size") or 8),
+                    workers=config.fusion.workers,
+                    batch_size=config.fusion.batch_size or 8,
                     shard=shard, force=force, progress=progress)

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipelines.config import run_dir
+
+if TYPE_CHECKING:
+    from pipelines.schema import Config
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(config: dict[str, Any], stage: str) -> logging.Logger:
+def setup_logging(config: "Config", stage: str) -> logging.Logger:
     log_dir = run_dir(config) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()

@@ -30,34 +30,35 @@ from fusion.io import atomic_write_text, read_vi
 from fusion.metrics import METRICS, evaluate_files
 from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
 from pipelines.benchmark import Benchmark, Pair
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
 from pipelines.fuse import is_complete
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ("method", "images", *METRICS, "entropy_mean", "entropy_median", "perception")
 
 
-def metrics_csv(config: dict[str, Any], method: str) -> Path:
+def metrics_csv(config: Config, method: str) -> Path:
     return stage_dir(config, "metrics", method) / "metrics.csv"
 
 
-def entropy_csv(config: dict[str, Any], method: str) -> Path:
+def entropy_csv(config: Config, method: str) -> Path:
     return stage_dir(config, "metrics", method) / "entropy.csv"
 
 
-def entropy_source_json(config: dict[str, Any], method: str) -> Path:
+def entropy_source_json(config: Config, method: str) -> Path:
     return stage_dir(config, "metrics", method) / "entropy.json"
 
 
-def summary_csv(config: dict[str, Any]) -> Path:
+def summary_csv(config: Config) -> Path:
     return stage_dir(config, "metrics") / "summary.csv"
 
 
-def configured_methods(config: dict[str, Any]) -> list[str]:
+def configured_methods(config: Config) -> list[str]:
     """The run's methods: ``metrics.methods`` when given, else ``fusion.methods``."""
-    return list(get_value(config, "metrics.methods") or get_value(config, "fusion.methods") or [])
+    return list(config.metrics.methods or config.fusion.methods)
 
 
 def _up_to_date(path: Path, stems: list[str], stamp: float) -> bool:
@@ -75,12 +76,12 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def perception_network(config: dict[str, Any]) -> tuple[torch.nn.Module, PerceptionSource]:
+def perception_network(config: Config) -> tuple[torch.nn.Module, PerceptionSource]:
     """The frozen ResNet50 under the same weights rule as training (``perception.*``)."""
     return build_resnet50(
-        weights=get_value(config, "perception.weights"),
-        use_torchvision=bool(get_value(config, "perception.torchvision", False)),
-        allow_random=bool(get_value(config, "perception.allow_random", False)),
+        weights=config.perception.weights,
+        use_torchvision=config.perception.torchvision,
+        allow_random=config.perception.allow_random,
     )
 
 
@@ -119,7 +120,7 @@ def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int) ->
     return pd.DataFrame(rows, columns=["stem", *METRICS])
 
 
-def _entropy_current(config: dict[str, Any], method: str, stems: list[str], stamp: float,
+def _entropy_current(config: Config, method: str, stems: list[str], stamp: float,
                      source: PerceptionSource) -> bool:
     info = entropy_source_json(config, method)
     if not info.is_file() or not _up_to_date(entropy_csv(config, method), stems, stamp):
@@ -127,13 +128,13 @@ def _entropy_current(config: dict[str, Any], method: str, stems: list[str], stam
     return json.loads(info.read_text()) == {"kind": source.kind, "detail": source.detail}
 
 
-def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force: bool = False) -> Path:
+def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
     """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary."""
     bench = Benchmark(benchmark_dir(config))
-    split = str(get_value(config, "metrics.split", "test"))
+    split = config.metrics.split
     methods = methods or configured_methods(config)
     stems = bench.stems(split)
-    with_entropy = bool(get_value(config, "metrics.entropy", True))
+    with_entropy = config.metrics.entropy
     network = perception_network(config) if with_entropy else None
     device = torch_device(config)
     if network is not None:
@@ -146,7 +147,7 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
             continue
         stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
         if force or not _up_to_date(metrics_csv(config, method), stems, stamp):
-            frame = _compute_metrics(bench, method, split, int(get_value(config, "metrics.workers", 1)))
+            frame = _compute_metrics(bench, method, split, config.metrics.workers)
             _write_csv(metrics_csv(config, method), frame)
             log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
         else:
@@ -156,7 +157,7 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
         model, source = network
         if force or not _entropy_current(config, method, stems, stamp, source):
             paths = [bench.fused_image(method, split, stem) for stem in stems]
-            values = image_entropies(model, paths, device, int(get_value(config, "metrics.batch_size", 4)))
+            values = image_entropies(model, paths, device, config.metrics.batch_size)
             _write_csv(entropy_csv(config, method), pd.DataFrame({"stem": stems, "entropy": values}))
             atomic_write_text(entropy_source_json(config, method),
                               json.dumps({"kind": source.kind, "detail": source.detail}))
@@ -167,7 +168,7 @@ def run_metrics(config: dict[str, Any], methods: list[str] | None = None, force:
     return summary_csv(config)
 
 
-def summarise(config: dict[str, Any], methods: list[str]) -> pd.DataFrame:
+def summarise(config: Config, methods: list[str]) -> pd.DataFrame:
     """One row per method from the files on disk; a method without files has empty (missing) cells."""
     rows = []
     for method in methods:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fusion.registry import is_learned
-from pipelines.config import get_value
 from pipelines.fuse import configured_methods
+from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.run_all")
 
@@ -58,13 +58,13 @@ class RunSummary:
         return "-"
 
 
-def methods_to_train(config: dict[str, Any]) -> list[str]:
+def methods_to_train(config: Config) -> list[str]:
     """Learned methods of the config that have neither weights nor an imported folder."""
     return [m for m in configured_methods(config)
-            if is_learned(m) and not get_value(config, f"fusion.{m}.weights") and not get_value(config, f"fusion.{m}.from")]
+            if is_learned(m) and not config.method_options(m).get("weights") and not config.method_options(m).get("from")]
 
 
-def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
+def run_all(config: Config, progress: bool = True) -> RunSummary:
     """The whole benchmark for one config; returns what each step did."""
     from pipelines.commands.report import build as build_report
     from pipelines.detect import detect_method, write_summary
@@ -94,13 +94,13 @@ def run_all(config: dict[str, Any], progress: bool = True) -> RunSummary:
     return summary
 
 
-def format_summary(config: dict[str, Any], summary: RunSummary) -> str:
+def format_summary(config: Config, summary: RunSummary) -> str:
     """The one-screen summary printed at the end: per method what happened and its test mAP@50."""
     import json
 
     from pipelines.config import stage_dir
 
-    lines = [f"run {get_value(config, 'run.name')}: " + ("all steps succeeded" if not summary.failures
+    lines = [f"run {config.run.name}: " + ("all steps succeeded" if not summary.failures
                                                         else f"{len(summary.failures)} step(s) failed")]
     lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50")
     for method in configured_methods(config):

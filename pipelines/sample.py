@@ -28,7 +28,8 @@ import numpy as np
 
 from fusion.io import atomic_write_text, write_image
 from pipelines.benchmark import M3FD_CLASSES
-from pipelines.config import get_value, run_dir
+from pipelines.config import run_dir
+from pipelines.schema import Config
 
 CONDITIONS = ("day", "night", "fog", "smoke", "glare")
 FRAMES_PER_SCENE = (3, 6)        # inclusive range of frames in one scene
@@ -111,13 +112,11 @@ def _remove_stale(out: Path, stems: set[str]) -> None:
                 path.unlink()
 
 
-def sample_from_config(config: dict, out: Path | None = None) -> Path:
+def sample_from_config(config: Config, out: Path | None = None) -> Path:
     """The sample described by the config's ``sample`` section, in ``out`` or ``<run dir>/sample_raw``."""
+    section = config.sample
     return make_sample(Path(out) if out else run_dir(config) / "sample_raw",
-                       pairs=int(get_value(config, "sample.pairs", 60)),
-                       width=int(get_value(config, "sample.width", 256)),
-                       height=int(get_value(config, "sample.height", 192)),
-                       seed=int(get_value(config, "sample.seed", 0)))
+                       pairs=section.pairs, width=section.width, height=section.height, seed=section.seed)
 
 
 # --- scenes -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -24,51 +24,47 @@ from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction
 from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
 from pipelines.benchmark import Benchmark, Pair
-from pipelines.config import benchmark_dir, get_value, stage_dir
+from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
+from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
 DATA_KEYS = ("small", "extra")  # fusion.train keys the stage uses itself (which pairs), not the trainer
 
 
-def method_options(config: dict[str, Any], method: str) -> dict[str, Any]:
-    """``methods.<method>`` of the config (empty when absent)."""
-    return dict(get_value(config, f"methods.{method}", {}) or {})
-
-
-def train_settings(config: dict[str, Any], method: LearnedMethod) -> TrainSettings:
+def train_settings(config: Config, method: LearnedMethod) -> TrainSettings:
     """Shared ``fusion.train``, then the method's own training arguments, then ``methods.<method>.train``."""
-    shared = {k: v for k, v in (get_value(config, "fusion.train", {}) or {}).items() if k not in DATA_KEYS}
-    own = method_options(config, method.name).get("train") or {}
-    return build_options(TrainSettings, {**shared, **method.train, **own, "seed": int(get_value(config, "run.seed", 0))},
-                         f"{method.name} training")
+    shared = config.fusion.train.model_dump(exclude=set(DATA_KEYS))
+    own = config.method_options(method.name).get("train") or {}
+    return build_options(TrainSettings, {**shared, **method.train, **own, "seed": config.run.seed},
+                         f"methods.{method.name}.train")
 
 
 def as_train_pairs(pairs: list[Pair]) -> list[TrainPair]:
     return [TrainPair(p.stem, p.ir, p.vi, p.width, p.height) for p in pairs]
 
 
-def collect_pairs(config: dict[str, Any], crop: int) -> tuple[list[TrainPair], list[TrainPair]]:
+def collect_pairs(config: Config, crop: int) -> tuple[list[TrainPair], list[TrainPair]]:
     """(train, val): TRAIN split + extra folders (fixed-seed fractions), and the VAL split; images
     smaller than the crop padded or skipped per ``fusion.train.small``."""
     bench = Benchmark(benchmark_dir(config))
     extra = []
-    for item in get_value(config, "fusion.train.extra", []) or []:
-        found = folder_pairs(item["path"], item.get("ir"), item.get("vi"))
-        chosen = take_fraction(found, float(item.get("fraction", 1.0)), int(item.get("seed", 0)))
-        log.info("extra training folder %s: %d of %d pairs", item["path"], len(chosen), len(found))
+    for item in config.fusion.train.extra:
+        found = folder_pairs(item.path, item.ir, item.vi)
+        chosen = take_fraction(found, item.fraction, item.seed)
+        log.info("extra training folder %s: %d of %d pairs", item.path, len(chosen), len(found))
         extra += chosen
     held_out = [path for split in ("val", "test") for p in bench.pairs(split) for path in (p.ir, p.vi)]
     train = training_pairs(as_train_pairs(bench.pairs("train")), extra, forbidden=held_out)
-    small = str(get_value(config, "fusion.train.small", "pad"))
+    small = config.fusion.train.small
     train, _ = fit_crop(train, crop, small)
     val, _ = fit_crop(as_train_pairs(bench.pairs("val")), crop, small)
     return train, val
 
 
 @contextmanager
-def training_device(config: dict[str, Any]) -> Iterator[torch.device]:
+def training_device(config: Config) -> Iterator[torch.device]:
     """``run.device`` (auto | cpu | cuda[:n] | 0,1...); under torchrun (WORLD_SIZE > 1) the process's own GPU,
     selected before the process group starts (NCCL binds each process to the current device), and the
     group this started is destroyed at the end (a later training in the same process starts its own)."""
@@ -91,22 +87,21 @@ def training_device(config: dict[str, Any]) -> Iterator[torch.device]:
             dist.destroy_process_group()
 
 
-def train_fusion(config: dict[str, Any], method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
+def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:
     """Train ``method`` into ``stage_dir(config, "fusion", method)``; returns the folder. An existing
     last.pt is continued (or, when finished, left alone) unless ``force`` or not ``resume``: then the
     folder's outputs are replaced by a fresh run."""
     entry = learned_method(method)
     arch = entry.architecture
-    options = method_options(config, method)
+    options = config.method_options(method)
     model_config = entry.make_config(**(options.get("model") or {}))
     loss = entry.make_loss(**(options.get("loss") or {}))
     settings = train_settings(config, entry)
     out_dir = stage_dir(config, "fusion", method)
     perception, info = None, {}
     if arch.needs_perception:
-        perception, source = build_resnet50(get_value(config, "perception.weights"),
-                                            bool(get_value(config, "perception.torchvision", False)),
-                                            bool(get_value(config, "perception.allow_random", False)))
+        perception, source = build_resnet50(config.perception.weights, config.perception.torchvision,
+                                            config.perception.allow_random)
         info["perception"] = {"kind": source.kind, "detail": source.detail}
         log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config, settings.crop or arch.default_crop)

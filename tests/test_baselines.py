@@ -40,7 +40,7 @@ def test_registry_lists_every_method_and_rejects_unknown_ones():
 
 
 def test_learned_method_needs_an_existing_checkpoint(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(FuserError, match="missing.pt: checkpoint not found"):
         build_fuser("s4fusion_wo_pm", weights=tmp_path / "missing.pt")
 
 

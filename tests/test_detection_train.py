@@ -24,7 +24,7 @@ from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSetting
                             select, train, training_finished, val_curve, write_data_yaml)
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
-from pipelines.config import load_config, stage_dir
+from pipelines.config import ConfigError, load_config, stage_dir
 from pipelines.detect import DetectError, check_fused_set, detect_method, detect_protocol
 from pipelines.fuse import fuse_method
 
@@ -240,10 +240,12 @@ def test_clear_errors_before_any_training(msrs_fused, tmp_path):
         model_source(None, allow_scratch=False)
     with pytest.raises(FileNotFoundError, match="missing.pt.*yolov5su.pt"):
         model_source(tmp_path / "missing.pt", allow_scratch=True)
+    two_gpus = load_config("sample")
+    two_gpus.run.device = "0,1"  # well-formed; whether the GPUs exist is checked at load, not here
     with pytest.raises(DetectError, match="one device per detect run"):
-        detect_protocol(load_config("sample", ["run.device='0,1'"]))
-    with pytest.raises(DetectError, match="select_by='loss'"):
-        detect_protocol(load_config("sample", ["detect.select_by=loss"]))
+        detect_protocol(two_gpus)
+    with pytest.raises(ConfigError, match="detect.select_by = 'loss'"):
+        load_config("sample", ["detect.select_by=loss"])
     check_fused_set(msrs_fused, "vi")
     with pytest.raises(DetectError, match="fused set 'average' is missing or incomplete.*pipelines fuse --method average"):
         check_fused_set(msrs_fused, "average")
@@ -258,7 +260,7 @@ def test_extra_train_arguments_are_part_of_the_protocol():
     config = load_config("sample", ["detect.train_args={lr0: 0.003, mosaic: 0.0}"])
     assert dict(train_settings(config).extra) == {"lr0": 0.003, "mosaic": 0.0}
     assert detect_protocol(config)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
-    assert detect_protocol(load_config("paper", ["detect.train_args=null"]))["train_args"] == {}
+    assert detect_protocol(load_config("paper"))["train_args"] == {}
 
 
 def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):

@@ -272,7 +272,7 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
     checkpoint = tmp_path / "runs" / "sample" / "fusion" / "s4fusion" / "best.pt"  # where train-fusion leaves it
     save_checkpoint(checkpoint, S4FUSION, S4FusionConfig(), S4Fusion())
     fuser, fingerprint, info = build_method(config, "s4fusion")
-    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint), "amp": None}
+    assert fingerprint["options"] == {"weights_sha256": sha256_file(checkpoint)}
     assert info["weights"] == str(checkpoint.resolve())
     fuse_set(bench, "s4fusion", fuser, fingerprint=fingerprint, info=info, batch_size=3, progress=False)
     assert is_complete(bench, "s4fusion")

@@ -273,12 +273,13 @@ def _ddp_worker(rank: int, world: int, port: int, pairs, out: str) -> None:
     """One torchrun-like process: the process group as train-fusion starts it, then the toy training."""
     import os
 
+    from pipelines.schema import Config
     from pipelines.train_fusion import training_device
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     for attempt in range(2):  # a second training in the same process starts its own group
-        with training_device({"run": {"device": "cpu"}}) as device:
+        with training_device(Config()) as device:
             trainer = toy_trainer(pairs, Path(out) / f"ddp{attempt}", device=device, resume=False)
             assert trainer.world == world and isinstance(trainer.net, nn.parallel.DistributedDataParallel)
             trainer.fit()

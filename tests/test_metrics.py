@@ -263,7 +263,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
 
     bench = make_benchmark(tmp_path, msrs_det20, ["00004N", "00055D"])
     config = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={bench}", "fusion.workers=1",
-                                    "fusion.methods=[ir,average,never_fused]", "perception.allow_random=true"])
+                                    "fusion.methods=[ir,average,gff]", "perception.allow_random=true"])
     for method in ("ir", "average"):
         fuse_method(config, method, progress=False)
     summary = pd.read_csv(run_metrics(config))
@@ -279,7 +279,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     assert rows.loc["average", "perception"] == "random"
     entropy = pd.read_csv(metrics_dir / "average" / "entropy.csv")["entropy"]
     assert rows.loc["average", "entropy_median"] == pytest.approx(entropy.median(), rel=1e-5)
-    assert rows.loc["never_fused"].drop("images").isna().all()  # missing, never zero
+    assert rows.loc["gff"].drop("images").isna().all()  # missing, never zero
 
     stamp = (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns
     run_metrics(config)
@@ -298,5 +298,5 @@ def test_metrics_command_refuses_random_weights_unless_accepted(tmp_path, msrs_d
     bench = make_benchmark(tmp_path, msrs_det20, ["00004N"])
     result = CliRunner().invoke(cli, ["metrics", "-s", f"run.root={tmp_path / 'runs'}", "-s", f"data.benchmark={bench}",
                                       "-s", "perception.allow_random=false"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no ResNet50 weights given" in result.output and "perception.allow_random=true" in result.output

@@ -127,7 +127,7 @@ def test_prepare_command_reports_bad_files(sample_raw, tmp_path):
     (raw / "Annotation" / "00001.xml").write_text("<annotation><object>")
     base = ["prepare", "-s", f"run.root={tmp_path / 'runs'}", "--data", str(raw), "--out", str(tmp_path / "bench")]
     result = CliRunner().invoke(cli, base)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "00001.xml: XML does not parse" in result.output
     result = CliRunner().invoke(cli, [*base, "--skip-bad"])
     assert result.exit_code == 0, result.output

@@ -113,7 +113,7 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert per_class.loc["ir"].tolist() == [MISSING] * len(per_class.columns)
     assert float(per_class.at["average", "Car"]) == pytest.approx(100 * detected["per_class"]["Car"])
 
-    summary = pd.read_csv(Path(config["run"]["root"]) / "sample" / "metrics" / "summary.csv", index_col="method")
+    summary = pd.read_csv(config.run.root / "sample" / "metrics" / "summary.csv", index_col="method")
     fusion = pd.read_csv(tables / "fusion_metrics.csv", index_col="method", keep_default_na=False)
     assert float(fusion.at["average", "VIF"]) == pytest.approx(summary.at["average", "VIF"], rel=1e-5)
     assert float(fusion.at["vi", "entropy_median"]) == pytest.approx(summary.at["vi", "entropy_median"], rel=1e-5)

@@ -79,14 +79,14 @@ def test_second_run_skips_everything(finished_run):
 def test_a_failing_method_does_not_stop_the_others(finished_run, tmp_path):
     root, overrides, _ = finished_run
     broken = tmp_path / "no_such_folder"
-    config = load_config("sample", [*overrides, "fusion.methods=[ir, imported]", f"fusion.imported.from={broken}"])
+    config = load_config("sample", [*overrides, "fusion.methods=[ir, imported]", f"methods.imported.from={broken}"])
     summary = run_all(config, progress=False)
     assert [(s.stage, s.method) for s in summary.failures] == [("fuse", "imported")]
     assert "no_such_folder" in summary.failures[0].detail
     assert summary.report is not None  # the report is still built, showing `imported` as missing
     assert "imported" in summary.report.read_text()
     result = CliRunner().invoke(cli, ["run-all", "--no-progress", *sum((["-s", o] for o in [
-        *overrides, "fusion.methods=[ir, imported]", f"fusion.imported.from={broken}"]), [])])
+        *overrides, "fusion.methods=[ir, imported]", f"methods.imported.from={broken}"]), [])])
     assert result.exit_code == 1 and "FAILED fuse imported" in result.output
 
 

@@ -212,17 +212,16 @@ def build_options(cls: type, options: Mapping[str, Any], what: str) -> Any:
     try:
         return cls(**options)
     except (TypeError, ValueError) as error:
-        raise OptionsError(f"{what} options {dict(options)}: {error}") from error
+        raise OptionsError(f"{what}: {dict(options)}: {error}") from error
 
 
 def check_keys(options: Mapping[str, Any], known: Sequence[str], what: str) -> None:
-    """An :class:`OptionsError` naming every unknown key with its close matches."""
+    """An :class:`OptionsError` naming the first unknown key, its close matches and the known keys."""
     if not isinstance(options, Mapping):
-        raise OptionsError(f"{what} options must be a mapping, got {type(options).__name__}: {options!r}")
-    unknown = [key for key in options if key not in known]
-    if unknown:
-        hints = "; ".join(f"{key!r}{_suggest(str(key), known)}" for key in unknown)
-        raise OptionsError(f"unknown {what} option(s): {hints} (known: {', '.join(sorted(known))})")
+        raise OptionsError(f"{what}: options must be a mapping, got {options!r}")
+    for key in options:
+        if key not in known:
+            raise OptionsError(f"{what}: unknown option {key!r}{_suggest(str(key), known)}; it takes: {', '.join(known)}")
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -232,4 +231,4 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 def _suggest(name: str, known: Any) -> str:
     close = difflib.get_close_matches(name, list(known), n=3)
-    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""

@@ -4,8 +4,9 @@ from __future__ import annotations
 import click
 
 from pipelines.benchmark import Benchmark
-from pipelines.config import benchmark_dir, get_value
+from pipelines.config import benchmark_dir
 from pipelines.options import build_config, config_options
+from pipelines.schema import Config
 
 
 @click.command("detect")
@@ -18,24 +19,21 @@ def command(config_source: str, overrides: tuple[str, ...], method: str | None, 
     """Train YOLOv5s on each method's fused set (same seed and settings), select on val, evaluate on test."""
     config = build_config(config_source, overrides, log_name="detect")
     names = _methods(config, method, methods)
-    from pipelines.detect import DetectError, detect_method, write_summary  # ultralytics is heavy: import on use
+    from pipelines.detect import detect_method, write_summary  # ultralytics is heavy: import on use
 
-    try:
-        benchmark = Benchmark(benchmark_dir(config))
-        for name in names:
-            result = detect_method(config, name, force=force)
-            click.echo(f"{name}: test mAP@50 {result['map50']} (epoch {result['selected_epoch']}, "
-                       f"ultralytics {result['ultralytics_map50']:.4f})")
-        click.echo(f"summary: {write_summary(config, benchmark.classes)}")
-    except (DetectError, FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    benchmark = Benchmark(benchmark_dir(config))
+    for name in names:
+        result = detect_method(config, name, force=force)
+        click.echo(f"{name}: test mAP@50 {result['map50']} (epoch {result['selected_epoch']}, "
+                   f"ultralytics {result['ultralytics_map50']:.4f})")
+    click.echo(f"summary: {write_summary(config, benchmark.classes)}")
 
 
-def _methods(config: dict, method: str | None, methods: str | None) -> list[str]:
+def _methods(config: Config, method: str | None, methods: str | None) -> list[str]:
     if bool(method) == bool(methods):
         raise click.UsageError("give exactly one of --method or --methods")
     if method:
         return [method]
     if methods.strip() == "all":
-        return list(get_value(config, "fusion.methods", []))
+        return config.fusion.methods
     return [m.strip() for m in methods.split(",") if m.strip()]

@@ -10,6 +10,7 @@ from fusion.registry import FuserError, available_methods
 from pipelines.benchmark import BenchmarkError
 from pipelines.fuse import FuseError, Shard, configured_methods, fuse_method
 from pipelines.options import build_config, config_options
+from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.fuse")
 
@@ -60,7 +61,7 @@ def command(config_source, overrides, method, methods, weights, source, display_
         raise click.ClickException(f"{len(failed)} of {len(names)} methods failed:\n" + "\n".join(failed))
 
 
-def _methods(config: dict, method: str | None, methods: str | None) -> list[str]:
+def _methods(config: Config, method: str | None, methods: str | None) -> list[str]:
     if bool(method) == bool(methods):
         raise click.UsageError("give exactly one of --method M or --methods a,b,c|all "
                                f"(registered: {', '.join(available_methods())})")

@@ -16,8 +16,5 @@ def command(config_source: str, overrides: tuple[str, ...], methods: tuple[str, 
     from pipelines.metrics import run_metrics  # heavy imports only when the command runs
 
     config = build_config(config_source, overrides, log_name="metrics")
-    try:
-        summary = run_metrics(config, list(methods) or None, force=force)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+    summary = run_metrics(config, list(methods) or None, force=force)
     click.echo(f"summary: {summary}")

@@ -5,7 +5,7 @@ import click
 
 from pipelines.benchmark import SPLITS
 from pipelines.options import build_config, config_options
-from pipelines.prepare import PrepareError, prepare_from_config
+from pipelines.prepare import prepare_from_config
 from pipelines.prepare.split import STRATEGIES
 
 
@@ -30,10 +30,7 @@ def command(config_source: str, overrides: tuple[str, ...], raw: str | None, out
     config = build_config(config_source, overrides, {
         "data.raw": raw, "data.benchmark": out, "data.split.seed": seed, "data.split.by": split_by,
         "data.skip_bad": skip_bad}, log_name="prepare")
-    try:
-        benchmark = prepare_from_config(config)
-    except PrepareError as error:
-        raise click.ClickException(str(error)) from error
+    benchmark = prepare_from_config(config)
     manifest = benchmark.manifest
     click.echo(f"benchmark: {benchmark.root}  ({manifest['source']['layout']} layout, "
                f"{manifest['split']['strategy']} split, seed {manifest['split']['seed']})")

@@ -23,7 +23,7 @@ def command(config_source: str, overrides: tuple[str, ...], data: str | None, de
     \b
     pipelines run-all                                   # synthetic sample on CPU (sample.yaml)
     pipelines run-all -c paper --data /data/M3FD        # the published protocol
-    pipelines run-all -c paper --data /data/M3FD -s fusion.s4fusion.weights=model.pkl
+    pipelines run-all -c paper --data /data/M3FD -s methods.s4fusion.weights=model.pkl
     """
     from pipelines.run_all import format_summary, run_all
 

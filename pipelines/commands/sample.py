@@ -17,8 +17,5 @@ def command(config_source: str, overrides: tuple[str, ...], out: str | None) -> 
     pipelines sample -c sample --out /tmp/sample_raw -s sample.pairs=24
     """
     config = build_config(config_source, overrides, log_name="sample")
-    try:
-        path = sample_from_config(config, out)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    path = sample_from_config(config, out)
     click.echo(f"synthetic sample: {path} (Ir/, Vis/, Annotation/, sample.json)")

@@ -13,11 +13,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusionbench.errors import FusionBenchError
 
 ROUNDING_PX = 1e-3   # normalised YOLO coordinates may overshoot an edge by float rounding: not a clip
 
 
-class AnnotationError(ValueError):
+class AnnotationError(FusionBenchError):
     """An annotation file that cannot be used; the message names the file."""
 
 

@@ -18,15 +18,27 @@ from tqdm import tqdm
 from fusion.io import ImageError, write_text_if_changed
 from fusion.provenance import package_versions
 from pipelines.benchmark import SPLITS, Benchmark
-from pipelines.config import benchmark_dir, get_value
+from pipelines.config import benchmark_dir
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
 from pipelines.prepare.images import PairImages, inspect_pair
 from pipelines.prepare.layouts import Layout, Source, collect_sources, open_layout
 from pipelines.prepare.problems import PrepareError, Problem, summarise
-from pipelines.prepare.split import (STRATEGIES, check_not_empty, group_scenes, leakage, random_split,
-                                     scene_split)
-from pipelines.prepare.writers import (coco_dataset, write_json, write_split_list,
-                                       write_yolo_labels, yolo_text)
+from pipelines.prepare.split import (
+    STRATEGIES,
+    check_not_empty,
+    group_scenes,
+    leakage,
+    random_split,
+    scene_split,
+)
+from pipelines.prepare.writers import (
+    coco_dataset,
+    write_json,
+    write_split_list,
+    write_yolo_labels,
+    yolo_text,
+)
+from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.prepare")
 
@@ -143,21 +155,21 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
     })
 
 
-def prepare_from_config(config: dict) -> Benchmark:
+def prepare_from_config(config: Config) -> Benchmark:
     """``prepare_benchmark`` with the config's ``data`` section; no ``data.raw`` means the synthetic
     sample of the ``sample`` section, generated into ``<run dir>/sample_raw`` when missing."""
     from pipelines.sample import sample_from_config
 
-    raw = get_value(config, "data.raw")
+    raw = config.data.raw
     if not raw:
         raw = sample_from_config(config)
         log.info("no data.raw configured: using the synthetic sample in %s", raw)
     return prepare_benchmark(
-        Path(str(raw)), benchmark_dir(config), layout=get_value(config, "data.layout", "auto"),
-        ratios=tuple(get_value(config, "data.split.ratios", (0.7, 0.1, 0.2))),
-        seed=int(get_value(config, "data.split.seed", 0)), split_by=get_value(config, "data.split.by", "random"),
-        skip_bad=bool(get_value(config, "data.skip_bad", False)), labels=get_value(config, "data.labels"),
-        scene_threshold=float(get_value(config, "data.split.scene_threshold", SCENE_THRESHOLD)))
+        Path(str(raw)), benchmark_dir(config), layout=config.data.layout,
+        ratios=config.data.split.ratios,
+        seed=config.data.split.seed, split_by=config.data.split.by,
+        skip_bad=config.data.skip_bad, labels=config.data.labels,
+        scene_threshold=config.data.split.scene_threshold)
 
 
 def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -> list[_Checked]:

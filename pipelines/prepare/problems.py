@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fusionbench.errors import FusionBenchError
 
-class PrepareError(ValueError):
+
+class PrepareError(FusionBenchError):
     """The raw dataset cannot be turned into a benchmark; the message says why and where."""
 
 

@@ -1,0 +1,240 @@
+"""Every config key of a run: its type, its default, its range and what it does — the one defaults file.
+
+A run's config is these defaults, then a named overlay (``pipelines/configs/<name>.yaml`` or a
+file of your own), then ``-s key=value`` overrides. Overlays and overrides may only name keys
+declared here: an unknown key is an error with a close-match suggestion, a value of the wrong type
+or out of range is an error naming the key, both before any work starts (see
+:func:`pipelines.config.load_config`).
+
+Adding a setting: add one field to the section model below (type, default, ``Field`` bounds and a
+one-line ``description``), read it as ``config.<section>.<key>`` where it is used, and put it in an
+overlay only where paper or sample need another value. Options of one fusion method do not go
+here: they live under ``methods.<name>`` and are checked by the fuser registry
+(:func:`fusion.registry.validate_method_options`).
+
+The defaults are the published protocol (``paper.yaml`` only names the run).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|\d+(,\d+)*|mps)$")
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+class RunSection(Section):
+    name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9._-]+$",
+                      description="run name: outputs go to <run.root>/<run.name>, the report to reports/<run.name>")
+    root: Path = Field(Path("runs"), description="folder holding every run folder")
+    seed: int = Field(0, ge=0, description="seed of learned-fuser training (data order, crops, initialisation)")
+    device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda | cuda:N | GPU indices as "
+                                            "ultralytics takes them (0 or 0,1; a stage uses the first)")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError("a run name is a folder name: not '.' or '..'")
+        return value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_text(cls, value: Any) -> Any:
+        """``-s run.device=0`` is YAML's int 0 and ``[0, 1]`` a list: both name GPUs."""
+        if isinstance(value, bool):
+            raise ValueError("a device name or GPU index, not a boolean")
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        value = value.strip()
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a device: auto, cpu, cuda, cuda:N or GPU indices like 0 or 0,1")
+        return value
+
+
+# --- data --------------------------------------------------------------------------------------
+
+class SplitSection(Section):
+    ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train, val, test fractions (sum 1)")
+    seed: int = Field(0, ge=0, description="seed of the random split")
+    by: Literal["random", "scene"] = Field("random", description="random pairs, or whole scenes (near-duplicate "
+                                                                "consecutive frames) per split")
+    scene_threshold: float = Field(0.03, gt=0, lt=1, description="mean abs. difference of 32x24 grey thumbnails "
+                                                                 "below which frames are near-duplicates")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) < 0 or value[0] <= 0 or value[2] <= 0 or abs(sum(value) - 1) > 1e-6:
+            raise ValueError(f"{list(value)}: three fractions >= 0 summing to 1, train and test > 0")
+        return value
+
+
+class DataSection(Section):
+    raw: Optional[Path] = Field(None, description="raw dataset folder (M3FD or generic layout); null: the "
+                                                  "synthetic sample")
+    layout: Literal["auto", "m3fd", "generic"] = Field("auto", description="raw folder layout")
+    benchmark: Optional[Path] = Field(None, description="prepared benchmark folder; null: <run dir>/benchmark")
+    skip_bad: bool = Field(False, description="leave broken pairs out (listed in the manifest) instead of stopping")
+    labels: Optional[str] = Field(None, description="generic layout: sub-folder of labels/ to use (null: labels/*.txt)")
+    split: SplitSection = Field(default_factory=SplitSection)
+
+
+class SampleSection(Section):
+    pairs: int = Field(60, ge=1, description="synthetic pairs (pipelines sample)")
+    width: int = Field(256, ge=64, description="image width in pixels")
+    height: int = Field(192, ge=48, description="image height in pixels")
+    seed: int = Field(0, ge=0, description="seed of the synthetic scenes")
+
+
+class PerceptionSection(Section):
+    weights: Optional[Path] = Field(None, description="ImageNet ResNet50 weights (.pth): S4Fusion's L_per and the "
+                                                      "decision-layer entropy")
+    torchvision: bool = Field(False, description="use torchvision's ImageNet weights (downloads when online)")
+    allow_random: bool = Field(False, description="accept a randomly initialised ResNet50 (logged, marked in the "
+                                                  "report); the sample's opt-in")
+
+
+# --- fusion ------------------------------------------------------------------------------------
+
+class ExtraFolder(Section):
+    path: Path = Field(description="folder of extra fusion-only training pairs")
+    fraction: float = Field(1.0, gt=0, le=1, description="fraction of its pairs to use")
+    seed: int = Field(0, ge=0, description="seed choosing that fraction")
+    ir: Optional[str] = Field(None, description="its IR sub-folder (null: found by name)")
+    vi: Optional[str] = Field(None, description="its VI sub-folder (null: found by name)")
+
+
+class TrainSection(Section):
+    """Training defaults shared by every learned fuser; ``methods.<method>.train`` overrides any of them
+    for one method (checked by the fuser registry against fusion.learned.trainer.TrainSettings)."""
+
+    epochs: int = Field(800, ge=1, description="training epochs of a learned fuser")
+    batch_size: int = Field(20, ge=1, description="global batch (split across DDP processes)")
+    crop: Optional[int] = Field(None, ge=8, description="square training crop in pixels; null: the architecture's "
+                                                       "default (S4Fusion: 229)")
+    workers: int = Field(8, ge=0, description="data-loading processes")
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="optimizer (weight_decay applies to both)")
+    lr_schedule: Literal["warmup_cosine", "step"] = Field("warmup_cosine", description="warmup_cosine: lr_start -> "
+                                                          "lr_peak, half cosine to lr_end; step: lr_peak x lr_gamma "
+                                                          "every lr_step_epochs")
+    lr_start: float = Field(3.0e-4, gt=0, description="learning rate at the first step (linear warm-up from here)")
+    lr_peak: float = Field(1.5e-3, gt=0, description="learning rate after warm-up (cosine decay from here)")
+    lr_end: float = Field(6.0e-4, gt=0, description="learning rate at the last step")
+    warmup_epochs: int = Field(10, ge=0, description="epochs of linear warm-up")
+    lr_step_epochs: int = Field(20, ge=1, description="step schedule: epochs between decays")
+    lr_gamma: float = Field(0.5, gt=0, le=1, description="step schedule: factor per decay")
+    weight_decay: float = Field(0.01, ge=0, description="weight decay")
+    grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm per parameter group, or null")
+    flips: bool = Field(True, description="random horizontal/vertical flips of the training crops")
+    stage_epochs: Optional[list[int]] = Field(None, description="epochs of each training stage but the last "
+                                                                "(null: the architecture's shares)")
+    small: Literal["pad", "skip"] = Field("pad", description="images smaller than the crop: pad (reflect) | skip")
+    amp: Optional[Literal["bf16", "fp16", "none"]] = Field(None, description="autocast dtype; null: bf16 on Ampere "
+                                                                             "and newer GPUs, fp16 on Volta/Turing, "
+                                                                             "none on older GPUs and the CPU")
+    extra: list[ExtraFolder] = Field(default_factory=list, description="extra fusion-only training folders")
+
+
+class FusionSection(Section):
+    methods: list[str] = Field(["ir", "vi", "average", "max", "laplacian", "dwt", "gff", "tif", "s4fusion"],
+                               min_length=1, description="the methods a run fuses, detects and reports")
+    workers: int = Field(8, ge=1, description="processes for CPU fusers")
+    batch_size: Optional[int] = Field(None, ge=1, description="pairs per forward pass of a learned fuser; null: 8 "
+                                                              "on CUDA, 1 on CPU")
+    train: TrainSection = Field(default_factory=TrainSection)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({m for m in value if value.count(m) > 1})
+        if repeated:
+            raise ValueError(f"listed twice: {', '.join(repeated)}")
+        return value
+
+
+# --- detection, metrics, report ----------------------------------------------------------------
+
+class DetectSection(Section):
+    weights: Optional[Path] = Field(None, description="yolov5su.pt (ultralytics release assets); null: from scratch, "
+                                                      "only with allow_scratch")
+    allow_scratch: bool = Field(False, description="accept a randomly initialised YOLOv5s (logged)")
+    epochs: int = Field(40, ge=1, description="YOLOv5s training epochs per method")
+    imgsz: int = Field(640, ge=32, multiple_of=32, description="training and test image size")
+    batch: int = Field(16, ge=1, description="detector batch size")
+    workers: int = Field(8, ge=0, description="ultralytics data-loading workers")
+    seed: int = Field(0, ge=0, description="detector training seed")
+    select_by: Literal["map50", "fitness"] = Field("map50", description="best epoch by val mAP@50 (the paper) or "
+                                                                        "ultralytics' fitness (best.pt)")
+    conf: float = Field(0.001, ge=0, le=1, description="confidence threshold of the test predictions")
+    iou: float = Field(0.6, gt=0, le=1, description="NMS IoU of the test predictions")
+    amp: bool = Field(False, description="mixed precision on CUDA (needs amp_check_weights, else ultralytics "
+                                         "downloads a model)")
+    amp_check_weights: Optional[Path] = Field(None, description="local model for ultralytics' AMP check")
+    resume: bool = Field(True, description="continue an interrupted training from last.pt (not bit-identical)")
+    cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")
+    train_args: dict[str, Any] = Field(default_factory=dict, description="further ultralytics train arguments, the "
+                                                                         "same for every method")
+
+
+class MetricsSection(Section):
+    split: Literal["train", "val", "test"] = Field("test", description="split whose fused images are scored")
+    entropy: bool = Field(True, description="ResNet50 decision-layer entropy per fused image")
+    batch_size: int = Field(4, ge=1, description="images per ResNet50 forward pass")
+    workers: int = Field(8, ge=1, description="threads computing the fusion metrics")
+    methods: Optional[list[str]] = Field(None, description="methods to score; null: fusion.methods")
+
+
+class ReportSection(Section):
+    dir: Optional[Path] = Field(None, description="report folder; null: reports/<run.name>")
+    qualitative: int = Field(6, ge=0, description="test images in the qualitative grid")
+    entropy_pairs: list[tuple[str, str]] = Field(default_factory=list, description="method pairs whose entropy "
+                                                                                   "histograms are overlaid")
+    score_threshold: float = Field(0.25, ge=0, le=1, description="detections drawn in the qualitative grid")
+
+
+# --- the whole config --------------------------------------------------------------------------
+
+class Config(Section):
+    """One run's settings: the sections above plus the options of each method."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    data: DataSection = Field(default_factory=DataSection)
+    sample: SampleSection = Field(default_factory=SampleSection)
+    perception: PerceptionSection = Field(default_factory=PerceptionSection)
+    fusion: FusionSection = Field(default_factory=FusionSection)
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options per fusion method, e.g. {gff: {r1: 45}, s4fusion: {weights: model.pkl}, "
+                    "defusion: {from: /path/to/results, name: DeFusion}}")
+    detect: DetectSection = Field(default_factory=DetectSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    _source: Optional[Path] = PrivateAttr(None)
+
+    @property
+    def source(self) -> Optional[Path]:
+        """The overlay file this config was read from (None for the bare defaults)."""
+        return self._source
+
+    def method_options(self, name: str) -> dict[str, Any]:
+        """``methods.<name>``, or no options."""
+        return dict(self.methods.get(name, {}))
