@@ -1,6 +1,8 @@
 """SMFNet's registry entry: the architecture for the learned-fuser framework and its benchmark methods
 (``smfnet``: the release's loss and training; ``smfnet_paper``: the same network and training with the
-paper's loss)."""
+paper's loss). Both fuse as the release's ``test.py`` does: each fused image min-max normalised to
+[0, 1] (``methods.<method>.output: clamp`` keeps the sigmoid output as it is; see
+:mod:`fusion.learned.inference`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -39,8 +41,9 @@ SMFNET = register_architecture(Architecture(
                 "graph reasoning across modalities, two fusion layers, shared decoder; two training stages",
 ))
 
-register_method(LearnedMethod("smfnet", "smfnet", loss={"preset": "released"}, train=RELEASED_TRAINING,
-                              description="SMFNet as released (loss of train.py, Adam 1e-4, StepLR, 40 + 80 epochs)"))
-register_method(LearnedMethod("smfnet_paper", "smfnet", loss={"preset": "paper"}, train=RELEASED_TRAINING,
+register_method(LearnedMethod("smfnet", "smfnet", loss={"preset": "released"}, train=RELEASED_TRAINING, output="minmax",
+                              description="SMFNet as released (loss of train.py, Adam 1e-4, StepLR, 40 + 80 epochs; "
+                                          "test.py's per-image min-max output)"))
+register_method(LearnedMethod("smfnet_paper", "smfnet", loss={"preset": "paper"}, train=RELEASED_TRAINING, output="minmax",
                               description="SMFNet trained with the paper's loss (differentiable decomposition "
                                           "term with cc_G, a4 = 10, a5 = 2)"))
