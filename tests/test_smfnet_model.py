@@ -2,6 +2,7 @@
 ../shared/SMFNET.md, every module's shapes at odd sizes, and wrong files refused with their keys."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,25 @@ def test_sizes_that_do_not_fit_are_refused():
         SMFNetConfig(channels=16, heads=2, cross_heads=3)
     with pytest.raises(SMFNetConfigError, match="unknown SMFNet config keys"):
         SMFNetConfig.from_dict({"channel": 16})
+
+
+def test_smfnet_fuses_with_the_released_min_max_unless_told_to_clamp(tmp_path):
+    from fusion.learned.architecture import get_architecture
+    from fusion.learned.checkpoint import save_checkpoint
+    from fusion.registry import build_fuser
+
+    torch.manual_seed(0)
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, get_architecture("smfnet"), SMALL, SMFNet(SMALL))
+    rng = np.random.default_rng(0)
+    ir, vi = rng.random((19, 23), dtype=np.float32), rng.random((19, 23), dtype=np.float32)  # grey visible
+    released = build_fuser("smfnet", weights=path, device="cpu")
+    assert released.output == "minmax"
+    stretched = released(ir, vi)
+    assert stretched.shape == (19, 23, 3) and stretched.min() == 0 and stretched.max() == 255
+    clamped = build_fuser("smfnet", weights=path, device="cpu", output="clamp")(ir, vi)
+    with torch.no_grad():
+        raw = SMFNet(SMALL).eval()
+        raw.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+        expected = raw(torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None])[0, 0].numpy()
+    assert np.abs(clamped[..., 0].astype(float) - np.rint(expected * 255)).max() <= 1
