@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from fusion.smfnet import losses
-from fusion.smfnet.config import SMFNetConfig
 from fusion.smfnet.encoder import EncoderFeatures
 from fusion.smfnet.model import Fusion, Reconstruction
 

@@ -1,7 +1,7 @@
 """SMFNet's registry entry: the architecture for the learned-fuser framework and its benchmark methods
 (``smfnet``: the release's loss and training; ``smfnet_paper``: the same network and training with the
 paper's loss). Both fuse as the release's ``test.py`` does: each fused image min-max normalised to
-[0, 1] (``methods.<method>.output: clamp`` keeps the sigmoid output as it is; see
+[0, 1] (the fuser's ``output="clamp"`` keeps the sigmoid output as it is; see
 :mod:`fusion.learned.inference`)."""
 from __future__ import annotations
 
