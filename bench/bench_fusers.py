@@ -26,8 +26,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fusion.io import read_ir, read_vi  # noqa: E402
 from fusion.registry import build_fuser  # noqa: E402
+from fusionbench.images import read_ir, read_vi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "msrs_det20"

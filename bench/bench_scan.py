@@ -45,8 +45,8 @@ import numba  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from fusion.io import atomic_write_text  # noqa: E402
 from fusion.scan import selective_scan_fn  # noqa: E402
+from fusionbench.files import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, N_STATE = 288, 18

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusion.io import write_image
-from fusion.learned.architecture import learned_method
+from fusion.learned.architecture import config_dict, learned_method
 from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
+from fusionbench.images import write_image
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
 
@@ -66,7 +66,7 @@ def main() -> None:
             entry = learned_method(method)
             arch = entry.architecture
             config = entry.make_config(**json.loads(args.model))
-            configs[method] = {"arch": arch.name, "model": {k: v for k, v in vars(config).items()}}
+            configs[method] = {"arch": arch.name, "model": config_dict(config)}
             crop = args.crop or arch.default_crop
             for name in ("a", "b"):  # the trainer needs pairs on disk; the timed steps use in-memory batches
                 write_image(Path(tmp) / method / "ir" / f"{name}.png", np.zeros((crop, crop), np.uint8))
@@ -91,7 +91,7 @@ def main() -> None:
               "machine": platform.processor() or platform.machine(), "steps": args.steps, "methods": configs,
               "rows": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=list))
+    RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")
 
 

@@ -16,8 +16,9 @@ Counts come from the config (methods, epochs, batch sizes, image size, workers) 
   fuse         model*.json: one 1024x768 pair of the method's architecture (the file's "arch"; bench_model.py
                measures S4Fusion); bench_fusers.json: pairs per second of one process
                x min(fusion.workers, --cores), for each classical method
-  detect       bench_detect.json: seconds per 100 training images at detect.imgsz and
-               detect.batch (the row measured at that size and batch); every epoch
+  detect       bench_detect.json: seconds per 100 training images at detect.imgsz,
+               detect.batch and detect.amp (the row measured at that size, batch and
+               precision; its data-loader workers are shown); every epoch
                trains on the train split and validates on the val split, and the test split is
                evaluated once per method; validation and test images are counted at the training
                rate (an upper bound: inference is cheaper than a training step)
@@ -35,10 +36,10 @@ import math
 import os
 from pathlib import Path
 
-from fusion.io import atomic_write_text
 from fusion.learned.architecture import learned_method
 from fusion.learned.trainer import stage_starts
 from fusion.registry import is_learned
+from fusionbench.files import atomic_write_text
 from pipelines.benchmark import SPLITS
 from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes
@@ -66,6 +67,13 @@ def fuse_timings(results: Path) -> dict[str, dict]:
             timings[data.get("arch", "s4fusion")] = {"wall_s": pair["wall_s"], "device": data.get("device", "cpu"),
                                                      "source": path.name}
     return timings
+
+
+def _same_amp(measured: bool | str, configured: bool | str) -> bool:
+    """detect.amp true is ultralytics' fp16."""
+    def canonical(amp: bool | str) -> str:
+        return {True: "fp16", False: "fp32"}.get(amp, amp) if isinstance(amp, bool) else str(amp)
+    return canonical(measured) == canonical(configured)
 
 
 def estimate(config: Config, results: Path, cores: int) -> list[dict]:
@@ -121,13 +129,16 @@ def estimate(config: Config, results: Path, cores: int) -> list[dict]:
 
     detect_cfg = config.detect
     detect = read(results, "bench_detect.json")
+    amp = detect_cfg.amp
     match = [r for r in (detect or {}).get("rows", [])
-             if (r["imgsz"], r["batch"]) == (detect_cfg.imgsz, detect_cfg.batch)]
+             if (r["imgsz"], r["batch"]) == (detect_cfg.imgsz, detect_cfg.batch)
+             and _same_amp(r.get("amp", False), amp)]
     images = detect_cfg.epochs * (sizes["train"] + sizes["val"]) + sizes["test"]
     per_method = match[0]["seconds_per_100_images"] / 100 * images if match else None
     row(f"detect x {len(methods)} methods", per_method and per_method * len(methods),
         f"{detect_cfg.epochs} epochs of {sizes['train']:,} + {sizes['val']} images, "
-        f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}",
+        f"{sizes['test']} test, at {detect_cfg.imgsz} px, batch {detect_cfg.batch}, amp {amp}"
+        + (f", {match[0].get('workers', 0)} loader workers" if match else ""),
         "bench_detect.json",
         str((detect or {}).get("device", "?")))
 

@@ -28,7 +28,8 @@ import numpy as np
 import yaml
 
 from detection.coco_eval import ImageDetections
-from fusion.io import atomic_write_text
+from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ SCRATCH_CONFIG = "yolov5s.yaml"
 MAP50_KEY = "metrics/mAP50(B)"
 FITNESS_KEY = "metrics/mAP50-95(B)"  # ultralytics 8.4 fitness = mAP@50:95 (weights 0, 0, 0, 1)
 SELECT_BY = ("map50", "fitness")
+
+
+AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
+
+
+class TrainSettingsError(FusionBenchError):
+    """A detector setting ultralytics would not accept."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,19 @@ class TrainSettings:
     workers: int
     seed: int
     device: str | None = None  # None: ultralytics picks the first GPU, else the CPU
-    amp: bool = False
+    amp: bool | str = False  # one of AMP_MODES, passed to ultralytics as given
     resume: bool = True  # False: an interrupted run restarts from epoch 0 (bit-identical to an uninterrupted one)
     extra: Mapping[str, Any] = field(default_factory=dict)  # further ultralytics train arguments (lr0, mosaic, ...)
+
+    def __post_init__(self) -> None:
+        if not any(self.amp is mode or (isinstance(mode, str) and self.amp == mode) for mode in AMP_MODES):
+            raise TrainSettingsError(f"amp must be false, true, 'fp16' or 'bf16'; got {self.amp!r}")
+
+    @property
+    def needs_amp_check(self) -> bool:
+        """fp16 autocast: ultralytics first runs its AMP self-test on CUDA, which loads yolo26n.pt
+        (bf16 skips the self-test)."""
+        return self.amp is True or self.amp == "fp16"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The typed calls of fusers, checked with ``isinstance`` (``runtime_checkable`` protocols).
 
 Every fuser is a :class:`Fuser`: ``fuser(ir, vi) -> fused`` with ``ir`` (H, W) float32 in [0, 1],
-``vi`` (H, W, 3) RGB float32 in [0, 1] or (H, W) grey (the conventions of :mod:`fusion.io`) and
+``vi`` (H, W, 3) RGB float32 in [0, 1] or (H, W) grey (the conventions of :mod:`fusionbench.images`) and
 ``fused`` (H, W, 3) uint8 RGB of the same size. Learned fusers are :class:`BatchFuser` too (many pairs
 per forward pass on an accelerator); the importer of published results is a :class:`PairFuser`,
 keyed by the pair instead of its images.
@@ -20,7 +20,7 @@ class Fuser(Protocol):
 
 
 @runtime_checkable
-class BatchFuser(Fuser, Protocol):
+class BatchFuser(Protocol):
     def fuse_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[np.ndarray]:
         """Pairs -> fused images in the same order."""
         ...

@@ -22,7 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_HINT = (
     "download torchvision's ResNet50 ImageNet weights (e.g. resnet50-11ad3fa6.pth from the torchvision "
-    "model zoo) and pass the path, or set perception.torchvision=true on a machine that is online"
+    "model zoo) and pass the path, or use torchvision's own download on a machine that is online"
 )
 
 
@@ -66,8 +66,7 @@ def build_resnet50(
         log.warning("perception network: %s; entropy numbers are not comparable with the paper", source.detail)
     else:
         raise WeightsError(
-            "no ResNet50 weights given (perception.weights); " + WEIGHTS_HINT
-            + "; or accept a randomly initialised network with perception.allow_random=true"
+            "no ResNet50 weights given; " + WEIGHTS_HINT + "; or accept a randomly initialised network explicitly"
         )
     model.eval()
     for parameter in model.parameters():

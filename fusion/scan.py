@@ -9,22 +9,33 @@ Per batch b, channel d and state index n::
 
 B and C are (batch, N, L) or (batch, G, N, L); with G groups channel d reads group d // (D / G).
 
-Dispatch: CUDA tensors with mamba-ssm installed -> mamba-ssm's kernel; otherwise the CPU path
-(CUDA tensors without mamba-ssm make a round trip to the CPU, with a one-time warning). The CPU
-path runs the recurrence, step sizes and skip term in numba kernels (fusion._scan_kernels) with a
-hand-written reverse scan as backward; it never materialises (D, L, N) tensors.
-``selective_scan_ref`` is the readable float64 definition that the tests hold it to.
+Backends, chosen per call from the tensors' device and the selection of :func:`set_scan_backend`
+("auto" by default):
+
+* ``cpu``: numba kernels (fusion._scan_kernels), forward scan and hand-written reverse scan; it
+  never materialises (D, L, N) tensors. "auto" uses it for CPU tensors.
+* ``mamba``: mamba-ssm's compiled kernel (fusion._scan_mamba). "auto" uses it for CUDA tensors
+  when it loads; one that is installed but fails to load is an error, never a detour.
+* ``triton``: our Triton kernels (fusion._scan_triton), for CUDA tensors when mamba-ssm's kernel is
+  not installed; also on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``).
+
+Every call is counted per backend (:func:`scan_calls`), so that a run can prove where it scanned.
+``selective_scan_ref`` is the readable float64 definition that the tests hold every backend to.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
-import warnings
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fusion import _scan_mamba
+from fusionbench.errors import FusionBenchError
 
 Tensor = torch.Tensor
 
@@ -88,6 +99,9 @@ def _check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
     for name, x in (("D", D), ("delta_bias", delta_bias)):
         if x is not None and x.shape != (n_dim,):
             raise ValueError(f"selective_scan: {name} must be ({n_dim},), got {tuple(x.shape)}")
+    for name, x in zip(("delta", "A", "B", "C", "D", "z", "delta_bias"), (delta, A, B, C, D, z, delta_bias)):
+        if x is not None and x.device != u.device:
+            raise ValueError(f"selective_scan: {name} is on {x.device}, u on {u.device}")
 
 
 def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -127,7 +141,9 @@ class _ScanCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, for_backward):
-        from fusion import _scan_kernels as kernels  # numba compiles (or loads its cache) here
+        from fusion import (
+            _scan_kernels as kernels,  # numba compiles (or loads its cache) here
+        )
 
         n_dim = A.shape[0]
         skip, bias = (torch.zeros(n_dim) if x is None else x for x in (D, delta_bias))
@@ -174,61 +190,161 @@ class _ScanCore(torch.autograd.Function):
                 None, None)
 
 
-def _scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-              z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool
-              ) -> tuple[Tensor, Tensor]:
-    """The scan, step size and skip term in numba; the gate z is a whole-tensor torch op."""
-    # decided here: inside autograd.Function.forward grad mode is always off, and
-    # ctx.needs_input_grad ignores no_grad
-    for_backward = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (u, delta, A, B, C, D, delta_bias))
-    out, last = _ScanCore.apply(u, delta, A, B, C, D, delta_bias, delta_softplus, for_backward)
-    if z is not None:
-        out = out * F.silu(z)
-    return out, last
+def _needs_backward(*inputs: Tensor | None) -> bool:
+    """Whether the scan must keep what its backward needs. Decided before autograd.Function.apply:
+    inside forward grad mode is always off, and ctx.needs_input_grad ignores no_grad."""
+    return torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
+
+
+Core = Callable[..., tuple[Tensor, Tensor]]  # (u, delta, A, B, C, D, delta_bias, softplus) -> (out, last)
+
+
+def _core_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+              delta_bias: Tensor | None, softplus: bool) -> tuple[Tensor, Tensor]:
+    """The numba scan; tensors on another device (an explicit choice of this backend) are scanned
+    on the CPU and the results moved back."""
+    inputs = (u, delta, A, B, C, D, delta_bias)
+    for_backward = _needs_backward(*inputs)
+    cpu = [None if x is None else x.cpu() for x in inputs]
+    out, last = _ScanCore.apply(*cpu, softplus, for_backward)
+    return out.to(u.device), last.to(u.device)
+
+
+def _core_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                 delta_bias: Tensor | None, softplus: bool) -> tuple[Tensor, Tensor]:
+    triton_scan = _triton_module()
+    for_backward = _needs_backward(u, delta, A, B, C, D, delta_bias)
+    return triton_scan.TritonScan.apply(u, delta, A, B, C, D, delta_bias, softplus, for_backward)
+
+
+def _core_mamba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                delta_bias: Tensor | None, softplus: bool) -> tuple[Tensor, Tensor]:
+    return _scan_mamba.MambaScan.apply(_scan_mamba.load_kernel().module, u, delta, A, B, C, D,
+                                       delta_bias, softplus)
+
+
+_CORES: dict[str, Core] = {"cpu": _core_cpu, "triton": _core_triton, "mamba": _core_mamba}
+BACKENDS = ("auto", *_CORES)
+
+
+class ScanBackendError(FusionBenchError):
+    """The selected scan backend cannot scan these tensors in this installation."""
+
+
+_selected = "auto"
+_calls: collections.Counter[str] = collections.Counter()
+
+
+def set_scan_backend(name: str) -> None:
+    """Select the backend of every later scan: 'auto' (by device), 'mamba', 'triton' or 'cpu'."""
+    global _selected
+    if name not in BACKENDS:
+        raise ScanBackendError(f"unknown scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    _selected = name
+
+
+def scan_backend() -> str:
+    """The selected backend (possibly 'auto')."""
+    return _selected
+
+
+def scan_calls() -> dict[str, int]:
+    """How many scans each backend ran in this process since the last reset."""
+    return {name: _calls[name] for name in _CORES}
+
+
+def reset_scan_calls() -> None:
+    _calls.clear()
 
 
 @functools.cache
-def _mamba_selective_scan():
-    """mamba-ssm's CUDA selective_scan_fn, or None where mamba-ssm is not installed."""
+def _triton_module():
+    """fusion._scan_triton, imported on first use (importing triton costs a second)."""
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except ImportError:
-        return None
-    return selective_scan_fn
+        from fusion import _scan_triton
+    except ImportError as error:
+        raise ScanBackendError(f"the Triton scan backend needs triton, which fails to import "
+                               f"({type(error).__name__}: {error})") from error
+    return _scan_triton
 
 
-_warned_cpu_roundtrip = False
+def _mamba_unavailable(kernel: _scan_mamba.MambaKernel) -> ScanBackendError:
+    if kernel.installed:
+        return ScanBackendError(
+            f"mamba-ssm's scan kernel {_scan_mamba.MODULE} is installed but fails to load "
+            f"({kernel.error}); repair or uninstall mamba-ssm, or select the 'triton' scan backend")
+    return ScanBackendError(f"the 'mamba' scan backend needs mamba-ssm's compiled kernel "
+                            f"{_scan_mamba.MODULE}, which is not installed; select 'auto' or 'triton'")
+
+
+def backend_for(device: torch.device | str) -> str:
+    """The backend that scans tensors on ``device`` under the current selection, or a
+    ScanBackendError that says why none can (checked by stages before they start, too)."""
+    device = torch.device(device)
+    if _selected == "cpu":
+        return "cpu"
+    if _selected == "auto" and device.type == "cpu":
+        return "cpu"
+    if _selected in ("auto", "mamba") and device.type == "cuda":
+        kernel = _scan_mamba.load_kernel()
+        if kernel.module is not None:
+            return "mamba"
+        if _selected == "mamba" or kernel.installed:
+            raise _mamba_unavailable(kernel)
+        _triton_module()
+        return "triton"
+    if _selected == "triton" and device.type == "cuda":
+        _triton_module()
+        return "triton"
+    if _selected == "triton" and device.type == "cpu":
+        if not _triton_module().INTERPRETED:
+            raise ScanBackendError("the 'triton' scan backend runs CPU tensors only in Triton's "
+                                   "interpreter: set TRITON_INTERPRET=1 before triton is imported")
+        return "triton"
+    raise ScanBackendError(f"the {_selected!r} scan backend cannot scan tensors on {device}; "
+                           f"select the 'cpu' backend to scan them on the CPU")
+
+
+def _scan(core: Core, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+          D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+          return_last_state: bool) -> Tensor | tuple[Tensor, Tensor]:
+    """One backend's scan with the gate z as a whole-tensor torch op, in u's dtype."""
+    out, last = core(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    out = out.to(u.dtype)
+    if z is not None:
+        out = out * F.silu(z)
+    return (out, last.to(u.dtype)) if return_last_state else out
 
 
 def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                       D: Tensor | None = None, z: Tensor | None = None,
                       delta_bias: Tensor | None = None, delta_softplus: bool = False,
                       return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    """Selective scan: out (batch, D, L) in u's dtype, plus last_state (batch, D, N) on request.
+    """Selective scan: out (batch, D, L) in u's dtype, plus last_state (batch, D, N) on request,
+    by the backend :func:`backend_for` picks for u's device.
 
-    CUDA tensors go to mamba-ssm's kernel when it is installed. Everything else runs the numba
-    CPU scan (CUDA tensors without mamba-ssm are moved to the CPU and back, with a warning).
-    The CPU path scans float32 inputs with float64 states and sums (the step sizes are rounded
-    to float32, as mamba-ssm computes them; z gates in the inputs' precision) and, unlike
-    mamba-ssm, also back-propagates a gradient that flows into last_state.
+    The CPU backend scans float32 inputs with float64 states and sums (the step sizes are rounded
+    to float32, as mamba-ssm computes them; z gates in the inputs' precision); the Triton and mamba
+    backends keep float32 states. The CPU and Triton backends also back-propagate a gradient that
+    flows into last_state; mamba-ssm's kernel cannot (an error if one arrives).
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    if u.is_cuda:
-        mamba_scan = _mamba_selective_scan()
-        if mamba_scan is not None:
-            return mamba_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                              return_last_state)
-    device = u.device
-    if device.type != "cpu":
-        global _warned_cpu_roundtrip
-        if not _warned_cpu_roundtrip:
-            warnings.warn("selective_scan: mamba-ssm is not installed; scanning on the CPU",
-                          RuntimeWarning, stacklevel=2)
-            _warned_cpu_roundtrip = True
-    cpu = [None if x is None else x.cpu() for x in (u, delta, A, B, C, D, z, delta_bias)]
-    out, last = _scan_cpu(*cpu, delta_softplus)
-    out = out.to(device=device, dtype=u.dtype)
-    if return_last_state:
-        return out, last.to(device=device, dtype=u.dtype)
-    return out
+    backend = backend_for(u.device)
+    _calls[backend] += 1
+    return _scan(_CORES[backend], u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                 return_last_state)
+
+
+def triton_selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                             D: Tensor | None = None, z: Tensor | None = None,
+                             delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                             return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`selective_scan_fn` by the Triton kernels whatever the selection: CUDA tensors, or
+    CPU tensors in Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported)."""
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if u.device.type == "cpu" and not _triton_module().INTERPRETED:
+        raise ScanBackendError("the Triton scan runs CPU tensors only in Triton's interpreter: "
+                               "set TRITON_INTERPRET=1 before triton is imported")
+    _calls["triton"] += 1
+    return _scan(_core_triton, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                 return_last_state)

@@ -3,7 +3,8 @@
 Layout (written by ``pipelines prepare``; sources are referenced, never copied)::
 
     <bench>/manifest.json                 classes, pairs (stem, ir, vi, width, height, split, hashes),
-                                          seed, strategy, counts, per-class box counts, skipped pairs
+                                          seed, strategy, counts, per-class box counts, skipped pairs,
+                                          and each split list's pair count and sha256 (``split_lists``)
     <bench>/splits/{train,val,test}.txt   one stem per line, sorted
     <bench>/labels/{split}/<stem>.txt     YOLO labels (cls cx cy w h, normalised; empty = background)
     <bench>/coco/{split}.json             COCO ground truth: image id = 1-based position in the split
@@ -13,6 +14,7 @@ Layout (written by ``pipelines prepare``; sources are referenced, never copied):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,6 +24,25 @@ from fusionbench.errors import FusionBenchError
 
 SPLITS = ("train", "val", "test")
 M3FD_CLASSES = ("People", "Car", "Bus", "Motorcycle", "Lamp", "Truck")
+
+
+def manifest_path(root: Path) -> Path:
+    return Path(root) / "manifest.json"
+
+
+def split_list_path(root: Path, split: str) -> Path:
+    return Path(root) / "splits" / f"{split}.txt"
+
+
+def split_list_record(data: bytes) -> dict:
+    """What the manifest records of one split list (``split_lists.<split>``): its pair count and sha256."""
+    return {"pairs": sum(1 for line in data.decode("utf-8").splitlines() if line),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def record_split_lists(root: Path) -> dict:
+    """``split_lists`` for the manifest, from the lists now in ``root/splits`` (written before it)."""
+    return {split: split_list_record(split_list_path(root, split).read_bytes()) for split in SPLITS}
 
 
 class BenchmarkError(FusionBenchError):
@@ -39,11 +60,15 @@ class Pair:
 
 
 class Benchmark:
-    """Read-only view of a prepared benchmark folder."""
+    """Read-only view of a prepared benchmark folder.
+
+    ``prepare`` deletes the manifest first and writes it last, so a folder with a manifest is
+    complete; every split list is checked against the count and sha256 the manifest records, so
+    an edited or half-rewritten list is an error naming the file, at every stage that reads it."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
-        manifest = self.root / "manifest.json"
+        manifest = manifest_path(self.root)
         if not manifest.is_file():
             raise BenchmarkError(f"{manifest}: no prepared benchmark here (run `pipelines prepare`)")
         try:
@@ -63,12 +88,24 @@ class Benchmark:
         }
 
     def stems(self, split: str) -> list[str]:
+        """The stems of ``split``, after checking its list against the manifest."""
         if split not in SPLITS:
             raise BenchmarkError(f"unknown split {split!r}; expected one of {SPLITS}")
-        path = self.root / "splits" / f"{split}.txt"
+        path = split_list_path(self.root, split)
         if not path.is_file():
-            raise BenchmarkError(f"{path}: split list missing")
-        return [line for line in path.read_text().splitlines() if line]
+            raise BenchmarkError(f"{path}: split list missing (rerun `pipelines prepare`)")
+        recorded = self.manifest.get("split_lists", {}).get(split)
+        if recorded is None:
+            raise BenchmarkError(f"{manifest_path(self.root)}: records no pair count and sha256 for {path.name} "
+                                 f"(prepared by an older version); rerun `pipelines prepare`")
+        data = path.read_bytes()
+        actual = split_list_record(data)
+        if actual != recorded:
+            raise BenchmarkError(f"{path}: {actual['pairs']} pair(s), sha256 {actual['sha256'][:12]}..., but the manifest records "
+                                 f"{recorded['pairs']} pair(s), sha256 {recorded['sha256'][:12]}...: the list was edited "
+                                 f"or left by an interrupted prepare; rerun `pipelines prepare` (to use another split, "
+                                 f"give it with --split-file)")
+        return [line for line in data.decode("utf-8").splitlines() if line]
 
     def pair(self, stem: str) -> Pair:
         try:

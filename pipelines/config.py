@@ -22,7 +22,7 @@ from fusion.registry import FuserError, validate_method_options
 from fusionbench.errors import FusionBenchError
 from pipelines.schema import Config
 
-BUILTIN_CONFIGS = ("paper", "sample")
+BUILTIN_CONFIGS = ("paper", "sample", "llvip", "m3fd_scene")
 
 
 class ConfigError(FusionBenchError):

@@ -32,8 +32,8 @@ from typing import Any
 
 from detection import coco_eval, yolo
 from detection.offline import install_amp_check_weights, use_offline_ultralytics
-from fusion.io import atomic_write_text
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.fuse import fused_set_identity, is_complete
@@ -70,11 +70,12 @@ def detect_method(config: Config, method: str, force: bool = False) -> dict[str,
 
     settings = train_settings(config)
     use_offline_ultralytics(stage_dir(config, "detect") / ".ultralytics")
-    if settings.amp:
+    if settings.needs_amp_check:
         check_weights = config.detect.amp_check_weights
         if not check_weights:
-            raise DetectError("detect.amp=true needs detect.amp_check_weights=/path/to/yolo26n.pt: "
-                              "ultralytics' CUDA AMP self-test would otherwise download it")
+            raise DetectError(f"detect.amp={settings.amp} needs detect.amp_check_weights=/path/to/yolo26n.pt: "
+                              "ultralytics' CUDA AMP self-test would otherwise download it "
+                              "(detect.amp=bf16 runs without the self-test)")
         install_amp_check_weights(check_weights)
     source = yolo.model_source(config.detect.weights, config.detect.allow_scratch)
     atomic_write_text(protocol_path, json.dumps(protocol, indent=1))

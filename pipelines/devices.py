@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from fusion.scan import ScanBackendError, backend_for, set_scan_backend
 from pipelines.schema import Config
 
 
@@ -15,3 +16,13 @@ def torch_device(config: Config) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     first = wanted.split(",")[0].strip()
     return torch.device(f"cuda:{first}" if first.isdigit() else first)
+
+
+def apply_scan_backend(config: Config, device: torch.device) -> str:
+    """Select ``fusion.scan_backend`` for this process and check, before any work, that it can scan
+    on ``device`` (a broken mamba-ssm install stops here); returns the backend that will scan."""
+    set_scan_backend(config.fusion.scan_backend)
+    try:
+        return backend_for(device)
+    except ScanBackendError as error:
+        raise ScanBackendError(f"fusion.scan_backend={config.fusion.scan_backend} on {device}: {error}") from error

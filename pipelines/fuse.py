@@ -40,21 +40,15 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from fusion.io import (
-    ImageError,
-    read_ir,
-    read_vi,
-    sha256_file,
-    write_image,
-    write_text_if_changed,
-)
 from fusion.provenance import package_versions
 from fusion.fuser import BatchFuser, PairFuser
 from fusion.registry import build_fuser, is_learned
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import sha256_file, write_text_if_changed
+from fusionbench.images import ImageError, read_ir, read_vi, write_image
 from pipelines.benchmark import SPLITS, Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -347,7 +341,7 @@ def link_labels(benchmark: Benchmark, out: Path) -> None:
 
 
 def _remove_temporaries(output: Path) -> None:
-    """Temporary files a killed writer left for this image (the names fusion.io.atomic_write_bytes uses)."""
+    """Temporary files a killed writer left for this image (the names fusionbench.files.atomic_write_bytes uses)."""
     if output.parent.is_dir():
         for leftover in output.parent.glob(f".{output.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -480,8 +474,9 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         given = {k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section}
         options = {"weights_sha256": sha256_file(path), **given}  # amp and output change the images
         info["weights"] = str(path)
-        fuser = build_fuser(method, weights=path, device=str(torch_device(config)),
-                            **{"max_batch": config.fusion.batch_size, **given})
+        device = torch_device(config)
+        apply_scan_backend(config, device)
+        fuser = build_fuser(method, weights=path, device=str(device), **{"max_batch": config.fusion.batch_size, **given})
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)

@@ -2,14 +2,17 @@
 
 Outputs, under ``stage_dir(config, "metrics")``::
 
-    <method>/metrics.csv    stem + every metric of :data:`fusion.metrics.METRICS`, one row per image
+    <method>/metrics.csv    stem + every metric of the convention (``metrics.convention``), one row per image
     <method>/entropy.csv    stem, entropy (nats) of softmax(ResNet50(fused luminance))
     <method>/entropy.json   which ResNet50 weights produced entropy.csv (file, torchvision or random)
-    summary.csv             per method: image count, metric means, entropy mean and median
+    summary.csv             per method: convention, images, and per metric its mean over the images
+                            where it is defined and ``<metric>_n``, how many those are; entropy mean
+                            and median
 
 Resumable: a method's file is recomputed only when it is missing, incomplete, older than the fused
-set, or (entropy) computed with other weights. Methods whose fused set is not complete are skipped
-with a warning and appear as missing in the summary.
+set, computed under another convention, or (entropy) computed with other weights. Methods whose
+fused set is not complete are skipped with a warning and appear as missing in the summary.
+``run_metrics`` for some methods keeps the summary rows of the others.
 """
 from __future__ import annotations
 
@@ -26,18 +29,20 @@ import torch
 from tqdm import tqdm
 
 from fusion.color import luminance
-from fusion.io import atomic_write_text, read_vi
-from fusion.metrics import METRICS, evaluate_files
-from fusion.perception import PerceptionSource, build_resnet50, decision_entropy
-from pipelines.benchmark import Benchmark, Pair
+from fusion.metrics import evaluate_files, get_convention
+from fusion.perception import PerceptionSource, decision_entropy
+from fusionbench.files import atomic_write_text
+from fusionbench.images import read_vi
+from pipelines.benchmark import Benchmark
 from pipelines.config import benchmark_dir, stage_dir
 from pipelines.devices import torch_device
 from pipelines.fuse import is_complete
+from pipelines.perception import perception_network
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ("method", "images", *METRICS, "entropy_mean", "entropy_median", "perception")
+ENTROPY_COLUMNS = ("entropy_mean", "entropy_median", "perception")
 
 
 def metrics_csv(config: Config, method: str) -> Path:
@@ -56,33 +61,35 @@ def summary_csv(config: Config) -> Path:
     return stage_dir(config, "metrics") / "summary.csv"
 
 
+def convention_name(config: Config) -> str:
+    """The run's metric convention (``metrics.convention``)."""
+    return get_convention(config.metrics.convention).name
+
+
+def summary_columns(metrics: tuple[str, ...]) -> list[str]:
+    """Columns of summary.csv: a mean and a count per metric, then the entropy statistics."""
+    return ["method", "convention", "images", *(c for m in metrics for c in (m, f"{m}_n")), *ENTROPY_COLUMNS]
+
+
 def configured_methods(config: Config) -> list[str]:
     """The run's methods: ``metrics.methods`` when given, else ``fusion.methods``."""
     return list(config.metrics.methods or config.fusion.methods)
 
 
-def _up_to_date(path: Path, stems: list[str], stamp: float) -> bool:
+def _up_to_date(path: Path, stems: list[str], stamp: float, columns: list[str] | None = None) -> bool:
     if not path.is_file() or path.stat().st_mtime < stamp:
         return False
     try:
-        return pd.read_csv(path, dtype={"stem": str})["stem"].tolist() == stems
-    except (ValueError, KeyError, pd.errors.ParserError):
+        frame = pd.read_csv(path, dtype={"stem": str})
+    except (ValueError, pd.errors.ParserError):
         return False
+    return "stem" in frame and frame["stem"].tolist() == stems and (columns is None or list(frame.columns) == columns)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, float_format="%.6g")
+    frame.to_csv(buffer, index=False, float_format="%.10g")
     atomic_write_text(path, buffer.getvalue())
-
-
-def perception_network(config: Config) -> tuple[torch.nn.Module, PerceptionSource]:
-    """The frozen ResNet50 under the same weights rule as training (``perception.*``)."""
-    return build_resnet50(
-        weights=config.perception.weights,
-        use_torchvision=config.perception.torchvision,
-        allow_random=config.perception.allow_random,
-    )
 
 
 def _luminance_batches(paths: list[Path], batch_size: int) -> Iterator[torch.Tensor]:
@@ -109,15 +116,24 @@ def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.dev
     return values
 
 
-def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int) -> pd.DataFrame:
-    """Per-image metrics in ``workers`` threads (OpenCV and NumPy release the GIL), in split order."""
-    def one(pair: Pair) -> dict[str, Any]:
-        return {"stem": pair.stem, **evaluate_files(bench.fused_image(method, split, pair.stem), pair.ir, pair.vi)}
+def score_triples(triples: list[tuple[str, Path, Path, Path]], convention: str, workers: int,
+                  label: str) -> pd.DataFrame:
+    """Per-image metrics of (stem, fused, IR, VI) files in ``workers`` threads (OpenCV and NumPy
+    release the GIL), in the given order: a ``stem`` column and one column per metric."""
+    def one(triple: tuple[str, Path, Path, Path]) -> dict[str, Any]:
+        stem, fused, ir, vi = triple
+        return {"stem": stem, **evaluate_files(fused, ir, vi, convention)}
 
-    pairs = bench.pairs(split)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        rows = list(tqdm(pool.map(one, pairs), total=len(pairs), desc=f"metrics {method}", unit="img", leave=False))
-    return pd.DataFrame(rows, columns=["stem", *METRICS])
+        rows = list(tqdm(pool.map(one, triples), total=len(triples), desc=f"metrics {label}", unit="img",
+                         leave=False))
+    return pd.DataFrame(rows, columns=["stem", *get_convention(convention).metrics])
+
+
+def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int, convention: str) -> pd.DataFrame:
+    triples = [(pair.stem, bench.fused_image(method, split, pair.stem), pair.ir, pair.vi)
+               for pair in bench.pairs(split)]
+    return score_triples(triples, convention, workers, method)
 
 
 def _entropy_current(config: Config, method: str, stems: list[str], stamp: float,
@@ -129,11 +145,14 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
 
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
-    """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary."""
+    """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary with
+    their rows and those of the methods already in it."""
     bench = Benchmark(benchmark_dir(config))
     split = config.metrics.split
     methods = methods or configured_methods(config)
     stems = bench.stems(split)
+    convention = convention_name(config)
+    columns = ["stem", *get_convention(convention).metrics]
     with_entropy = config.metrics.entropy
     network = perception_network(config) if with_entropy else None
     device = torch_device(config)
@@ -146,8 +165,8 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
                         method, method)
             continue
         stamp = (bench.fused_dir(method) / "manifest.json").stat().st_mtime  # rewritten only when the set changes
-        if force or not _up_to_date(metrics_csv(config, method), stems, stamp):
-            frame = _compute_metrics(bench, method, split, config.metrics.workers)
+        if force or not _up_to_date(metrics_csv(config, method), stems, stamp, columns):
+            frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
             _write_csv(metrics_csv(config, method), frame)
             log.info("metrics: %s written (%d images)", metrics_csv(config, method), len(stems))
         else:
@@ -163,23 +182,40 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
                               json.dumps({"kind": source.kind, "detail": source.detail}))
             log.info("metrics: %s written (perception weights: %s)", entropy_csv(config, method), source.kind)
 
-    summary = summarise(config, methods)
+    listed = pd.read_csv(summary_csv(config))["method"].tolist() if summary_csv(config).is_file() else []
+    summary = summarise(config, list(dict.fromkeys([*listed, *configured_methods(config), *methods])))
     _write_csv(summary_csv(config), summary)
     return summary_csv(config)
 
 
+def metric_summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """``images`` and, per metric, the mean over the images where it is defined (not NaN) and
+    ``<metric>_n``, the number of those images: an undefined value is counted, never averaged."""
+    row: dict[str, Any] = {"images": len(frame)}
+    for name in metrics:
+        values = pd.to_numeric(frame[name], errors="coerce") if name in frame else pd.Series(dtype=float)
+        row[f"{name}_n"] = int(values.notna().sum())
+        row[name] = float(values.mean()) if row[f"{name}_n"] else float("nan")
+    return row
+
+
 def summarise(config: Config, methods: list[str]) -> pd.DataFrame:
     """One row per method from the files on disk; a method without files has empty (missing) cells."""
+    metrics = get_convention(convention_name(config)).metrics
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method}
         if metrics_csv(config, method).is_file():
             frame = pd.read_csv(metrics_csv(config, method))
-            row["images"] = len(frame)
-            row.update(frame[list(METRICS)].mean(numeric_only=True).to_dict())
+            if list(frame.columns) == ["stem", *metrics]:
+                row.update(convention=convention_name(config), **metric_summary(frame, metrics))
+            else:
+                log.warning("metrics: %s was computed under another convention than %r; its row stays "
+                            "missing until `pipelines metrics -m %s`", metrics_csv(config, method),
+                            convention_name(config), method)
         if entropy_csv(config, method).is_file() and entropy_source_json(config, method).is_file():
             entropy = pd.read_csv(entropy_csv(config, method))["entropy"]
             row.update(entropy_mean=entropy.mean(), entropy_median=entropy.median(),
                        perception=json.loads(entropy_source_json(config, method).read_text())["kind"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=summary_columns(metrics))

@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fusion.io import atomic_write_text, write_image
+from fusionbench.files import atomic_write_text
+from fusionbench.images import write_image
 from pipelines.benchmark import M3FD_CLASSES
 from pipelines.config import run_dir
 from pipelines.schema import Config

@@ -74,8 +74,15 @@ class RunSection(Section):
 class SplitSection(Section):
     ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train, val, test fractions (sum 1)")
     seed: int = Field(0, ge=0, description="seed of the random split")
-    by: Literal["random", "scene"] = Field("random", description="random pairs, or whole scenes (near-duplicate "
-                                                                "consecutive frames) per split")
+    by: Literal["auto", "random", "scene", "file", "official"] = Field(
+        "auto", description="random pairs | scene: whole scenes (near-duplicate consecutive frames) per split | "
+                            "file: the published lists of data.split.files | official: the layout's own split "
+                            "(LLVIP) | auto: file when files are given, else official when the layout has one, "
+                            "else random")
+    files: list[Path] = Field([], description="published split: train/val/test.txt files, a folder of them, or "
+                                              "TarDAL's scenario.json (see data/README.md)")
+    unlisted: Optional[Literal["train", "val", "test"]] = Field(
+        None, description="split for pairs that no split file lists; null: such pairs are an error")
     scene_threshold: float = Field(0.03, gt=0, lt=1, description="mean abs. difference of 32x24 grey thumbnails "
                                                                  "below which frames are near-duplicates")
 
@@ -88,12 +95,14 @@ class SplitSection(Section):
 
 
 class DataSection(Section):
-    raw: Optional[Path] = Field(None, description="raw dataset folder (M3FD or generic layout); null: the "
+    raw: Optional[Path] = Field(None, description="raw dataset folder (a layout of data/README.md); null: the "
                                                   "synthetic sample")
-    layout: Literal["auto", "m3fd", "generic"] = Field("auto", description="raw folder layout")
+    layout: Literal["auto", "m3fd", "m3fd-distributed", "llvip", "msrs", "generic"] = Field(
+        "auto", description="raw folder layout (pipelines/prepare/layouts/); auto: the first that recognises it")
     benchmark: Optional[Path] = Field(None, description="prepared benchmark folder; null: <run dir>/benchmark")
     skip_bad: bool = Field(False, description="leave broken pairs out (listed in the manifest) instead of stopping")
-    labels: Optional[str] = Field(None, description="generic layout: sub-folder of labels/ to use (null: labels/*.txt)")
+    labels: Optional[str] = Field(None, description="label variant: msrs infrared | visible | fusion (null: fusion); "
+                                                    "generic: a sub-folder of labels/ (null: labels/*.txt)")
     split: SplitSection = Field(default_factory=SplitSection)
 
 
@@ -159,6 +168,9 @@ class FusionSection(Section):
     workers: int = Field(8, ge=1, description="processes for CPU fusers")
     batch_size: Optional[int] = Field(None, ge=1, description="pairs per forward pass of a learned fuser; null: 8 "
                                                               "on CUDA, 1 on CPU")
+    scan_backend: Literal["auto", "mamba", "triton", "cpu"] = Field(
+        "auto", description="selective scan of learned fusers: auto (CUDA: mamba-ssm's kernel when installed, "
+                            "else Triton; CPU: numba) | mamba | triton | cpu")
     train: TrainSection = Field(default_factory=TrainSection)
 
     @field_validator("methods")
@@ -185,8 +197,9 @@ class DetectSection(Section):
                                                                         "ultralytics' fitness (best.pt)")
     conf: float = Field(0.001, ge=0, le=1, description="confidence threshold of the test predictions")
     iou: float = Field(0.6, gt=0, le=1, description="NMS IoU of the test predictions")
-    amp: bool = Field(False, description="mixed precision on CUDA (needs amp_check_weights, else ultralytics "
-                                         "downloads a model)")
+    amp: bool | Literal["fp16", "bf16"] = Field(False, description="training precision as ultralytics takes it: "
+                                                                 "false, true or fp16 (needs amp_check_weights on "
+                                                                 "CUDA, else ultralytics downloads a model), bf16")
     amp_check_weights: Optional[Path] = Field(None, description="local model for ultralytics' AMP check")
     resume: bool = Field(True, description="continue an interrupted training from last.pt (not bit-identical)")
     cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")
@@ -200,6 +213,11 @@ class MetricsSection(Section):
     batch_size: int = Field(4, ge=1, description="images per ResNet50 forward pass")
     workers: int = Field(8, ge=1, description="threads computing the fusion metrics")
     methods: Optional[list[str]] = Field(None, description="methods to score; null: fusion.methods")
+    convention: Literal["cddfuse", "vifb", "ivif_zoo", "tang", "exact"] = Field(
+        "cddfuse", description="fusion-metric convention (fusion.metrics.CONVENTIONS): cddfuse = CDDFuse's "
+                               "Evaluator.py, vifb = VIFB's MATLAB code, ivif_zoo = IVIF_ZOO's "
+                               "eval_torch.py, tang = Linfeng-Tang's MATLAB kit, exact = float64 "
+                               "without quirks")
 
 
 class ReportSection(Section):

@@ -22,10 +22,10 @@ import torch.distributed as dist
 from fusion.learned.architecture import LearnedMethod, build_options, learned_method
 from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
-from fusion.perception import build_resnet50
 from pipelines.benchmark import Benchmark, Pair
 from pipelines.config import benchmark_dir, stage_dir
-from pipelines.devices import torch_device
+from pipelines.devices import apply_scan_backend, torch_device
+from pipelines.perception import perception_network
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,13 @@ DATA_KEYS = ("small", "extra")  # fusion.train keys the stage uses itself (which
 
 
 def train_settings(config: Config, method: LearnedMethod) -> TrainSettings:
-    """Shared ``fusion.train``, then the method's own training arguments, then ``methods.<method>.train``."""
+    """The method's training settings, later sources winning: the schema's ``fusion.train`` defaults, the
+    method's own recipe (its registry entry, e.g. SMFNet's optimizer and schedule), the ``fusion.train``
+    values the config sets explicitly (shared by every learned method), ``methods.<method>.train``."""
     shared = config.fusion.train.model_dump(exclude=set(DATA_KEYS))
+    chosen = {k: shared[k] for k in config.fusion.train.model_fields_set if k in shared}
     own = config.method_options(method.name).get("train") or {}
-    return build_options(TrainSettings, {**shared, **method.train, **own, "seed": config.run.seed},
+    return build_options(TrainSettings, {**shared, **method.train, **chosen, **own, "seed": config.run.seed},
                          f"methods.{method.name}.train")
 
 
@@ -100,12 +103,12 @@ def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, 
     out_dir = stage_dir(config, "fusion", method)
     perception, info = None, {}
     if arch.needs_perception:
-        perception, source = build_resnet50(config.perception.weights, config.perception.torchvision,
-                                            config.perception.allow_random)
+        perception, source = perception_network(config)
         info["perception"] = {"kind": source.kind, "detail": source.detail}
         log.info("perception network: %s (%s)", source.kind, source.detail)
     train, val = collect_pairs(config, settings.crop or arch.default_crop)
     with training_device(config) as device:
+        apply_scan_backend(config, device)
         trainer = Trainer(arch, model_config, loss, train, val, out_dir, settings, method=method,
                           perception=perception, info=info, device=device, resume=resume and not force)
         if trainer.finished:

@@ -26,9 +26,10 @@ import pandas as pd
 import yaml
 
 from fusion.color import to_uint8
-from fusion.io import atomic_write_text, read_ir, read_vi
-from fusion.metrics import METRICS
+from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
+from fusionbench.files import atomic_write_text
+from fusionbench.images import read_ir, read_vi
 from reports import figures
 from reports.tables import MISSING, Table
 
@@ -111,22 +112,58 @@ def _percent(value: float | None) -> float | str:
     return MISSING if value is None else 100.0 * float(value)
 
 
+def _metric_columns(summary: pd.DataFrame | None) -> list[str]:
+    """The metrics of the summary's convention, in its order."""
+    return [] if summary is None else [c for c in summary.columns if c in REGISTRY]
+
+
+def _has_metrics(summary: pd.DataFrame | None, method: str) -> bool:
+    return summary is not None and method in summary.index and pd.notna(summary.at[method, "images"])
+
+
 def fusion_table(run: RunInputs, summary: pd.DataFrame | None) -> Table:
-    """Means of every fusion metric and the entropy mean / median per method."""
-    columns = [*METRICS, "entropy_mean", "entropy_median"]
+    """Means of every fusion metric and the entropy mean / median per method, ranked each in the
+    metric's own direction (:data:`fusion.metrics.REGISTRY`)."""
+    metrics = _metric_columns(summary)
+    columns = [*metrics, "entropy_mean", "entropy_median"]
     rows = {}
     for method in run.methods:
-        found = summary is not None and method in summary.index and pd.notna(summary.at[method, "images"])
+        found = _has_metrics(summary, method)
         rows[method] = [summary.at[method, c] if found and c in summary.columns else MISSING for c in columns]
         if found and pd.isna(summary.at[method, "entropy_mean"]):
             rows[method][-2:] = [MISSING, MISSING]
-    ranked = {name: "max" for name in METRICS} | {"entropy_mean": "min", "entropy_median": "min"}
-    return Table("fusion_metrics", "Fusion quality on the test split (mean per image)",
+    ranked = {name: "max" if REGISTRY[name].direction == "higher" else "min" for name in metrics}
+    conventions = sorted(set(summary["convention"].dropna())) if summary is not None else []
+    lower = [name for name in metrics if REGISTRY[name].direction == "lower"]
+    return Table("fusion_metrics", "Fusion quality on the test split (mean per image where defined)",
                  pd.DataFrame.from_dict(rows, orient="index", dtype=object, columns=columns),
-                 ranked=ranked, digits=3,
-                 note="Higher is better except the decision-layer entropy (lower: more confident ResNet50). "
-                      "Conventions (0-255 grey, MI in nats, SSIM window 7) are those of the CDDFuse/EMMA "
-                      "evaluator; see fusion/metrics.py.")
+                 ranked=ranked | {"entropy_mean": "min", "entropy_median": "min"}, digits=3,
+                 note=f"Convention: {', '.join(conventions) or MISSING} (README: fusion metric conventions). "
+                      f"Higher is better except {', '.join(lower + ['the decision-layer entropy'])} "
+                      "(lower). How many images each mean covers: next table.")
+
+
+def fusion_counts_table(run: RunInputs, summary: pd.DataFrame | None) -> Table:
+    """Per method and metric, on how many images the metric is defined ("n of N"), with a first row
+    giving each metric's direction; the note explains every metric undefined somewhere."""
+    metrics = _metric_columns(summary)
+    rows: dict[str, list[str]] = {"better": ["higher" if REGISTRY[m].direction == "higher" else "lower"
+                                             for m in metrics]}
+    undefined = []
+    for method in run.methods:
+        if not _has_metrics(summary, method):
+            rows[method] = [MISSING] * len(metrics)
+            continue
+        images = int(summary.at[method, "images"])
+        counts = [int(summary.at[method, f"{m}_n"]) for m in metrics]
+        rows[method] = [f"{n} of {images}" for n in counts]
+        undefined += [f"{method} {m}: {n} of {images} images ({REGISTRY[m].degenerate})"
+                      for m, n in zip(metrics, counts) if n < images]
+    return Table("fusion_metric_counts", "Fusion metrics: images on which each metric is defined",
+                 pd.DataFrame.from_dict(rows, orient="index", dtype=object, columns=metrics),
+                 note="Means average only these images; an undefined value (NaN) is counted here, never "
+                      "taken as 0. " + ("Undefined: " + "; ".join(undefined) + "." if undefined
+                                       else "Every metric is defined on every image."))
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -314,7 +351,7 @@ def build_report(run: RunInputs) -> Path:
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
-    tables = [*detection_tables(run, results), fusion_table(run, summary)]
+    tables = [*detection_tables(run, results), fusion_table(run, summary), fusion_counts_table(run, summary)]
     rendered = [{"table": t, "rows": t.rows(), "files": t.write(tables_dir)} for t in tables]
     context = {
         "name": run.name,

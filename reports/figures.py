@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fusion.io import atomic_write_bytes  # noqa: E402
+from fusionbench.files import atomic_write_bytes  # noqa: E402
 
 GT_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 64, 32)

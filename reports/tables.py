@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.io import atomic_write_text
+from fusionbench.files import atomic_write_text
 
 MISSING = "missing"
 UNDEFINED = "n/a"

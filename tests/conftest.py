@@ -12,6 +12,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 # pool burns CPU for a while); on 2 cores that made every small selective-scan call ~15x slower.
 # Read once when libgomp loads, so it must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The tests run the Triton selective scan on CPU tensors, in Triton's interpreter. Triton reads this
+# when its language module and each kernel are defined, and torchvision imports triton: so here.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -41,10 +44,10 @@ def parity_fixture(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def msrs_benchmark(msrs_det20: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The 20 real MSRS pairs prepared as a benchmark (generic layout, seed 0, 14/2/4), built once."""
+    """The 20 real MSRS pairs prepared as a benchmark (msrs layout, seed 0, 14/2/4), built once."""
     from pipelines.prepare import prepare_benchmark
 
-    return prepare_benchmark(msrs_det20, tmp_path_factory.mktemp("msrs") / "benchmark", layout="generic")
+    return prepare_benchmark(msrs_det20, tmp_path_factory.mktemp("msrs") / "benchmark", layout="msrs")
 
 
 @pytest.fixture(scope="session")

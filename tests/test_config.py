@@ -41,7 +41,7 @@ def test_every_key_has_a_type_a_default_and_a_description():
 @pytest.mark.parametrize("override, message", [
     ("detect.epoch=3", "detect.epoch: unknown key; did you mean detect.epochs?"),
     ("run.rot=/tmp/x", "run.rot: unknown key; did you mean run.root?"),
-    ("fusion.train.epoch=3", "did you mean fusion.train.epochs or fusion.train.warmup_epochs?"),
+    ("fusion.train.epoch=3", "did you mean fusion.train.epochs or fusion.train.stage_epochs or fusion.train.warmup_epochs?"),
     ("detect.epochs=abc", "detect.epochs = 'abc': Input should be a valid integer"),
     ("fusion.train.epochs=-1", "fusion.train.epochs = -1: Input should be greater than or equal to 1"),
     ("detect.epochs=-1", "detect.epochs = -1: Input should be greater than or equal to 1"),

@@ -20,8 +20,20 @@ from click.testing import CliRunner
 
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.offline import use_offline_ultralytics
-from detection.yolo import (MAP50_KEY, SCRATCH_CONFIG, Map50Keeper, TrainSettings, cpu_threads, model_source, read_selection,
-                            select, train, training_finished, val_curve, write_data_yaml)
+from detection.yolo import (
+    MAP50_KEY,
+    SCRATCH_CONFIG,
+    Map50Keeper,
+    TrainSettings,
+    cpu_threads,
+    model_source,
+    read_selection,
+    select,
+    train,
+    training_finished,
+    val_curve,
+    write_data_yaml,
+)
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import ConfigError, load_config, stage_dir

@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fusion.io import write_image
 from fusion.registry import build_fuser
-from pipelines.benchmark import SPLITS, Benchmark
+from fusionbench.images import write_image
+from pipelines.benchmark import SPLITS, Benchmark, record_split_lists
 from pipelines.cli import cli
-from pipelines.fuse import FuseError, FuseJob, Shard, build_method, fuse_set, is_complete, load_pair
 from pipelines.config import load_config
+from pipelines.fuse import (
+    FuseError,
+    FuseJob,
+    Shard,
+    build_method,
+    fuse_set,
+    is_complete,
+    load_pair,
+)
 
 
 def _copy(benchmark: Benchmark, root: Path) -> Benchmark:
@@ -249,9 +257,10 @@ def _tiny(benchmark: Benchmark, root: Path, size: tuple[int, int] = (40, 30)) ->
             cv2.imwrite(str(crop), cv2.imread(entry[kind], cv2.IMREAD_UNCHANGED)[:height, :width])
             entry[kind], entry[f"{kind}_sha256"] = str(crop), None  # hashed by the fuse stage instead
         entry["width"], entry["height"] = width, height
-    (root / "manifest.json").write_text(json.dumps(manifest))
     for stem, split in keep.items():
         (root / "splits" / f"{split}.txt").write_text(stem + "\n")
+    manifest["split_lists"] = record_split_lists(root)
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return Benchmark(root)
 
 

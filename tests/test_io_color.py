@@ -7,8 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion.color import fuse_luminance, luminance, recolor, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
-from fusion.io import ImageError, image_size, read_ir, read_vi, write_image
+from fusion.color import (
+    fuse_luminance,
+    luminance,
+    recolor,
+    rgb_to_ycbcr,
+    to_uint8,
+    ycbcr_to_rgb,
+)
+from fusionbench.images import ImageError, image_size, read_ir, read_vi, write_image
 
 
 def test_ycbcr_round_trip_and_bt601_values():
@@ -88,3 +95,19 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path: Path):
     write_image(tmp_path / "out" / "x.png", image + 1)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
     assert (cv2.imread(str(tmp_path / "out" / "x.png")) == 8).all()
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    import os
+    import stat
+
+    from fusionbench.files import atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_image(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name

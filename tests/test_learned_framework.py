@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion.color import luminance
-from fusion.io import write_image
+from fusionbench.images import write_image
 from fusion.learned import precision, state
 from fusion.learned.architecture import (Architecture, Converter, LearnedMethod, OptionsError, Stage,
                                          register_architecture, register_method)
@@ -217,7 +217,7 @@ def test_registry_metadata_and_option_validation():
         validate_method_options("toy", {"train": {"lr_pek": 1}})
     with pytest.raises(OptionsError, match="'device'"):
         validate_method_options("toy", {"device": "cpu"})
-    with pytest.raises(OptionsError, match="'r3' \\(known: eps1, eps2, r1, r2\\)"):
+    with pytest.raises(OptionsError, match="gff: unknown option 'r3'; it takes: r1, eps1, r2, eps2, name"):
         validate_method_options("gff", {"r3": 3})
 
 
@@ -249,7 +249,7 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     from pipelines.prepare import prepare_benchmark
     from pipelines.sample import make_sample
 
-    bench = prepare_benchmark(make_sample(tmp_path / "raw", pairs=10, width=64, height=48, seed=0), tmp_path / "bench")
+    bench = prepare_benchmark(make_sample(tmp_path / "raw", pairs=10, width=96, height=72, seed=0), tmp_path / "bench")
     args = ["-c", "sample", "-s", f"run.root={tmp_path / 'runs'}", "-s", "run.name=toy", "-s", f"report.dir={tmp_path / 'report'}",
             "-s", f"data.benchmark={bench.root}", "-s", "fusion.methods=[vi, toy]", "-s", "fusion.train.epochs=2",
             "-s", "fusion.train.batch_size=2", "-s", "fusion.train.crop=null", "-s", "methods.toy.model={width: 3}",
@@ -303,3 +303,18 @@ def test_ddp_training_with_a_stage_that_leaves_parameters_unused(pairs, tmp_path
     for attempt in range(2):
         ddp = load_checkpoint(tmp_path / f"ddp{attempt}" / "last.pt")[0].state_dict()
         assert all(torch.allclose(ddp[k], v, atol=1e-5) for k, v in single.model.state_dict().items())
+
+
+def test_training_settings_precedence():
+    """Schema defaults < the method's recipe < fusion.train set by the config < methods.<m>.train."""
+    from pipelines.config import load_config
+    from pipelines.train_fusion import train_settings
+    from fusion.learned.architecture import learned_method
+
+    wide = learned_method("toy_wide")  # its recipe: lr_peak 1e-2
+    assert train_settings(load_config("paper"), wide).lr_peak == 1e-2
+    assert train_settings(load_config("paper"), learned_method("toy")).lr_peak == 1.5e-3  # the schema default
+    config = load_config("paper", ["fusion.train.lr_peak=0.02", "fusion.train.epochs=3", "methods.toy_wide.train={epochs: 5}",
+                                   "run.seed=4"])
+    settings = train_settings(config, wide)
+    assert (settings.lr_peak, settings.epochs, settings.seed, settings.batch_size) == (0.02, 5, 4, 20)

@@ -10,7 +10,13 @@ from skimage.metrics import structural_similarity
 
 from fusion.perception import build_resnet50
 from fusion.s4fusion.losses import (
-    FusionLoss, LossSettings, adaptive_weights, gradient_loss, perception_loss, ssim, weighted_l1_loss,
+    FusionLoss,
+    LossSettings,
+    adaptive_weights,
+    gradient_loss,
+    perception_loss,
+    ssim,
+    weighted_l1_loss,
     weighted_ssim_loss,
 )
 

@@ -12,7 +12,7 @@ from pipelines.benchmark import M3FD_CLASSES
 from pipelines.prepare import PrepareError, prepare_benchmark
 from pipelines.prepare.layouts import open_layout
 
-W, H = 40, 30
+W, H = 40, 32   # prepare refuses images under 32x32
 
 
 def _image(seed: int, colour: bool, width: int = W, height: int = H, dtype=np.uint8) -> np.ndarray:
@@ -143,7 +143,7 @@ def test_every_problem_reported_at_once_and_skip_bad(tmp_path):
 def test_box_outside_is_clipped_and_zero_area_dropped(tmp_path):
     raw = _m3fd(tmp_path / "raw")
     (raw / "Annotation" / "00000.xml").write_text(_voc([   # VOC: 1-based, inclusive
-        ("Car", -5, 10, 20, 40),        # outside left and bottom: corners clipped to (0, 9, 20, 30)
+        ("Car", -5, 10, 20, 40),        # outside left and bottom: corners clipped to (0, 9, 20, 32)
         ("People", 11, 10, 10, 20),     # zero width (corners x 10..10): dropped
         ("Bus", 50, 5, 60, 10),         # entirely right of the image: zero area after clipping, dropped
         ("Lamp", 3, 4, 13, 24),         # fine: corners (2, 3, 13, 24)
@@ -154,7 +154,7 @@ def test_box_outside_is_clipped_and_zero_area_dropped(tmp_path):
     assert len(warnings) == 3 and all(w.startswith(str(raw / "Annotation" / "00000.xml")) for w in warnings)
     pair = bench.pair("00000")
     lines = (bench.labels_dir(pair.split) / "00000.txt").read_text().splitlines()
-    assert lines == [f"1 {10 / W:.6f} {19.5 / H:.6f} {20 / W:.6f} {21 / H:.6f}",
+    assert lines == [f"1 {10 / W:.6f} {20.5 / H:.6f} {20 / W:.6f} {23 / H:.6f}",
                      f"4 {7.5 / W:.6f} {13.5 / H:.6f} {11 / W:.6f} {21 / H:.6f}"]
 
 
@@ -207,7 +207,7 @@ def test_generic_layout_and_its_errors(tmp_path):
     assert bench.manifest["source"]["layout"] == "generic" and bench.classes == ["person", "car"]
     coco = json.loads(bench.coco_path("train").read_text())
     assert coco["annotations"][0]["category_id"] == 2
-    assert coco["annotations"][0]["bbox"] == pytest.approx([16, 9, 8, 12])
+    assert coco["annotations"][0]["bbox"] == pytest.approx([16, 9.6, 8, 12.8])
 
     (raw / "labels" / "f3.txt").write_text("2 0.5 0.5 0.1 0.1\n")
     (raw / "labels" / "f4.txt").write_text("0 0.5 0.5\n")

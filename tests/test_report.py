@@ -118,6 +118,10 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert float(fusion.at["average", "VIF"]) == pytest.approx(summary.at["average", "VIF"], rel=1e-5)
     assert float(fusion.at["vi", "entropy_median"]) == pytest.approx(summary.at["vi", "entropy_median"], rel=1e-5)
     assert fusion.at["ir", "SCD"] == "n/a"  # F = IR: the correlation of differences is undefined
+    counts = pd.read_csv(tables / "fusion_metric_counts.csv", index_col="method", keep_default_na=False)
+    images = int(summary.at["ir", "images"])
+    assert counts.at["ir", "SCD"] == f"0 of {images}" and counts.at["ir", "VIF"] == f"{images} of {images}"
+    assert counts.at["better", "MSE"] == "lower" and counts.at["better", "SSIM"] == "higher"
 
     html = index.read_text()
     assert "Not detected yet (shown as missing): ir, vi." in html
@@ -125,6 +129,7 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert "vi vs s4fusion: missing" in html
     assert "15.363" in html  # the paper's S4Fusion SF on M3FD, shown for reference
     assert r"\textbf{" in (tables / "fusion_metrics.tex").read_text()
+    assert f"ir SCD: 0 of {images} images (NaN when F equals a source" in html
 
 
 def test_fusion_training_curves_average_steps_per_epoch(tmp_path):

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from fusion.color import rgb_to_ycbcr
-from fusion.io import read_ir, read_vi
 from fusion.learned.checkpoint import save_checkpoint
 from fusion.learned.inference import LearnedFuser, to_float_image
 from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.model import S4Fusion, S4FusionConfig
+from fusionbench.images import read_ir, read_vi
 
 SMALL = S4FusionConfig(dims=(16, 32, 64), d_state=4, d_state_fusion=6, fusion_depth=1)  # fast on 2 cores
 

@@ -47,11 +47,11 @@ def assert_matches(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1
     assert error <= rtol * float(expected.abs().max()), (error, float(expected.abs().max()))
 
 
-def run_both(inputs, softplus, return_last_state=False):
+def run_both(inputs, softplus, return_last_state=False, scan=selective_scan_fn):
     """(fast outputs, fast grads), (reference outputs, reference grads) for a random cotangent."""
     args = [inputs[k] for k in NAMES]
     ref_args = [None if x is None else x.detach().double().requires_grad_() for x in args]
-    fast = selective_scan_fn(*args, delta_softplus=softplus, return_last_state=return_last_state)
+    fast = scan(*args, delta_softplus=softplus, return_last_state=return_last_state)
     ref = selective_scan_ref(*ref_args, delta_softplus=softplus,
                              return_last_state=return_last_state)
     fast, ref = (fast, ref) if return_last_state else ((fast,), (ref,))
@@ -66,8 +66,8 @@ def run_both(inputs, softplus, return_last_state=False):
     return fast, dict(zip(names, fast_grads)), ref, dict(zip(names, ref_grads))
 
 
-def check_all(inputs, softplus, return_last_state=False, rtol=1e-5):
-    fast, fast_grads, ref, ref_grads = run_both(inputs, softplus, return_last_state)
+def check_all(inputs, softplus, return_last_state=False, rtol=1e-5, scan=selective_scan_fn):
+    fast, fast_grads, ref, ref_grads = run_both(inputs, softplus, return_last_state, scan)
     for f, r in zip(fast, ref):
         assert f.dtype == torch.float32
         assert_matches(f, r, rtol)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from fusion.learned.architecture import learned_method
 from fusion.learned.checkpoint import load_checkpoint
-from fusion.learned.schedules import warmup_cosine
+from fusion.learned.schedules import step_decay, warmup_cosine
 from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.perception import build_resnet50
 from fusion.s4fusion.architecture import S4FUSION
@@ -44,6 +44,11 @@ def test_warmup_cosine_schedule():
     assert lr[0] == pytest.approx(3e-4) and lr[5] == pytest.approx(9e-4) and lr[10] == pytest.approx(1.5e-3)
     assert lr[55] == pytest.approx((1.5e-3 + 6e-4) / 2) and lr[100] == pytest.approx(6e-4)
     assert all(a >= b for a, b in zip(lr[10:], lr[11:])) and min(lr[10:]) >= 6e-4 - 1e-12
+
+
+def test_step_schedule():
+    lr = [step_decay(s, every=20, gamma=0.5, peak=1e-4) for s in (0, 19, 20, 39, 40, 100)]
+    assert lr == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 1e-4 / 32])
 
 
 def test_resume_gives_identical_weights(sample_benchmark, perception, tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import fusion.learned.data as data
-from fusion.io import write_image
 from fusion.learned.data import CropPairs, TrainPair, fit_crop, folder_pairs, make_loader, take_fraction, training_pairs
+from fusionbench.images import write_image
 
 
 def as_train(pairs) -> list[TrainPair]:

@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from fusion.color import recolor, to_uint8
-from fusion.io import IMAGE_SUFFIXES, ImageError, read_vi
 from fusion.registry import FuserError, register
+from fusionbench.images import IMAGE_SUFFIXES, ImageError, read_vi
 
 
 class PairLike(Protocol):

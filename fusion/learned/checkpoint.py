@@ -16,20 +16,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.io import atomic_write_bytes
 from fusion.learned.architecture import Architecture, Converter, OptionsError, architectures, config_dict, get_architecture
-from fusionbench.errors import FusionBenchError
+from fusion.registry import FuserError
+from fusionbench.files import atomic_write_bytes
 
 FORMAT = "fusionbench.learned/1"
 RESERVED = ("format", "arch", "config", "state_dict")
 _LISTED = 12  # keys shown per category in error messages
 
 
-class CheckpointError(FusionBenchError, ValueError):
+class CheckpointError(FuserError):
     """A file that cannot be turned into a learned fuser's model."""
 
 
-class CheckpointNotFoundError(FusionBenchError, FileNotFoundError):
+class CheckpointNotFoundError(FuserError, FileNotFoundError):
     """A checkpoint path with no file."""
 
 

@@ -18,9 +18,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fusion.color import luminance
-from fusion.io import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
+from fusionbench.errors import FusionBenchError
+from fusionbench.images import IMAGE_SUFFIXES, ImageError, read_ir, read_vi
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDataError(FusionBenchError, ValueError):
+    """Extra training folders or data options that cannot be used."""
 
 IR_FOLDERS = ("ir", "Ir", "IR", "infrared", "Infrared", "Inf")
 VI_FOLDERS = ("vi", "Vi", "VI", "Vis", "vis", "visible", "Visible")
@@ -42,7 +47,7 @@ def folder_pairs(path: str | Path, ir: str | None = None, vi: str | None = None)
     ``<path>/<vi>/x.*`` matched by stem; sub-folder names found among common spellings when not given."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: extra training folder not found")
+        raise TrainingDataError(f"{root}: extra training folder not found")
     ir_dir, vi_dir = (_subfolder(root, given, names) for given, names in ((ir, IR_FOLDERS), (vi, VI_FOLDERS)))
     visible = {p.stem: p for p in sorted(vi_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     pairs = []
@@ -62,7 +67,7 @@ def _subfolder(root: Path, given: str | None, candidates: Sequence[str]) -> Path
     for name in [given] if given else candidates:
         if (root / name).is_dir():
             return root / name
-    raise FileNotFoundError(f"{root}: no sub-folder named {given or ' / '.join(candidates)}")
+    raise TrainingDataError(f"{root}: no sub-folder named {given or ' / '.join(candidates)}")
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -76,7 +81,7 @@ def _size(path: Path) -> tuple[int, int]:
 def take_fraction(pairs: Sequence[TrainPair], fraction: float, seed: int) -> list[TrainPair]:
     """A fixed-seed random subset of ``round(fraction * n)`` pairs, in name order."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"extra-folder fraction must be in (0, 1], got {fraction}")
+        raise TrainingDataError(f"extra-folder fraction must be in (0, 1], got {fraction}")
     names = sorted(p.name for p in pairs)
     random.Random(seed).shuffle(names)
     keep = set(names[: round(fraction * len(names))])
@@ -104,7 +109,7 @@ def fit_crop(pairs: Sequence[TrainPair], crop: int, small: str = "pad") -> tuple
     """Pairs usable with ``crop`` and how many are smaller than it: kept (reflect-padded when
     loaded) with ``small="pad"``, left out with ``small="skip"``."""
     if small not in ("pad", "skip"):
-        raise ValueError(f"small images: expected 'pad' or 'skip', got {small!r}")
+        raise TrainingDataError(f"small images: expected 'pad' or 'skip', got {small!r}")
     too_small = [p for p in pairs if min(p.width, p.height) < crop]
     if too_small:
         log.info("%d training pair(s) smaller than the %dx%d crop: %s", len(too_small), crop, crop,

@@ -30,7 +30,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from fusion.io import atomic_write_bytes, atomic_write_text
 from fusion.learned.architecture import Architecture, Stage, config_dict
 from fusion.learned.checkpoint import load_checkpoint, save_checkpoint
 from fusion.learned.data import CropPairs, TrainPair, make_loader
@@ -38,6 +37,7 @@ from fusion.learned.precision import amp_dtype
 from fusion.learned.schedules import SCHEDULES, step_decay, warmup_cosine
 from fusion.learned.state import rng_state, set_rng_state
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 

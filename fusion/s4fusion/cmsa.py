@@ -6,7 +6,7 @@ One CMSA block, per modality m in {IR, VI} (channels-last (B, H, W, C)):
 2. Patch Mark: M = mark_proj([P_IR ; P_VI]); the scanned inputs are P_m + M (same mark for both
    modalities at one position). As in the released code, Delta/B/C are projected from the unmarked P_m.
 3. Interleaving: per scan direction, [I_1, V_1, I_2, V_2, ...] (length 2L).
-4. Cross SS2D: one scan per direction with modality-specific x -> (Delta, B, C) projections
+4. Cross SS2D: the four directions in one grouped scan, with modality-specific x -> (Delta, B, C) projections
    (``x_proj_weight`` infrared, ``y_proj_weight`` visible), shared Delta up-projection, A and D;
    the hidden state runs through both modalities' tokens.
 5. Recovering: even / odd positions back to IR / VI, undo each direction, sum the 4 directions.

@@ -9,7 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusion.s4fusion.ablations import ConcatAttentionBlock, ConvFusionBlock, CrossAttentionBlock
+from fusion.s4fusion.ablations import (
+    ConcatAttentionBlock,
+    ConvFusionBlock,
+    CrossAttentionBlock,
+)
 from fusion.s4fusion.cmsa import CMSABlock, FusionLayer
 from fusion.s4fusion.config import S4FusionConfig
 from fusion.s4fusion.geometry import next_valid_size, valid_size

@@ -1,8 +1,8 @@
 """SS2D and the VSS block (VMamba) used by both encoders and the decoder.
 
 SS2D(x) = out_proj(LN(sum_k unscan_k(scan_k(SiLU(dwconv(x_branch))))) * SiLU(z)), where
-(x_branch, z) = in_proj(x) and k runs over the four 2-D scan orders. Directions are processed one
-after the other and accumulated, so no (4, D, L) stack is ever alive at full resolution.
+(x_branch, z) = in_proj(x) and k runs over the four 2-D scan orders, scanned together as one grouped
+selective scan (one kernel launch per block, as in the released code).
 """
 from __future__ import annotations
 

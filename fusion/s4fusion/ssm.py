@@ -81,18 +81,26 @@ class DirectionalSSM(nn.Module):
         """Scan ``u`` (B, D, H, W, *pair) in the four directions and sum the results mapped back to 2-D.
 
         ``dbl`` (B, K * (R + 2N), H, W, *pair) holds the per-token projections from
-        :meth:`project_all`. One direction at a time, so only one sequence copy is alive.
+        :meth:`project_all`. The four directions are one grouped scan (as in the released code):
+        (B, K * D, L) sequences whose B and C are K groups, so channel block k reads direction k's
+        B and C, and A, D and the Delta biases are the stacked parameters as stored.
         """
         width = self.dt_rank + 2 * self.d_state
-        total = None
-        for k in range(DIRECTIONS):
-            dts, b, c = torch.split(to_direction(dbl[:, k * width:(k + 1) * width], k),
-                                    [self.dt_rank, self.d_state, self.d_state], dim=1)
-            delta = torch.einsum("brl,dr->bdl", dts, self.dt_projs_weight[k])
-            if self.delta_record is not None:
-                self.delta_record.append(self._mean_delta(delta, k, u.shape))
-            out = from_direction(self.scan(to_direction(u, k), delta, b, c, k), k, u.shape)
-            total = out if total is None else total + out
+        seqs = torch.stack([to_direction(dbl[:, k * width:(k + 1) * width], k)
+                            for k in range(DIRECTIONS)], dim=1)  # (B, K, R + 2N, L)
+        dts, b, c = torch.split(seqs, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        delta = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        if self.delta_record is not None:
+            self.delta_record.extend(self._mean_delta(delta[:, k], k, u.shape) for k in range(DIRECTIONS))
+        xs = torch.cat([to_direction(u, k) for k in range(DIRECTIONS)], dim=1)
+        ys = selective_scan_fn(
+            xs.float(), delta.flatten(1, 2).float(), -torch.exp(self.A_logs.float()),
+            b.float().contiguous(), c.float().contiguous(), self.Ds.float(),
+            delta_bias=self.dt_projs_bias.flatten().float(), delta_softplus=True,
+        ).unflatten(1, (DIRECTIONS, self.d_inner))
+        total = from_direction(ys[:, 0], 0, u.shape)
+        for k in range(1, DIRECTIONS):
+            total = total + from_direction(ys[:, k], k, u.shape)
         return total
 
     def _mean_delta(self, delta: torch.Tensor, k: int, shape: torch.Size) -> torch.Tensor:
@@ -100,12 +108,3 @@ class DirectionalSSM(nn.Module):
         pair = shape[4] if len(shape) == 5 else 1
         dt = F.softplus(delta.detach().float() + self.dt_projs_bias[k].detach().float()[:, None])
         return dt.unflatten(2, (-1, pair)).mean(dim=(0, 1, 2))
-
-    def scan(self, u: torch.Tensor, delta: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
-        """Selective scan of direction ``k`` in float32 (B, D, L) -> (B, D, L)."""
-        rows = slice(k * self.d_inner, (k + 1) * self.d_inner)
-        a = -torch.exp(self.A_logs[rows].float())
-        return selective_scan_fn(
-            u.float(), delta.float(), a, b.float().contiguous(), c.float().contiguous(), self.Ds[rows].float(),
-            delta_bias=self.dt_projs_bias[k].float(), delta_softplus=True,
-        )

@@ -19,7 +19,10 @@ def command(config_source: str, overrides: tuple[str, ...], method: str | None, 
     """Train YOLOv5s on each method's fused set (same seed and settings), select on val, evaluate on test."""
     config = build_config(config_source, overrides, log_name="detect")
     names = _methods(config, method, methods)
-    from pipelines.detect import detect_method, write_summary  # ultralytics is heavy: import on use
+    from pipelines.detect import (  # ultralytics is heavy: import on use
+        detect_method,
+        write_summary,
+    )
 
     benchmark = Benchmark(benchmark_dir(config))
     for name in names:

@@ -5,8 +5,8 @@ import logging
 
 import click
 
-from fusion.io import ImageError
 from fusion.registry import FuserError, available_methods
+from fusionbench.images import ImageError
 from pipelines.benchmark import BenchmarkError
 from pipelines.fuse import FuseError, Shard, configured_methods, fuse_method
 from pipelines.options import build_config, config_options

@@ -19,7 +19,9 @@ def command(config_source: str, overrides: tuple[str, ...], method: str, epochs:
             batch_size: int | None, resume: bool, force: bool) -> None:
     """Train a learned fuser; checkpoints every epoch, resumes exactly. Multi-GPU: torchrun --nproc-per-node N
     $(which pipelines) train-fusion ..."""
-    from pipelines.train_fusion import train_fusion  # heavy imports only when the command runs
+    from pipelines.train_fusion import (
+        train_fusion,  # heavy imports only when the command runs
+    )
 
     config = build_config(config_source, overrides,
                           {"fusion.train.epochs": epochs, "fusion.train.batch_size": batch_size}, log_name="train-fusion")

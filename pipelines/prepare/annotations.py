@@ -12,6 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from fusionbench.errors import FusionBenchError
 
@@ -40,20 +41,26 @@ class Cleaned:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_boxes(path: Path | None, classes: tuple[str, ...], width: int, height: int) -> Cleaned:
-    """Boxes of one image; no annotation file means a background image (no objects)."""
+def read_boxes(path: Path | None, classes: tuple[str, ...], width: int, height: int,
+               aliases: Mapping[str, str] | None = None) -> Cleaned:
+    """Boxes of one image; no annotation file means a background image (no objects). VOC class
+    names are matched case-insensitively, and through ``aliases`` (lower-case name -> class name)."""
     if path is None:
         return Cleaned([])
-    reader = _read_voc if path.suffix.lower() == ".xml" else _read_yolo
-    return _clean(reader(path, classes, width, height), path, width, height)
+    if path.suffix.lower() == ".xml":
+        boxes = _read_voc(path, classes, aliases or {})
+    else:
+        boxes = _read_yolo(path, classes, width, height)
+    return _clean(boxes, path, width, height)
 
 
-def _read_voc(path: Path, classes: tuple[str, ...], width: int, height: int) -> list[Box]:
+def _read_voc(path: Path, classes: tuple[str, ...], aliases: Mapping[str, str]) -> list[Box]:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as error:
         raise AnnotationError(f"{path}: XML does not parse ({error})") from error
     index = {name.lower(): i for i, name in enumerate(classes)}
+    index.update({alias.lower(): index[name.lower()] for alias, name in aliases.items()})
     boxes, unknown = [], []
     for number, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -68,8 +75,8 @@ def _read_voc(path: Path, classes: tuple[str, ...], width: int, height: int) -> 
         xmin, ymin, xmax, ymax = corners
         boxes.append(Box(index[name.lower()], xmin - 1, ymin - 1, xmax, ymax))   # 1-based inclusive -> corners
     if unknown:
-        raise AnnotationError(f"{path}: unknown class name(s) {sorted(set(unknown))}; "
-                              f"expected one of {list(classes)}")
+        raise AnnotationError(f"{path}: unknown class name(s) {sorted(set(unknown))}; expected one of "
+                              f"{list(classes)}" + (f" or an alias {dict(aliases)}" if aliases else ""))
     return boxes
 
 

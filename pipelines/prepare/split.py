@@ -14,7 +14,7 @@ from scipy.spatial.distance import cdist
 from pipelines.benchmark import SPLITS
 from pipelines.prepare.problems import PrepareError
 
-STRATEGIES = ("random", "scene")
+STRATEGIES = ("auto", "random", "scene", "file", "official")   # file and official: pipelines.prepare.build
 
 
 def split_sizes(n: int, ratios: tuple[float, ...]) -> list[int]:

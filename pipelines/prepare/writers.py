@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from fusion.io import write_text_if_changed
+from fusionbench.files import write_text_if_changed
+from pipelines.benchmark import split_list_path
 from pipelines.prepare.annotations import Box
 
 
@@ -18,7 +19,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_split_list(out: Path, split: str, stems: list[str]) -> None:
-    write_text_if_changed(out / "splits" / f"{split}.txt", "".join(f"{s}\n" for s in sorted(stems)))
+    """``splits/<split>.txt``: one stem per line, sorted."""
+    write_text_if_changed(split_list_path(out, split), "".join(f"{s}\n" for s in sorted(stems)))
 
 
 def yolo_text(boxes: Iterable[Box], width: int, height: int) -> str:

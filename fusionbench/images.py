@@ -1,4 +1,4 @@
-"""Image reading and atomic writing with errors that name the file.
+"""Image reading and writing with errors that name the file.
 
 Convention used everywhere in the project: infrared images are (H, W) float32 in [0, 1]
 (8- or 16-bit sources are normalised by their bit depth); visible images are (H, W, 3)
@@ -6,17 +6,15 @@ RGB float32 in [0, 1], or (H, W) when the source is grey.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fusionbench.errors import FusionBenchError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from fusionbench.files import atomic_write_bytes
+from fusionbench.pairing import IMAGE_SUFFIXES  # noqa: F401  (re-exported: one list of image suffixes)
 
 
 class ImageError(FusionBenchError):
@@ -97,36 +95,3 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_text_if_changed(path: str | os.PathLike, text: str) -> None:
-    """Atomic write, skipped when the file already holds exactly ``text``: a no-op rerun keeps the
-    file's modification time, which later stages use to notice changed inputs."""
-    path = Path(path)
-    if not path.is_file() or path.read_text() != text:
-        atomic_write_text(path, text)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

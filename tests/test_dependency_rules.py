@@ -1,0 +1,89 @@
+"""The dependency rules of DESIGN.md, checked on the source tree itself.
+
+- ``fusionbench/`` (neutral) imports no other package of the project;
+- ``fusion/`` knows nothing of detection, reports or the CLI, and its messages name no CLI flag or
+  config key (the layer that reads the config says which key to change);
+- ``detection/`` works on image folders and label files: it imports nothing from ``fusion/``;
+- nothing imports ``reports/`` except ``pipelines/``.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("fusionbench", "fusion", "detection", "pipelines", "reports")
+FORBIDDEN = {
+    "fusionbench": {"fusion", "detection", "pipelines", "reports"},
+    "fusion": {"detection", "pipelines", "reports"},
+    "detection": {"fusion", "pipelines", "reports"},
+    "reports": {"pipelines"},
+    "pipelines": set(),
+}
+CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "metrics", "report",
+                   "stats")
+CONFIG_KEY = re.compile(rf"\b({'|'.join(CONFIG_SECTIONS)})\.[a-z_]+\b")
+CLI_FLAG = re.compile(r"(^|\s)--[a-z][a-z-]+")
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def _imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & set(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_follow_the_layering(package: str):
+    broken = {str(path.relative_to(REPO)): sorted(_imported_packages(path) & FORBIDDEN[package])
+              for path in _sources(package)}
+    assert not {path: names for path, names in broken.items() if names}
+
+
+def _message_texts(node: ast.AST) -> list[str]:
+    """The literal text of a raised exception's or a log call's message (f-strings: their literal parts)."""
+    texts = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            texts.append(sub.value)
+    return texts
+
+
+def _messages(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            found += [(node.lineno, text) for text in _message_texts(node.exc)]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in {"debug", "info", "warning", "error", "exception", "critical", "warn"}):
+            found += [(node.lineno, text) for arg in node.args for text in _message_texts(arg)]
+    return found
+
+
+def test_fusion_messages_name_no_config_key_or_cli_flag():
+    offending = [f"{path.relative_to(REPO)}:{line}: {text!r}"
+                 for path in _sources("fusion") for line, text in _messages(path)
+                 if CONFIG_KEY.search(text) or CLI_FLAG.search(text)]
+    assert not offending, "\n".join(offending)
+
+
+def test_the_rule_checks_would_catch_a_violation(tmp_path: Path):
+    """The checks above are not vacuous: a file breaking each rule is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pipelines.config import load_config\nimport reports.builder\n"
+                   "raise ValueError(f'set detect.epochs or pass --force ({1})')\n")
+    assert _imported_packages(bad) == {"pipelines", "reports"}
+    texts = [text for _, text in _messages(bad)]
+    assert any(CONFIG_KEY.search(t) for t in texts) and any(CLI_FLAG.search(t) for t in texts)
