@@ -110,7 +110,7 @@ def train(arch: str, batch: int, steps: int) -> dict:
 
     import numpy as np
 
-    from fusion.io import write_image
+    from fusionbench.images import write_image
     from fusion.learned.architecture import learned_method
     from fusion.learned.data import folder_pairs
     from fusion.learned.trainer import Trainer, TrainSettings

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusion.io import write_image
+from fusionbench.images import write_image
 from fusion.learned.architecture import get_architecture, learned_method
 from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainSettings

@@ -18,6 +18,7 @@ from torch import nn
 
 from fusion.learned.architecture import Architecture, Converter, OptionsError, architectures, config_dict, get_architecture
 from fusion.registry import FuserError
+from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes
 
 FORMAT = "fusionbench.learned/1"
