@@ -32,7 +32,7 @@ _BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
 
 # One entry per architecture package: importing ``fusion.<package>.architecture`` registers the
 # architecture and its methods (fusion.learned.architecture.register_architecture / register_method).
-LEARNED_PACKAGES = ("s4fusion",)
+LEARNED_PACKAGES = ("s4fusion", "smfnet")
 
 # Options every method accepts beside its fuser's own: a display name; and those of an imported fused folder.
 DISPLAY_OPTIONS = ("name",)
@@ -179,15 +179,16 @@ def _close(word: str, choices: list[str]) -> str:
 
 def _learned_factory(name: str) -> Factory:
     def learned(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None,
-                output: str = "clamp") -> Any:
+                output: str | None = None) -> Any:
         """A trained checkpoint of this method's architecture (the project's own or a converted foreign file);
         ``amp``: None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass; ``output``:
-        "clamp" or "minmax" (per-image min-max normalisation of the fused luminance)."""
+        "clamp" or "minmax" (per-image min-max normalisation of the fused luminance; None: the method's)."""
         from fusion.learned.architecture import learned_method
         from fusion.learned.inference import LearnedFuser
 
         fuser = LearnedFuser.from_checkpoint(Path(weights), device=device, amp=amp,
-                                             max_batch=int(max_batch) if max_batch else None, output=output)
+                                             max_batch=int(max_batch) if max_batch else None,
+                                             output=output or learned_method(name).output)
         expected = learned_method(name).arch
         if fuser.arch.name != expected:
             raise FuserError(f"{weights}: a {fuser.arch.name} checkpoint, but {name!r} is a {expected} method")

@@ -163,7 +163,7 @@ class TrainSection(Section):
 
 
 class FusionSection(Section):
-    methods: list[str] = Field(["ir", "vi", "average", "max", "laplacian", "dwt", "gff", "tif", "s4fusion"],
+    methods: list[str] = Field(["ir", "vi", "average", "max", "laplacian", "dwt", "gff", "tif", "s4fusion", "smfnet"],
                                min_length=1, description="the methods a run fuses, detects and reports")
     workers: int = Field(8, ge=1, description="processes for CPU fusers")
     batch_size: Optional[int] = Field(None, ge=1, description="pairs per forward pass of a learned fuser; null: 8 "

@@ -134,7 +134,8 @@ class Architecture:
 @dataclass(frozen=True)
 class LearnedMethod:
     """A benchmark method trained and run through an architecture; ``model``, ``loss`` and ``train``
-    are the method's own arguments over the architecture's and the shared training defaults."""
+    are the method's own arguments over the architecture's and the shared training defaults; ``output``
+    is its default inference output ("clamp" or "minmax", see :class:`~fusion.learned.inference.LearnedFuser`)."""
 
     name: str
     arch: str
@@ -142,6 +143,7 @@ class LearnedMethod:
     loss: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    output: str = "clamp"
 
     @property
     def architecture(self) -> Architecture:

@@ -27,6 +27,7 @@ from fusion.learned.architecture import (
     get_architecture,
 )
 from fusion.registry import FuserError
+from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes
 
 FORMAT = "fusionbench.learned/1"
@@ -129,7 +130,10 @@ def _decode(path: Path, payload: dict[str, Any]) -> tuple[Architecture, Any, Any
         config_map, state = payload.get("config"), payload.get("state_dict")
     else:
         arch, converter = _find_converter(path, payload)
-        config_map, state = converter.convert(payload)
+        try:
+            config_map, state = converter.convert(payload)
+        except FusionBenchError as error:  # the converter knows the layout, the file name is known here
+            raise CheckpointError(f"{path}: {error}") from error
     try:
         return arch, arch.make_config(config_map), state
     except OptionsError as error:
