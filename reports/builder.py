@@ -32,7 +32,7 @@ from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_ir, read_vi
-from fusionbench.layout import FuserFiles, RunLayout, SeedFiles
+from fusionbench.layout import MANIFEST, FuserFiles, RunLayout, SeedFiles
 from reports import comparisons as stats
 from reports import figures
 from reports.tables import MISSING, Table
@@ -303,6 +303,7 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
         "leakage": leak_rows,
         "versions": package_versions(PACKAGES, missing="not installed"),
         "hardware": _hardware(),
+        "numerics": fused_numerics(run),
         "dates": {k: v or MISSING for k, v in dates.items()},
     }
 
@@ -313,6 +314,19 @@ def _hardware() -> dict[str, str]:
     found = {"platform": platform.platform(), "cpu cores": str(os.cpu_count())}
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     found["gpu"] = ", ".join(torch.cuda.get_device_name(k) for k in range(count)) or "none visible"
+    return found
+
+
+def fused_numerics(run: RunInputs) -> dict[str, str]:
+    """How each learned method's fused set was computed (device, selective-scan backend, TF32, AMP),
+    as its fuse manifest recorded it: what moves GPU numbers without any change of code or weights."""
+    found = {}
+    for method in run.methods:
+        manifest = _read_json(run.benchmark.fused_dir(method) / MANIFEST) or {}
+        options = manifest.get("fingerprint", {}).get("options", {})
+        if "runtime" in options:
+            found[method] = ", ".join(f"{key} {value}" for key, value in
+                                      {**options["runtime"], "amp": options.get("amp")}.items() if value is not None)
     return found
 
 

@@ -273,6 +273,9 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     assert (run / "detect" / "toy" / "seed0" / "results.json").is_file()
     html = (tmp_path / "report" / "index.html").read_text()
     assert "toy" in html
+    # how the learned set was computed, as its fuse manifest recorded it (not the report machine's state)
+    numerics = html[html.index("Learned fusers' numerics"):].split("</table>")[0]
+    assert "<td>toy</td><td>device cpu, scan_backend cpu</td>" in numerics and ">vi<" not in numerics
 
 
 DDP_SCRIPT = """
