@@ -102,7 +102,15 @@ def synthetic(rng: np.random.Generator, n_images: int, found: float = 0.7, true_
               false_rate: float = 3.0, classes: int = 2) -> Matches:
     """Matches drawn directly: per image and class Poisson(1.5) objects, each found with probability
     ``found`` at a Beta(``true_score``) score; Poisson(``false_rate``) false alarms per image at Beta(2, 4)."""
-    gt = rng.poisson(1.5, size=(n_images, classes)).astype(np.int32)
+    return detections_on(rng, rng.poisson(1.5, size=(n_images, classes)).astype(np.int32), found, true_score,
+                         false_rate)
+
+
+def detections_on(rng: np.random.Generator, gt: np.ndarray, found: float = 0.7, true_score=(4.0, 2.0),
+                  false_rate: float = 3.0) -> Matches:
+    """Detections of the synthetic process on ground truth ``gt`` (images, classes): each object found with
+    probability ``found`` at a Beta(``true_score``) score, Poisson(``false_rate``) false alarms per image."""
+    n_images, classes = gt.shape
     image, klass, score, code = [], [], [], []
     for c in range(classes):
         hits = rng.binomial(gt[:, c], found)
@@ -182,27 +190,10 @@ def test_permutation_false_positive_rate_is_about_alpha():
     for _ in range(trials):
         n = 40
         gt = rng.poisson(1.5, size=(n, 2)).astype(np.int32)
-        a, b = (_detector_on(gt, rng) for _ in range(2))
+        a, b = (detections_on(rng, gt) for _ in range(2))
         observed = float(point_values([a])[0, 0] - point_values([b])[0, 0])
         rejected += permutation_p_value(observed, permuted_deltas([a], [b], 199, rng)) < 0.05
     assert 0.01 <= rejected / trials <= 0.10, rejected / trials
-
-
-def _detector_on(gt: np.ndarray, rng: np.random.Generator) -> Matches:
-    """Detections of the synthetic process on fixed ground truth ``gt`` (images, classes)."""
-    n, classes = gt.shape
-    image, klass, score, code = [], [], [], []
-    for c in range(classes):
-        for count, is_true, (a, b) in ((rng.binomial(gt[:, c], 0.7), 1, (4.0, 2.0)), (rng.poisson(1.5, n), 0, (2.0, 4.0))):
-            owner = np.repeat(np.arange(n), count)
-            image.append(owner)
-            klass.append(np.full(owner.size, c))
-            score.append(rng.beta(a, b, owner.size))
-            code.append(np.full(owner.size, is_true))
-    image, klass, score, code = map(np.concatenate, (image, klass, score, code))
-    order = np.lexsort((-score, klass))
-    return Matches(tuple(map(str, range(n))), ("c0", "c1"), np.array([0.5]), image[order].astype(np.int32),
-                   klass[order].astype(np.int16), score[order], code[order, None].astype(np.int8), gt)
 
 
 # --- the generic pieces ----------------------------------------------------------------------------------
