@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -27,19 +28,24 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def msrs_det20(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "msrs_det20"
-    if not path.is_dir():
-        pytest.skip(f"{path} is not present")
-    return path
+def shared_path(shared_dir: Path) -> Callable[[str], Path]:
+    """``shared_path("data/x")``: that file or folder of ../shared, or the test is skipped cleanly."""
+    def find(relative: str) -> Path:
+        path = shared_dir / relative
+        if not path.exists():
+            pytest.skip(f"{path} is not present")
+        return path
+    return find
 
 
 @pytest.fixture(scope="session")
-def parity_fixture(shared_dir: Path) -> Path:
-    path = shared_dir / "fixtures" / "s4fusion_released_parity.pt"
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    return path
+def msrs_det20(shared_path: Callable[[str], Path]) -> Path:
+    return shared_path("data/msrs_det20")
+
+
+@pytest.fixture(scope="session")
+def parity_fixture(shared_path: Callable[[str], Path]) -> Path:
+    return shared_path("fixtures/s4fusion_released_parity.pt")
 
 
 @pytest.fixture(scope="session")

@@ -16,19 +16,13 @@ VIFB_NAMES = {"Avg_gradient": "AG", "Cross_entropy": "CE", "Edge_intensity": "EI
 
 
 @pytest.fixture(scope="module")
-def metrics_reference(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "metrics_reference"
-    if not path.is_dir():
-        pytest.skip("../shared/data/metrics_reference is absent")
-    return path
+def metrics_reference(shared_path) -> Path:
+    return shared_path("data/metrics_reference")
 
 
 @pytest.fixture(scope="module")
-def vifb_subset(shared_dir: Path) -> Path:
-    path = shared_dir / "data" / "vifb_subset"
-    if not path.is_dir():
-        pytest.skip("../shared/data/vifb_subset is absent")
-    return path
+def vifb_subset(shared_path) -> Path:
+    return shared_path("data/vifb_subset")
 
 
 def test_cddfuse_convention_matches_the_evaluator(metrics_reference, msrs_det20):

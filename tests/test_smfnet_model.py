@@ -25,11 +25,8 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 @pytest.fixture(scope="module")
-def fixture(shared_dir):
-    path = shared_dir / "fixtures" / "smfnet_released_parity.pt"
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    return torch.load(path, weights_only=False)
+def fixture(shared_path):
+    return torch.load(shared_path("fixtures/smfnet_released_parity.pt"), weights_only=False)
 
 
 @pytest.fixture(scope="module")
