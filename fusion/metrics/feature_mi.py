@@ -27,20 +27,27 @@ FMI_WINDOW = 3
 _N = FMI_WINDOW * FMI_WINDOW
 _NORM, _PDF, _LOG, _CDF = range(4)
 """Rows of a window's description: min-max normalised features, PDF, log2 of the PDF, CDF."""
+_X, _Y, _MASS, _CELL = range(4)
+"""Rows of :func:`_window_nmi`'s scratch space: the two lists of step edges, the bound's support
+cells' masses and their indices ``9 i + j``."""
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _describe(window: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
     """Fills ``out`` (4, 9) with the window's normalised features (flat: ones), PDF, log2 PDF and
     CDF; returns the mean normalised feature, the PDF's entropy (bits) and its spread (standard
     deviation of the position 1..9)."""
-    low, high = window.min(), window.max()
+    low = high = window[0]
+    for k in range(1, _N):
+        low, high = min(low, window[k]), max(high, window[k])
+    total = 0.0
     for k in range(_N):
         out[_NORM, k] = 1.0 if high == low else (window[k] - low) / (high - low)
-    total = out[_NORM].sum()
+        total += out[_NORM, k]
+    scale = 1.0 / total  # one division, then products
     entropy = cumulative = first = second = 0.0
     for k in range(_N):
-        p = out[_NORM, k] / total
+        p = out[_NORM, k] * scale
         out[_PDF, k] = p
         cumulative += p
         out[_CDF, k] = cumulative
@@ -51,11 +58,11 @@ def _describe(window: np.ndarray, out: np.ndarray) -> tuple[float, float, float]
     return total / _N, entropy, math.sqrt(max(second - first * first, 0.0))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _window_nmi(s: np.ndarray, s_stats: tuple[float, float, float],
-                f: np.ndarray, f_stats: tuple[float, float, float], bound: np.ndarray) -> float:
-    """Fast-FMI's ``2 I / (H_S + H_F)`` of two described windows (:func:`_describe`); ``bound`` is
-    (10, 10) scratch space."""
+                f: np.ndarray, f_stats: tuple[float, float, float], scratch: np.ndarray) -> float:
+    """Fast-FMI's ``2 I / (H_S + H_F)`` of two described windows (:func:`_describe`); ``scratch``
+    is (4, 20) space."""
     s_mean, h_s, s_sd = s_stats
     f_mean, h_f, f_sd = f_stats
     # Pearson's r of the PDFs equals that of the normalised features; computed on those, a flat
@@ -67,44 +74,65 @@ def _window_nmi(s: np.ndarray, s_stats: tuple[float, float, float],
         s_dd += ds * ds
         f_dd += df * df
     corr = 0.0 if cov == 0 else cov / math.sqrt(s_dd * f_dd)
-    upper = corr >= 0  # Frechet's upper bound min(u, v), else the lower max(u + v - 1, 0)
-    bound[0, :] = 0.0  # the bounding CDF after a zero row and column
-    bound[:, 0] = 0.0
-    bound_cov = 0.0
-    for i in range(_N):
-        for j in range(_N):
-            u, v = f[_CDF, i], s[_CDF, j]
-            b = min(u, v) if upper else max(u + v - 1.0, 0.0)
-            bound[i + 1, j + 1] = b
-            bound_cov += b - u * v
-    weight = 0.0 if corr == 0 or s_sd == 0 or f_sd == 0 else corr / (bound_cov / (f_sd * s_sd))
-    # Nelsen's joint PDF: weight * (the bound's rectangle masses) + (1 - weight) * (independent PDF).
-    # Off the bound's support (mass exactly 0) the joint is (1 - weight) p_F p_S, whose log2 is a sum
-    # of logs known already: only the bound's support (at most 17 cells) calls log2.
+    if corr == 0 or s_sd == 0 or f_sd == 0:
+        return 0.0  # Nelsen's joint is the independent one: no mutual information
+    upper = corr > 0  # Frechet's upper bound min(u, v), else the lower max(u + v - 1, 0)
+    # F's steps [F_{i-1}, F_i] (x) and S's steps [S_{j-1}, S_j] (upper bound) or [1 - S_j, 1 - S_{j-1}]
+    # (lower bound; y step k is S's j = 8 - k), as edges from 0 to 1, then a sentinel.
+    scratch[_X, 0] = 0.0
+    scratch[_Y, 0] = 0.0 if upper else 1.0 - s[_CDF, _N - 1]
+    for k in range(_N):
+        scratch[_X, k + 1] = f[_CDF, k]
+        scratch[_Y, k + 1] = s[_CDF, k] if upper else (1.0 - s[_CDF, _N - 2 - k] if k < _N - 1 else 1.0)
+    scratch[_X, _N + 1] = scratch[_Y, _N + 1] = 2.0
+    # One merge walk over the 20 edges finds the bound's covariance sum and its support.
+    # sum_ij B(F_i, S_j) - F_i S_j is +- the sum over pairs of an x and a y edge of min (1 - max):
+    # terms of one sign (no cancellation, as summing B and F_i S_j apart would have), in merged
+    # order each edge's (1 - edge) times the other list's edges passed so far.
+    # The bound's rectangle mass of cell (i, j) is the overlap of x step i with y step k: the
+    # merged edges cut [0, 1] into those overlaps, at most 17 of them not empty.
+    # The walk is branch-free (its comparisons are data, not jumps): a mispredicted jump costs more.
+    i = k = n_cells = 0
+    passed_x = passed_y = bound_cov = previous = 0.0
+    for _ in range(2 * _N + 2):
+        take_x = scratch[_X, i] <= scratch[_Y, k]
+        edge = min(scratch[_X, i], scratch[_Y, k])
+        scratch[_MASS, n_cells] = edge - previous
+        scratch[_CELL, n_cells] = (i - 1) * _N + (k - 1 if upper else _N - k)
+        n_cells += (edge > previous) & (0 < i <= _N) & (0 < k <= _N)
+        bound_cov += (1.0 - edge) * (passed_y if take_x else passed_x)
+        passed_x += edge if take_x else 0.0
+        passed_y += 0.0 if take_x else edge
+        i += take_x
+        k += not take_x
+        previous = max(previous, edge)
+    weight = corr / ((bound_cov if upper else -bound_cov) / (f_sd * s_sd))
+    # Nelsen's joint PDF: weight * (the bound's rectangle masses) + (1 - weight) * p_F p_S. Summed
+    # over all 81 cells, the independent form's -p log2 p, p = (1 - weight) p_F p_S, is
+    # -(1 - weight) (log_rest sF sS - sS H_F - sF H_S) (sF, sS: the PDFs' sums, 1 up to rounding);
+    # off the bound's support that is the cell's own term, so only the support's cells are redone.
     log_rest = math.log2(abs(1.0 - weight)) if weight != 1.0 else 0.0
-    h_joint = 0.0
-    for i in range(_N):
-        for j in range(_N):
-            mass = bound[i + 1, j + 1] - bound[i, j + 1] - bound[i + 1, j] + bound[i, j]
-            p = weight * mass + (1.0 - weight) * (f[_PDF, i] * s[_PDF, j])
-            if p == 0:
-                continue
-            if mass == 0:
-                h_joint -= p * (log_rest + f[_LOG, i] + s[_LOG, j])
-            else:
-                h_joint -= p * math.log2(abs(p))
+    f_sum, s_sum = f[_CDF, _N - 1], s[_CDF, _N - 1]
+    h_joint = -(1.0 - weight) * (log_rest * f_sum * s_sum - s_sum * h_f - f_sum * h_s)
+    for c in range(n_cells):
+        i, j = divmod(int(scratch[_CELL, c]), _N)
+        independent = f[_PDF, i] * s[_PDF, j]
+        p = weight * scratch[_MASS, c] + (1.0 - weight) * independent
+        h_joint += (1.0 - weight) * independent * (log_rest + f[_LOG, i] + s[_LOG, j])
+        if p != 0:
+            h_joint -= p * math.log2(abs(p))
     mi = h_s + h_f - h_joint
     return 0.0 if mi == 0 else 2.0 * mi / (h_s + h_f)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _fmi_mean(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     """Mean over every 3x3 window of ``(FMI(A, F) + FMI(B, F)) / 2``. As ``fmi.m``, the B test
     ``B == F`` sees F already normalised unless A's window equalled F's."""
     rows, cols = f.shape[0] - FMI_WINDOW + 1, f.shape[1] - FMI_WINDOW + 1
     wa, wb, wf = np.empty(_N), np.empty(_N), np.empty(_N)
     da, db, df = np.empty((4, _N)), np.empty((4, _N)), np.empty((4, _N))
-    bound = np.empty((_N + 1, _N + 1))
+    scratch = np.empty((4, 2 * _N + 2))
     total = 0.0
     for r in range(rows):
         for c in range(cols):
@@ -118,8 +146,8 @@ def _fmi_mean(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
             b_equal = True
             for k in range(_N):
                 b_equal = b_equal and wb[k] == (wf[k] if a_equal else df[_NORM, k])
-            fmi_af = 1.0 if a_equal else _window_nmi(da, _describe(wa, da), df, f_stats, bound)
-            fmi_bf = 1.0 if b_equal else _window_nmi(db, _describe(wb, db), df, f_stats, bound)
+            fmi_af = 1.0 if a_equal else _window_nmi(da, _describe(wa, da), df, f_stats, scratch)
+            fmi_bf = 1.0 if b_equal else _window_nmi(db, _describe(wb, db), df, f_stats, scratch)
             total += (fmi_af + fmi_bf) / 2.0
     return total / (rows * cols)
 
@@ -130,7 +158,7 @@ def window_nmi(s: np.ndarray, f: np.ndarray) -> float:
     ds, df = np.empty((4, _N)), np.empty((4, _N))
     s_stats = _describe(np.asarray(s, np.float64).ravel(), ds)
     f_stats = _describe(np.asarray(f, np.float64).ravel(), df)
-    return float(_window_nmi(ds, s_stats, df, f_stats, np.empty((_N + 1, _N + 1))))
+    return float(_window_nmi(ds, s_stats, df, f_stats, np.empty((4, 2 * _N + 2))))
 
 
 def feature_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
