@@ -109,8 +109,9 @@ def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.dev
 
 def score_triples(triples: list[tuple[str, Path, Path, Path]], convention: str, workers: int,
                   label: str) -> pd.DataFrame:
-    """Per-image metrics of (stem, fused, IR, VI) files in ``workers`` threads (OpenCV and NumPy
-    release the GIL), in the given order: a ``stem`` column and one column per metric."""
+    """Per-image metrics of (stem, fused, IR, VI) files in ``workers`` threads (OpenCV, NumPy and
+    the numba FMI kernel release the GIL), in the given order: a ``stem`` column and one column
+    per metric."""
     def one(triple: tuple[str, Path, Path, Path]) -> dict[str, Any]:
         stem, fused, ir, vi = triple
         return {"stem": stem, **evaluate_files(fused, ir, vi, convention)}

@@ -9,8 +9,26 @@ PDFs, the lower bound for a negative one), and scored as normalised MI ``2 I / (
 (bits); a window where the source's features equal F's scores 1. The value is the mean over the
 windows of the mean of the IR and VI scores.
 
-The windows are scored in one numba loop (compiled once, cached on disk): per window, only the
-27 PDF entries and the joint PDF's cells on the bound's support call log2.
+The windows are scored in one numba loop (compiled once, cached on disk, releasing the GIL so
+threads scoring several images run it side by side). fmi.m fills the 9x9 bounding CDF, sums its
+covariance and the joint entropy over all 81 cells; this computes the same sums in O(9 + 9):
+
+* Frechet's bound B(F_i, S_j) is ``min(u, v)`` (upper) or ``max(u + v - 1, 0)`` (lower), so the
+  rectangle mass of cell (i, j) is the length of the overlap of F's CDF step [F_{i-1}, F_i] with
+  S's step [S_{j-1}, S_j] (upper) or [1 - S_j, 1 - S_{j-1}] (lower). One merge walk over the two
+  sorted lists of step edges cuts [0, 1] into those overlaps: at most 17 cells have mass.
+* In the same walk, ``sum_ij B - F_i S_j``: each term is ``min(u, v) (1 - max(u, v))`` (upper) or
+  minus that of (u, 1 - v) (lower), one sign throughout (fmi.m's sum cancels B against F_i S_j),
+  and summed in merged order each edge adds ``(1 - edge)`` times the other list's edges passed.
+* Off the bound's support a cell's joint PDF is ``(1 - w) p_F,i p_S,j``, whose ``-p log2 p`` is
+  a sum of logs already known; over all 81 cells that form sums to a closed expression in H_F,
+  H_S and log2|1 - w|. The joint entropy is that sum with the support's cells (at most 17)
+  swapped for their true ``-p log2 |p|``: only those, and the 27 PDF entries, call log2.
+
+Both are the same sums as fmi.m's in another order: values agree with a direct float64 81-cell
+loop to ~1e-13 (the tests check this on many windows). A window whose Nelsen weight is 0 (zero
+correlation, or a PDF with all its mass on one position) has the independent joint PDF: its
+mutual information is 0, where the 81-cell sum leaves rounding noise.
 """
 from __future__ import annotations
 
