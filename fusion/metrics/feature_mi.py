@@ -43,145 +43,309 @@ from fusion.metrics.conventions import Convention
 
 FMI_WINDOW = 3
 _N = FMI_WINDOW * FMI_WINDOW
-_NORM, _PDF, _LOG, _CDF = range(4)
-"""Rows of a window's description: min-max normalised features, PDF, log2 of the PDF, CDF."""
-_X, _Y, _MASS, _CELL = range(4)
-"""Rows of :func:`_window_nmi`'s scratch space: the two lists of step edges, the bound's support
-cells' masses and their indices ``9 i + j``."""
+_SLOTS = 2 * _N - 1
+"""The bound's support has at most one cell (i, k) on each anti-diagonal i + k: 17 slots."""
+
+_BLOCK = 512
+"""Windows per block; every per-window quantity is a row of ``_BLOCK`` values in one work buffer."""
+_IMAGES, _PAIRS = 3, 2
+"""Images A, B (the sources) and F, in this order; pairs (A, F) and (B, F)."""
+_VALUE, _NORM, _PDF, _CDF = 0, _N, 2 * _N, 3 * _N
+_MEAN, _DEVIATION, _SPREAD, _ENTROPY, _LOW, _HIGH, _SCALE, _FIRST, _SECOND = range(4 * _N, 4 * _N + 9)
+_PER_IMAGE = 4 * _N + 9
+"""Rows of image m, from ``m * _PER_IMAGE``: the window's raw features (column by column, as
+MATLAB's x(:)), min-max normalised (flat: ones), PDF, CDF, the mean normalised feature and the sum
+of its squared deviations, the PDF's spread (standard deviation of the position 1..9) and entropy
+(bits); scratch."""
+_LOG_PDF = _IMAGES * _PER_IMAGE
+"""Image m's log2 PDF: rows ``_LOG_PDF + 9 m + k`` (0 for a zero entry; first log2's input)."""
+_X_EDGE = _LOG_PDF + _IMAGES * _N
+"""The 10 edges of F's steps: 0, then F's CDF."""
+_PAIR = _X_EDGE + _N + 1
+_JOINT, _IND, _Y_EDGE, _Y_PDF = 0, _SLOTS, 2 * _SLOTS, 2 * _SLOTS + _N + 1
+_CORR, _BOUND_COV, _WEIGHT, _SCORED, _IND_SUM, _H_JOINT, _NMI = range(2 * _SLOTS + 2 * _N + 1, 2 * _SLOTS + 2 * _N + 8)
+_PER_PAIR = 2 * _SLOTS + 2 * _N + 8
+"""Rows of pair s, from ``_PAIR + s * _PER_PAIR``: per support slot the bound's mass (then Nelsen's
+joint PDF) and ``p_F p_S`` (0 off the support); the 10 edges of S's steps in the bound's order and
+S's PDF in that order; the normalised features' correlation, the bound's covariance sum, Nelsen's
+weight, 1 where the weight applies (else the MI is 0), the support's sum of ``p_F p_S``, the joint
+entropy, the normalised MI."""
+_LOG_JOINT = _PAIR + _PAIRS * _PER_PAIR
+_LOG_P, _LOG_IND, _LOG_REST = 0, _SLOTS, 2 * _SLOTS
+_PER_LOG = 2 * _SLOTS + 1
+"""Rows of pair s, from ``_LOG_JOINT + s * _PER_LOG``: log2 |p| of each slot's joint PDF, log2 of
+its ``p_F p_S``, log2 |1 - weight| (0 for a zero; first log2's inputs)."""
+_A_EQUAL, _B_EQUAL = _LOG_JOINT + _PAIRS * _PER_LOG, _LOG_JOINT + _PAIRS * _PER_LOG + 1
+_ROWS = _B_EQUAL + 1
 
 
-@njit(cache=True, error_model="numpy", nogil=True, inline="always")
-def _describe(window: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
-    """Fills ``out`` (4, 9) with the window's normalised features (flat: ones), PDF, log2 PDF and
-    CDF; returns the mean normalised feature, the PDF's entropy (bits) and its spread (standard
-    deviation of the position 1..9)."""
-    low = high = window[0]
-    for k in range(1, _N):
-        low, high = min(low, window[k]), max(high, window[k])
-    total = 0.0
-    for k in range(_N):
-        out[_NORM, k] = 1.0 if high == low else (window[k] - low) / (high - low)
-        total += out[_NORM, k]
-    scale = 1.0 / total  # one division, then products
-    entropy = cumulative = first = second = 0.0
-    for k in range(_N):
-        p = out[_NORM, k] * scale
-        out[_PDF, k] = p
-        cumulative += p
-        out[_CDF, k] = cumulative
-        out[_LOG, k] = math.log2(p) if p > 0 else 0.0
-        entropy -= p * out[_LOG, k]
-        first += p * (k + 1)
-        second += p * (k + 1) * (k + 1)
-    return total / _N, entropy, math.sqrt(max(second - first * first, 0.0))
+@njit(cache=True, nogil=True, inline="always")
+def _row(buf: np.ndarray, row: int) -> np.ndarray:
+    """One quantity of the block's windows: a slice of the flat work buffer. Each loop below runs
+    over the windows of a few such rows, which LLVM vectorises (SIMD across windows); indexing a
+    2-D buffer instead makes those loops ~4x slower."""
+    return buf[row * _BLOCK:(row + 1) * _BLOCK]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, inline="always")
-def _window_nmi(s: np.ndarray, s_stats: tuple[float, float, float],
-                f: np.ndarray, f_stats: tuple[float, float, float], scratch: np.ndarray) -> float:
-    """Fast-FMI's ``2 I / (H_S + H_F)`` of two described windows (:func:`_describe`); ``scratch``
-    is (4, 20) space."""
-    s_mean, h_s, s_sd = s_stats
-    f_mean, h_f, f_sd = f_stats
-    # Pearson's r of the PDFs equals that of the normalised features; computed on those, a flat
-    # window's deviations are exactly 0 (r = 0), where fmi.m's PDF rounding noise can give +-1.
-    cov = s_dd = f_dd = 0.0
-    for k in range(_N):
-        ds, df = s[_NORM, k] - s_mean, f[_NORM, k] - f_mean
-        cov += ds * df
-        s_dd += ds * ds
-        f_dd += df * df
-    corr = 0.0 if cov == 0 else cov / math.sqrt(s_dd * f_dd)
-    if corr == 0 or s_sd == 0 or f_sd == 0:
-        return 0.0  # Nelsen's joint is the independent one: no mutual information
-    upper = corr > 0  # Frechet's upper bound min(u, v), else the lower max(u + v - 1, 0)
-    # F's steps [F_{i-1}, F_i] (x) and S's steps [S_{j-1}, S_j] (upper bound) or [1 - S_j, 1 - S_{j-1}]
-    # (lower bound; y step k is S's j = 8 - k), as edges from 0 to 1, then a sentinel.
-    scratch[_X, 0] = 0.0
-    scratch[_Y, 0] = 0.0 if upper else 1.0 - s[_CDF, _N - 1]
-    for k in range(_N):
-        scratch[_X, k + 1] = f[_CDF, k]
-        scratch[_Y, k + 1] = s[_CDF, k] if upper else (1.0 - s[_CDF, _N - 2 - k] if k < _N - 1 else 1.0)
-    scratch[_X, _N + 1] = scratch[_Y, _N + 1] = 2.0
-    # One merge walk over the 20 edges finds the bound's covariance sum and its support.
-    # sum_ij B(F_i, S_j) - F_i S_j is +- the sum over pairs of an x and a y edge of min (1 - max):
-    # terms of one sign (no cancellation, as summing B and F_i S_j apart would have), in merged
-    # order each edge's (1 - edge) times the other list's edges passed so far.
-    # The bound's rectangle mass of cell (i, j) is the overlap of x step i with y step k: the
-    # merged edges cut [0, 1] into those overlaps, at most 17 of them not empty.
-    # The walk is branch-free (its comparisons are data, not jumps): a mispredicted jump costs more.
-    i = k = n_cells = 0
-    passed_x = passed_y = bound_cov = previous = 0.0
-    for _ in range(2 * _N + 2):
-        take_x = scratch[_X, i] <= scratch[_Y, k]
-        edge = min(scratch[_X, i], scratch[_Y, k])
-        scratch[_MASS, n_cells] = edge - previous
-        scratch[_CELL, n_cells] = (i - 1) * _N + (k - 1 if upper else _N - k)
-        n_cells += (edge > previous) & (0 < i <= _N) & (0 < k <= _N)
-        bound_cov += (1.0 - edge) * (passed_y if take_x else passed_x)
-        passed_x += edge if take_x else 0.0
-        passed_y += 0.0 if take_x else edge
-        i += take_x
-        k += not take_x
-        previous = max(previous, edge)
-    weight = corr / ((bound_cov if upper else -bound_cov) / (f_sd * s_sd))
-    # Nelsen's joint PDF: weight * (the bound's rectangle masses) + (1 - weight) * p_F p_S. Summed
-    # over all 81 cells, the independent form's -p log2 p, p = (1 - weight) p_F p_S, is
-    # -(1 - weight) (log_rest sF sS - sS H_F - sF H_S) (sF, sS: the PDFs' sums, 1 up to rounding);
-    # off the bound's support that is the cell's own term, so only the support's cells are redone.
-    log_rest = math.log2(abs(1.0 - weight)) if weight != 1.0 else 0.0
-    f_sum, s_sum = f[_CDF, _N - 1], s[_CDF, _N - 1]
-    h_joint = -(1.0 - weight) * (log_rest * f_sum * s_sum - s_sum * h_f - f_sum * h_s)
-    for c in range(n_cells):
-        i, j = divmod(int(scratch[_CELL, c]), _N)
-        independent = f[_PDF, i] * s[_PDF, j]
-        p = weight * scratch[_MASS, c] + (1.0 - weight) * independent
-        h_joint += (1.0 - weight) * independent * (log_rest + f[_LOG, i] + s[_LOG, j])
-        if p != 0:
-            h_joint -= p * math.log2(abs(p))
-    mi = h_s + h_f - h_joint
-    return 0.0 if mi == 0 else 2.0 * mi / (h_s + h_f)
+@njit(cache=True, nogil=True, inline="always")
+def _smaller(a: float, b: float) -> float:
+    """``min(a, b)`` as a compare and a select: numba's builtin is a call that LLVM does not vectorise."""
+    return a if a < b else b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _larger(a: float, b: float) -> float:
+    """``max(a, b)``, vectorisable (see :func:`_smaller`)."""
+    return a if a > b else b
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _fmi_mean(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Mean over every 3x3 window of ``(FMI(A, F) + FMI(B, F)) / 2``. As ``fmi.m``, the B test
-    ``B == F`` sees F already normalised unless A's window equalled F's."""
-    rows, cols = f.shape[0] - FMI_WINDOW + 1, f.shape[1] - FMI_WINDOW + 1
-    wa, wb, wf = np.empty(_N), np.empty(_N), np.empty(_N)
-    da, db, df = np.empty((4, _N)), np.empty((4, _N)), np.empty((4, _N))
-    scratch = np.empty((4, 2 * _N + 2))
+def _describe(images: np.ndarray, first: int, count: int, buf: np.ndarray) -> None:
+    """Copies the features of windows ``first .. first + count`` (row-major over the windows) of
+    the three stacked ``images`` into the block; fills each image's normalised features, PDF, CDF,
+    mean, deviations and spread, and the PDF as the input of its log2 (1 for a zero entry)."""
+    cols = images.shape[2] - FMI_WINDOW + 1
+    done = 0
+    while done < count:
+        r, c = divmod(first + done, cols)
+        run = min(cols - c, count - done)
+        for m in range(_IMAGES):
+            for k in range(_N):
+                value, source = _row(buf, m * _PER_IMAGE + _VALUE + k), images[m, r + k % FMI_WINDOW]
+                for j in range(run):
+                    value[done + j] = source[c + k // FMI_WINDOW + j]
+        done += run
+    for m in range(_IMAGES):
+        at = m * _PER_IMAGE
+        low, high, mean, scale = _row(buf, at + _LOW), _row(buf, at + _HIGH), _row(buf, at + _MEAN), _row(buf, at + _SCALE)
+        deviation, first_moment, second_moment = _row(buf, at + _DEVIATION), _row(buf, at + _FIRST), _row(buf, at + _SECOND)
+        value = _row(buf, at + _VALUE)
+        for w in range(count):
+            low[w] = high[w] = value[w]
+            mean[w] = deviation[w] = first_moment[w] = second_moment[w] = 0.0
+        for k in range(1, _N):
+            value = _row(buf, at + _VALUE + k)
+            for w in range(count):
+                low[w] = _smaller(low[w], value[w])
+                high[w] = _larger(high[w], value[w])
+        for k in range(_N):
+            value, norm = _row(buf, at + _VALUE + k), _row(buf, at + _NORM + k)
+            for w in range(count):
+                span = high[w] - low[w]
+                norm[w] = 1.0 if span == 0 else (value[w] - low[w]) / span
+                mean[w] += norm[w]
+        for w in range(count):
+            scale[w] = 1.0 / mean[w]  # one division, then products
+            mean[w] /= _N
+        for k in range(_N):
+            norm, pdf, log_input = _row(buf, at + _NORM + k), _row(buf, at + _PDF + k), _row(buf, _LOG_PDF + m * _N + k)
+            for w in range(count):
+                pdf[w] = norm[w] * scale[w]
+                log_input[w] = pdf[w] if pdf[w] > 0 else 1.0
+            for w in range(count):
+                deviation[w] += (norm[w] - mean[w]) * (norm[w] - mean[w])
+            for w in range(count):
+                first_moment[w] += pdf[w] * (k + 1)
+                second_moment[w] += pdf[w] * (k + 1) * (k + 1)
+        cdf, pdf = _row(buf, at + _CDF), _row(buf, at + _PDF)
+        for w in range(count):
+            cdf[w] = pdf[w]
+        for k in range(1, _N):
+            cdf, before, pdf = _row(buf, at + _CDF + k), _row(buf, at + _CDF + k - 1), _row(buf, at + _PDF + k)
+            for w in range(count):
+                cdf[w] = before[w] + pdf[w]
+        spread = _row(buf, at + _SPREAD)
+        for w in range(count):
+            spread[w] = math.sqrt(_larger(second_moment[w] - first_moment[w] * first_moment[w], 0.0))
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _couple(buf: np.ndarray, count: int) -> None:
+    """Per pair (S, F): Nelsen's weight, the joint PDF on the bound's support slots and the inputs
+    of the log2 of those and of ``p_F p_S`` there (module docstring)."""
+    f = 2 * _PER_IMAGE
+    edge = _row(buf, _X_EDGE)
+    for w in range(count):
+        edge[w] = 0.0
+    for i in range(_N):
+        edge, cdf = _row(buf, _X_EDGE + i + 1), _row(buf, f + _CDF + i)
+        for w in range(count):
+            edge[w] = cdf[w]
+    for pair in range(_PAIRS):
+        s, at = pair * _PER_IMAGE, _PAIR + pair * _PER_PAIR
+        # Pearson's r of the PDFs equals that of the normalised features; computed on those, a
+        # flat window's deviations are exactly 0 (r = 0), where fmi.m's PDF rounding noise can give +-1.
+        corr, s_mean, f_mean = _row(buf, at + _CORR), _row(buf, s + _MEAN), _row(buf, f + _MEAN)
+        for w in range(count):
+            corr[w] = 0.0
+        for k in range(_N):
+            s_norm, f_norm = _row(buf, s + _NORM + k), _row(buf, f + _NORM + k)
+            for w in range(count):
+                corr[w] += (s_norm[w] - s_mean[w]) * (f_norm[w] - f_mean[w])
+        s_dd, f_dd = _row(buf, s + _DEVIATION), _row(buf, f + _DEVIATION)
+        for w in range(count):
+            corr[w] = 0.0 if corr[w] == 0 else corr[w] / math.sqrt(s_dd[w] * f_dd[w])
+        # Frechet's upper bound min(u, v) where r > 0, else the lower max(u + v - 1, 0). x step i is
+        # F's [F_{i-1}, F_i]; y step k is S's step k (upper) or S's step 10 - k mirrored,
+        # [1 - S_{10-k}, 1 - S_{9-k}] (lower); y edge k is the end of y step k.
+        edge, s_last = _row(buf, at + _Y_EDGE), _row(buf, s + _CDF + _N - 1)
+        for w in range(count):
+            edge[w] = 0.0 if corr[w] > 0 else 1.0 - s_last[w]
+        for k in range(_N):
+            mirror = _N - 1 - k
+            edge, pdf = _row(buf, at + _Y_EDGE + k + 1), _row(buf, at + _Y_PDF + k)
+            upper_cdf, upper_pdf = _row(buf, s + _CDF + k), _row(buf, s + _PDF + k)
+            lower_cdf, lower_pdf = _row(buf, s + _CDF + _larger(mirror - 1, 0)), _row(buf, s + _PDF + mirror)
+            if mirror > 0:
+                for w in range(count):
+                    edge[w] = upper_cdf[w] if corr[w] > 0 else 1.0 - lower_cdf[w]
+            else:
+                for w in range(count):
+                    edge[w] = upper_cdf[w] if corr[w] > 0 else 1.0
+            for w in range(count):  # a copy, then the changes: one select loop LLVM does not vectorise
+                pdf[w] = upper_pdf[w]
+            for w in range(count):
+                if corr[w] <= 0:
+                    pdf[w] = lower_pdf[w]
+        # sum_ij B(F_i, S_j) - F_i S_j is +- the sum over the pairs of an x and a y edge of
+        # min (1 - max): terms of one sign, no cancellation.
+        bound_cov = _row(buf, at + _BOUND_COV)
+        for w in range(count):
+            bound_cov[w] = 0.0
+        for i in range(1, _N + 1):
+            x = _row(buf, _X_EDGE + i)
+            for k in range(_N + 1):
+                y = _row(buf, at + _Y_EDGE + k)
+                for w in range(count):
+                    bound_cov[w] += _smaller(x[w], y[w]) * (1.0 - _larger(x[w], y[w]))
+        # Cell (i, k)'s bound mass is the overlap of x step i with y step k. The overlaps are
+        # ordered along [0, 1], so the cells with mass have increasing i + k: at most one per slot.
+        for slot in range(_SLOTS):
+            mass, ind = _row(buf, at + _JOINT + slot), _row(buf, at + _IND + slot)
+            for w in range(count):
+                mass[w] = ind[w] = 0.0
+        for i in range(_N):
+            x_low, x_high, p_f = _row(buf, _X_EDGE + i), _row(buf, _X_EDGE + i + 1), _row(buf, f + _PDF + i)
+            for k in range(_N):
+                y_low, y_high, p_s = _row(buf, at + _Y_EDGE + k), _row(buf, at + _Y_EDGE + k + 1), _row(buf, at + _Y_PDF + k)
+                mass, ind = _row(buf, at + _JOINT + i + k), _row(buf, at + _IND + i + k)
+                for w in range(count):
+                    overlap = _smaller(x_high[w], y_high[w]) - _larger(x_low[w], y_low[w])
+                    mass[w] += overlap if overlap > 0 else 0.0
+                    ind[w] += p_f[w] * p_s[w] if overlap > 0 else 0.0
+        s_sd, f_sd = _row(buf, s + _SPREAD), _row(buf, f + _SPREAD)
+        weight, scored = _row(buf, at + _WEIGHT), _row(buf, at + _SCORED)
+        for w in range(count):  # else the joint is the independent one: no mutual information
+            scored[w] = 1.0 if corr[w] != 0 and s_sd[w] != 0 and f_sd[w] != 0 else 0.0
+        for w in range(count):
+            sign = 1.0 if corr[w] > 0 else -1.0
+            weight[w] = corr[w] / (sign * bound_cov[w] / (f_sd[w] * s_sd[w])) if scored[w] != 0 else 0.0
+        ind_sum, logs = _row(buf, at + _IND_SUM), _LOG_JOINT + pair * _PER_LOG
+        for w in range(count):
+            ind_sum[w] = 0.0
+        for slot in range(_SLOTS):  # Nelsen's joint PDF on the support
+            joint, ind = _row(buf, at + _JOINT + slot), _row(buf, at + _IND + slot)
+            log_joint, log_ind = _row(buf, logs + _LOG_P + slot), _row(buf, logs + _LOG_IND + slot)
+            for w in range(count):
+                joint[w] = weight[w] * joint[w] + (1.0 - weight[w]) * ind[w]
+                log_joint[w] = abs(joint[w]) if joint[w] != 0 else 1.0
+            for w in range(count):
+                ind_sum[w] += ind[w]
+                log_ind[w] = ind[w] if ind[w] > 0 else 1.0
+        log_rest = _row(buf, logs + _LOG_REST)
+        for w in range(count):
+            log_rest[w] = abs(1.0 - weight[w]) if weight[w] != 1 else 1.0
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _score(buf: np.ndarray, count: int) -> float:
+    """Per window the entropies, the pairs' normalised MI and the score (fmi.m's tests of equal
+    windows first); returns the block's sum of scores. Needs the log2 rows."""
+    for m in range(_IMAGES):
+        entropy = _row(buf, m * _PER_IMAGE + _ENTROPY)
+        for w in range(count):
+            entropy[w] = 0.0
+        for k in range(_N):
+            pdf, log_p = _row(buf, m * _PER_IMAGE + _PDF + k), _row(buf, _LOG_PDF + m * _N + k)
+            for w in range(count):
+                entropy[w] -= pdf[w] * log_p[w]
+    f = 2 * _PER_IMAGE
+    h_f, f_sum = _row(buf, f + _ENTROPY), _row(buf, f + _CDF + _N - 1)
+    for pair in range(_PAIRS):
+        s, at, logs = pair * _PER_IMAGE, _PAIR + pair * _PER_PAIR, _LOG_JOINT + pair * _PER_LOG
+        h_s, s_sum = _row(buf, s + _ENTROPY), _row(buf, s + _CDF + _N - 1)
+        weight, log_rest, ind_sum = _row(buf, at + _WEIGHT), _row(buf, logs + _LOG_REST), _row(buf, at + _IND_SUM)
+        h_joint = _row(buf, at + _H_JOINT)
+        # Off the support a cell's joint PDF is (1 - weight) p_F p_S; summed over all 81 cells, its
+        # -p log2 p is -(1 - weight) (log_rest sF sS - sS H_F - sF H_S) (sF, sS: the PDFs' sums, 1
+        # up to rounding). The support's cells swap that form, -(1 - weight) p_F p_S (log_rest +
+        # log2 p_F p_S), for their own -p log2 |p|.
+        for w in range(count):
+            h_joint[w] = -(1.0 - weight[w]) * (log_rest[w] * f_sum[w] * s_sum[w] - s_sum[w] * h_f[w] - f_sum[w] * h_s[w])
+        for w in range(count):
+            h_joint[w] += (1.0 - weight[w]) * ind_sum[w] * log_rest[w]
+        for slot in range(_SLOTS):
+            joint, ind = _row(buf, at + _JOINT + slot), _row(buf, at + _IND + slot)
+            log_joint, log_ind = _row(buf, logs + _LOG_P + slot), _row(buf, logs + _LOG_IND + slot)
+            for w in range(count):
+                h_joint[w] += (1.0 - weight[w]) * ind[w] * log_ind[w]
+            for w in range(count):
+                h_joint[w] -= joint[w] * log_joint[w]
+        nmi, scored = _row(buf, at + _NMI), _row(buf, at + _SCORED)
+        for w in range(count):
+            mi = h_s[w] + h_f[w] - h_joint[w]
+            nmi[w] = 2.0 * mi / (h_s[w] + h_f[w]) if scored[w] != 0 and mi != 0 else 0.0
+    # As fmi.m, the B test ``B == F`` sees F already normalised unless A's window equalled F's.
+    a_equal, b_equal = _row(buf, _A_EQUAL), _row(buf, _B_EQUAL)
+    for w in range(count):
+        a_equal[w] = b_equal[w] = 1.0
+    for k in range(_N):
+        a, f_value = _row(buf, _VALUE + k), _row(buf, f + _VALUE + k)
+        for w in range(count):
+            a_equal[w] = a_equal[w] if a[w] == f_value[w] else 0.0
+    for k in range(_N):
+        b, f_value, f_norm = _row(buf, _PER_IMAGE + _VALUE + k), _row(buf, f + _VALUE + k), _row(buf, f + _NORM + k)
+        for w in range(count):
+            b_equal[w] = b_equal[w] if b[w] == (f_value[w] if a_equal[w] != 0 else f_norm[w]) else 0.0
+    nmi_a, nmi_b = _row(buf, _PAIR + _NMI), _row(buf, _PAIR + _PER_PAIR + _NMI)
     total = 0.0
-    for r in range(rows):
-        for c in range(cols):
-            for k in range(_N):  # column by column, as MATLAB's x(:)
-                y, x = r + k % FMI_WINDOW, c + k // FMI_WINDOW
-                wa[k], wb[k], wf[k] = a[y, x], b[y, x], f[y, x]
-            f_stats = _describe(wf, df)
-            a_equal = True
-            for k in range(_N):
-                a_equal = a_equal and wa[k] == wf[k]
-            b_equal = True
-            for k in range(_N):
-                b_equal = b_equal and wb[k] == (wf[k] if a_equal else df[_NORM, k])
-            fmi_af = 1.0 if a_equal else _window_nmi(da, _describe(wa, da), df, f_stats, scratch)
-            fmi_bf = 1.0 if b_equal else _window_nmi(db, _describe(wb, db), df, f_stats, scratch)
-            total += (fmi_af + fmi_bf) / 2.0
-    return total / (rows * cols)
+    for w in range(count):
+        total += ((1.0 if a_equal[w] != 0 else nmi_a[w]) + (1.0 if b_equal[w] != 0 else nmi_b[w])) / 2.0
+    return total
+
+
+def _score_block(images: np.ndarray, first: int, count: int, buf: np.ndarray) -> float:
+    """Scores windows ``first .. first + count`` in ``buf`` (the logs by NumPy's vectorised log2,
+    between the numba kernels); returns their sum of scores."""
+    rows = buf.reshape(_ROWS, _BLOCK)[:, :count]
+    _describe(images, first, count, buf)
+    log_pdf = rows[_LOG_PDF:_LOG_PDF + _IMAGES * _N]
+    np.log2(log_pdf, out=log_pdf)
+    _couple(buf, count)
+    log_joint = rows[_LOG_JOINT:_LOG_JOINT + _PAIRS * _PER_LOG]
+    np.log2(log_joint, out=log_joint)
+    return _score(buf, count)
 
 
 def window_nmi(s: np.ndarray, f: np.ndarray) -> float:
     """Fast-FMI's normalised MI of one window's raw features ``s`` and ``f`` (9 values each,
     column by column)."""
-    ds, df = np.empty((4, _N)), np.empty((4, _N))
-    s_stats = _describe(np.asarray(s, np.float64).ravel(), ds)
-    f_stats = _describe(np.asarray(f, np.float64).ravel(), df)
-    return float(_window_nmi(ds, s_stats, df, f_stats, np.empty((4, 2 * _N + 2))))
+    windows = [np.asarray(x, np.float64).reshape(FMI_WINDOW, FMI_WINDOW, order="F") for x in (s, s, f)]
+    buf = np.empty(_ROWS * _BLOCK)
+    _score_block(np.stack(windows), 0, 1, buf)
+    return float(buf[(_PAIR + _NMI) * _BLOCK])
 
 
 def feature_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Mean Fast-FMI over every 3x3 window of three equal-size feature maps."""
-    return float(_fmi_mean(*(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, f))))
+    """Mean Fast-FMI over every 3x3 window of three equal-size feature maps, block by block (a
+    work buffer of ~1.3 MB whatever the image size)."""
+    images = np.stack([np.asarray(x, dtype=np.float64) for x in (a, b, f)])
+    windows = (images.shape[1] - FMI_WINDOW + 1) * (images.shape[2] - FMI_WINDOW + 1)
+    buf = np.empty(_ROWS * _BLOCK)
+    total = 0.0
+    for first in range(0, windows, _BLOCK):
+        total += _score_block(images, first, min(_BLOCK, windows - first), buf)
+    return total / windows
 
 
 def _rerange(x: np.ndarray) -> np.ndarray:
