@@ -426,6 +426,26 @@ def test_fmi_window_merge_walk_against_the_81_cell_loop():
         assert feature_mi.window_nmi(s, f) == pytest.approx(_nmi_loop(s.tolist(), f.tolist()), rel=1e-12, abs=1e-12)
 
 
+def test_fmi_over_several_blocks_of_windows_and_from_threads():
+    """More windows than one block of the kernels (912: a full block, then a short one, the block
+    edge in mid-row) against the loop over windows, with equal and flat windows and negative
+    correlations; and the same values from four threads at once (the metrics stage's threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ir, vi = textured(21, (26, 40)), textured(22, (26, 40))
+    f = np.round(0.5 * ir + 0.5 * vi)
+    f[10:16, 5:20] = ir[10:16, 5:20]
+    f[:6, 30:], vi[:6, 30:] = 7.0, 200.0
+    f[18:, :12] = 255 - vi[18:, :12]
+    assert (f.shape[0] - 2) * (f.shape[1] - 2) > feature_mi._BLOCK
+    expected = fmi_loop(ir, vi, f)
+    assert feature_mi.fmi_pixel(f, ir, vi, EXACT) == pytest.approx(expected, rel=1e-12)
+    triples = [(f, ir, vi), (ir, vi, f), (vi, f, ir), (f, vi, ir)] * 2
+    serial = [feature_mi.fmi_pixel(*t, EXACT) for t in triples]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda t: feature_mi.fmi_pixel(*t, EXACT), triples)) == serial
+
+
 def test_fmi_wavelet_feature_is_the_reranged_dmey_tiling():
     import pywt
 
