@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion.fuser import BatchFuser, PairFuser
+from fusion.learned.architecture import learned_methods
 from fusion.learned.checkpoint import checkpoint_identity
 from fusion.provenance import package_versions
 from fusion.registry import build_fuser, code_identity, is_learned
@@ -508,6 +509,8 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         fuser = build_fuser(method, weights=path, device=str(device), **{"max_batch": config.fusion.batch_size, **given})
         options = {"weights": checkpoint_identity(path), **given,  # amp and output change the images
                    "runtime": {**runtime_identity(device), "scan_backend": scan_backend}}
+        info["network"] = {"parameters": sum(p.numel() for p in fuser.model.parameters()),
+                           "changed": learned_methods()[method].changed_model(fuser.config)}
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)

@@ -304,6 +304,7 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
         "versions": package_versions(PACKAGES, missing="not installed"),
         "hardware": _hardware(),
         "numerics": fused_numerics(run),
+        "networks": fused_networks(run),
         "dates": {k: v or MISSING for k, v in dates.items()},
     }
 
@@ -327,6 +328,20 @@ def fused_numerics(run: RunInputs) -> dict[str, str]:
         if "runtime" in options:
             found[method] = ", ".join(f"{key} {value}" for key, value in
                                       {**options["runtime"], "amp": options.get("amp")}.items() if value is not None)
+    return found
+
+
+def fused_networks(run: RunInputs) -> dict[str, str]:
+    """Each learned method's network as its fuse manifest recorded it: the parameter count and every
+    architecture argument that differs from the method's own (e.g. the sample's smaller models), so a
+    reader never takes a shrunken network for the published one."""
+    found = {}
+    for method in run.methods:
+        network = (_read_json(run.benchmark.fused_dir(method) / MANIFEST) or {}).get("network")
+        if network:
+            changed = ", ".join(f"{key} {v['used']} (registered: {v['method']})" for key, v in network["changed"].items())
+            found[method] = f"{network['parameters']:,} parameters; " + (
+                f"architecture changed from the registry entry: {changed}" if changed else "the registered architecture")
     return found
 
 

@@ -21,6 +21,7 @@ from fusion.learned.architecture import (
     LearnedMethod,
     OptionsError,
     Stage,
+    build_options,
     register_architecture,
     register_method,
 )
@@ -225,6 +226,13 @@ def test_registry_metadata_and_option_validation():
         validate_method_options("toy", {"device": "cpu"})
     with pytest.raises(OptionsError, match="gff: unknown option 'r3'; it takes: r1, eps1, r2, eps2, name"):
         validate_method_options("gff", {"r3": 3})
+    # YAML reads -s methods.toy.train.lr_peak=2e-3 as the string '2e-3': converted to the field's type
+    # when the settings are built, and a value that is no number is an error naming key and value
+    assert build_options(TrainSettings, {"lr_peak": "2e-3", "epochs": "3"}, "toy.train").lr_peak == 0.002
+    with pytest.raises(OptionsError, match="toy.train: lr_peak = 'fast': Input should be a valid number"):
+        validate_method_options("toy", {"train": {"lr_peak": "fast"}})
+    with pytest.raises(OptionsError, match="toy.model: .*width"):
+        validate_method_options("toy", {"model": {"width": "wide"}})
 
 
 def test_inference_pads_to_valid_sizes_and_normalises_per_image(tmp_path):
@@ -276,6 +284,11 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     # how the learned set was computed, as its fuse manifest recorded it (not the report machine's state)
     numerics = html[html.index("Learned fusers' numerics"):].split("</table>")[0]
     assert "<td>toy</td><td>device cpu, scan_backend cpu</td>" in numerics and ">vi<" not in numerics
+    # and which network: methods.toy.model shrank it, which the report says beside the parameter count
+    networks = html[html.index("Learned fusers' networks"):].split("</table>")[0]
+    parameters = sum(p.numel() for p in ToyNet(ToyConfig(width=3)).parameters())
+    assert (f"<td>toy</td><td>{parameters:,} parameters; architecture changed from the registry entry: width 3 (registered: 4)</td>"
+            in networks) and ">vi<" not in networks
 
 
 DDP_SCRIPT = """

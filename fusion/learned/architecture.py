@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from fusion.registry import FuserError, load_learned_packages, register_learned
@@ -145,6 +146,13 @@ class LearnedMethod:
     description: str = ""
     output: str = "clamp"
 
+    def changed_model(self, config: Any) -> dict[str, dict[str, Any]]:
+        """The architecture arguments of ``config`` that differ from this method's own (a smaller model
+        for a CPU run, say): ``{argument: {"used": value, "method": value}}``."""
+        own = config_dict(build_options(self.architecture.config, self.model, f"{self.name}.model"))
+        used = config_dict(config)
+        return {key: {"used": used[key], "method": own[key]} for key in used if used[key] != own[key]}
+
     @property
     def architecture(self) -> Architecture:
         return get_architecture(self.arch)
@@ -209,10 +217,15 @@ def _load_packages() -> None:
 
 
 def build_options(cls: type, options: Mapping[str, Any], what: str) -> Any:
-    """``cls(**options)`` for a dataclass, with unknown keys and bad values as :class:`OptionsError`."""
+    """``cls(**options)`` for a dataclass, each value converted to its field's type first (YAML reads
+    ``2e-3`` as a string, ``[32]`` as a list); unknown keys and bad values are :class:`OptionsError`."""
     check_keys(options, [f.name for f in dataclasses.fields(cls)], what)
     try:
-        return cls(**options)
+        return TypeAdapter(cls).validate_python(dict(options))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'} = {e['input']!r}: {e['msg']}"
+                             if e["loc"] else e["msg"] for e in error.errors())
+        raise OptionsError(f"{what}: {problems}") from error
     except (TypeError, ValueError) as error:
         raise OptionsError(f"{what}: {dict(options)}: {error}") from error
 
