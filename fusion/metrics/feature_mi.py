@@ -125,8 +125,9 @@ def _describe(images: tuple[np.ndarray, np.ndarray, np.ndarray], first: int, cou
         done += run
     for m in range(_IMAGES):
         at = m * _PER_IMAGE
-        low, high, mean, scale = _row(buf, at + _LOW), _row(buf, at + _HIGH), _row(buf, at + _MEAN), _row(buf, at + _SCALE)
-        deviation, first_moment, second_moment = _row(buf, at + _DEVIATION), _row(buf, at + _FIRST), _row(buf, at + _SECOND)
+        low, high, scale = _row(buf, at + _LOW), _row(buf, at + _HIGH), _row(buf, at + _SCALE)
+        mean, deviation = _row(buf, at + _MEAN), _row(buf, at + _DEVIATION)
+        first_moment, second_moment = _row(buf, at + _FIRST), _row(buf, at + _SECOND)
         value = _row(buf, at + _VALUE)
         for w in range(count):
             low[w] = high[w] = value[w]
@@ -210,7 +211,7 @@ def _couple(buf: np.ndarray, count: int) -> None:
             else:
                 for w in range(count):
                     edge[w] = upper_cdf[w] if corr[w] > 0 else 1.0
-            for w in range(count):  # a copy, then the changes: one select loop LLVM does not vectorise
+            for w in range(count):  # a copy, then the lower bound's windows (as one select, LLVM keeps it scalar)
                 pdf[w] = upper_pdf[w]
             for w in range(count):
                 if corr[w] <= 0:
@@ -235,7 +236,8 @@ def _couple(buf: np.ndarray, count: int) -> None:
         for i in range(_N):
             x_low, x_high, p_f = _row(buf, _X_EDGE + i), _row(buf, _X_EDGE + i + 1), _row(buf, f + _PDF + i)
             for k in range(_N):
-                y_low, y_high, p_s = _row(buf, at + _Y_EDGE + k), _row(buf, at + _Y_EDGE + k + 1), _row(buf, at + _Y_PDF + k)
+                y_low, y_high = _row(buf, at + _Y_EDGE + k), _row(buf, at + _Y_EDGE + k + 1)
+                p_s = _row(buf, at + _Y_PDF + k)
                 mass, ind = _row(buf, at + _JOINT + i + k), _row(buf, at + _IND + i + k)
                 for w in range(count):
                     low, high = _larger(x_low[w], y_low[w]), _smaller(x_high[w], y_high[w])
@@ -290,7 +292,8 @@ def _score(buf: np.ndarray, count: int) -> float:
         # up to rounding). The support's cells swap that form, -(1 - weight) p_F p_S (log_rest +
         # log2 p_F p_S), for their own -p log2 |p|.
         for w in range(count):
-            h_joint[w] = -(1.0 - weight[w]) * (log_rest[w] * f_sum[w] * s_sum[w] - s_sum[w] * h_f[w] - f_sum[w] * h_s[w])
+            h_joint[w] = -(1.0 - weight[w]) * (log_rest[w] * f_sum[w] * s_sum[w]
+                                               - s_sum[w] * h_f[w] - f_sum[w] * h_s[w])
         for w in range(count):
             h_joint[w] += (1.0 - weight[w]) * ind_sum[w] * log_rest[w]
         for slot in range(_SLOTS):
