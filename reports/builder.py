@@ -286,6 +286,7 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
                   "yes" if leakage.get("chosen") == name else ""]
                  for name, v in leakage.items() if isinstance(v, dict)]
     config = run.config
+    fused = {m: _read_json(run.benchmark.fused_dir(m) / MANIFEST) or {} for m in run.methods}  # read once
     seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
              "detect.seeds": ", ".join(map(str, run.seeds))}
     dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -303,8 +304,8 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
         "leakage": leak_rows,
         "versions": package_versions(PACKAGES, missing="not installed"),
         "hardware": _hardware(),
-        "numerics": fused_numerics(run),
-        "networks": fused_networks(run),
+        "numerics": fused_numerics(fused),
+        "networks": fused_networks(fused),
         "dates": {k: v or MISSING for k, v in dates.items()},
     }
 
@@ -318,12 +319,11 @@ def _hardware() -> dict[str, str]:
     return found
 
 
-def fused_numerics(run: RunInputs) -> dict[str, str]:
+def fused_numerics(manifests: dict[str, dict]) -> dict[str, str]:
     """How each learned method's fused set was computed (device, selective-scan backend, TF32, AMP),
     as its fuse manifest recorded it: what moves GPU numbers without any change of code or weights."""
     found = {}
-    for method in run.methods:
-        manifest = _read_json(run.benchmark.fused_dir(method) / MANIFEST) or {}
+    for method, manifest in manifests.items():
         options = manifest.get("fingerprint", {}).get("options", {})
         if "runtime" in options:
             found[method] = ", ".join(f"{key} {value}" for key, value in
@@ -331,14 +331,13 @@ def fused_numerics(run: RunInputs) -> dict[str, str]:
     return found
 
 
-def fused_networks(run: RunInputs) -> dict[str, str]:
+def fused_networks(manifests: dict[str, dict]) -> dict[str, str]:
     """Each learned method's network as its fuse manifest recorded it: the parameter count and every
     architecture argument that differs from the method's own (e.g. the sample's smaller models), so a
     reader never takes a shrunken network for the published one."""
     found = {}
-    for method in run.methods:
-        network = (_read_json(run.benchmark.fused_dir(method) / MANIFEST) or {}).get("network")
-        if network:
+    for method, manifest in manifests.items():
+        if network := manifest.get("network"):
             changed = ", ".join(f"{key} {v['used']} (registered: {v['method']})" for key, v in network["changed"].items())
             found[method] = f"{network['parameters']:,} parameters; " + (
                 f"architecture changed from the registry entry: {changed}" if changed else "the registered architecture")
