@@ -40,8 +40,8 @@ from pathlib import Path
 from fusion.learned.architecture import learned_method
 from fusion.learned.trainer import stage_starts
 from fusion.registry import is_learned
+from fusionbench.benchmark import SPLITS
 from fusionbench.files import atomic_write_text
-from pipelines.benchmark import SPLITS
 from pipelines.config import load_config
 from pipelines.prepare.split import split_sizes
 from pipelines.schema import Config

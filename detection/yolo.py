@@ -1,4 +1,4 @@
-"""YOLOv5s through ultralytics: train on an image folder, select an epoch on val, predict.
+"""YOLO detectors through ultralytics: train on an image folder, select an epoch on val, predict.
 
 Works on a YOLO dataset folder (``images/{train,val,test}`` beside ``labels/{train,val,test}``) and
 knows nothing of how the images were made. Call ``detection.offline.use_offline_ultralytics`` before
@@ -79,25 +79,27 @@ class Selection:
     select_by: str
 
 
-def model_source(weights: str | Path | None, allow_scratch: bool) -> str:
-    """The model to train: a checked local weights file, or yolov5s.yaml from scratch when allowed."""
+def model_source(weights: str | Path | None, allow_scratch: bool, config: str = SCRATCH_CONFIG,
+                 release: str = "yolov5su.pt") -> str:
+    """The model to train: a checked local weights file, or the detector's ``config`` (an ultralytics model
+    YAML) from scratch when allowed. ``release`` names the file users download for it."""
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: detector weights not found. Download yolov5su.pt from "
+                f"{path}: detector weights not found. Download {release} from "
                 "https://github.com/ultralytics/assets/releases and set detect.weights to its path "
                 "(original YOLOv5 yolov5s.pt files cannot be loaded by ultralytics)."
             )
         return str(path.resolve())
     if not allow_scratch:
-        raise ValueError("detect.weights is not set: give the path of yolov5su.pt, "
-                         "or set detect.allow_scratch=true to train yolov5s.yaml from scratch")
+        raise ValueError(f"no detector weights: set detect.weights to the path of {release}, "
+                         f"or detect.allow_scratch=true to train {config} from random weights")
     log.warning("!" * 78)
-    log.warning("NO PRE-TRAINED DETECTOR WEIGHTS: training YOLOv5s from scratch (%s).", SCRATCH_CONFIG)
-    log.warning("mAP will be far below published numbers; set detect.weights=/path/to/yolov5su.pt.")
+    log.warning("NO PRE-TRAINED DETECTOR WEIGHTS: training %s from scratch.", config)
+    log.warning("mAP will be far below published numbers; give the path of %s.", release)
     log.warning("!" * 78)
-    return SCRATCH_CONFIG
+    return config
 
 
 def write_data_yaml(path: str | Path, root: str | Path, classes: Sequence[str]) -> Path:

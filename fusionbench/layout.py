@@ -9,13 +9,13 @@ it. ``pipelines.config.run_layout`` builds the :class:`RunLayout` of a config::
     <root>/sample_raw/                            the synthetic raw dataset (``pipelines sample``)
     <root>/fusion/<method>/                       a learned fuser's training (FuserFiles; written by the
                                                   trainer in fusion/, read by fuse and the report)
-    <root>/detect/<method>/seed<k>/               one detector run (SeedFiles)
-    <root>/detect/<method>/summary.json           across seeds (MethodDetection.summary)
-    <root>/detect/summary.csv                     one row per method (DetectStage.summary)
+    <root>/<task>/<model>/<method>/seed<k>/       one downstream run (UnitFiles; the task's evidence beside)
+    <root>/<task>/<model>/<method>/summary.json   across seeds (MethodRuns.summary)
+    <root>/<task>/<model>/summary.csv             one row per method (ModelRuns.summary)
     <root>/metrics/<method>/{metrics,entropy}.csv per image (MethodMetrics), metrics/summary.csv
-    <root>/compare/*.csv, manifest.json           intervals and tests (CompareFiles)
+    <root>/compare/<task>{,_intervals}.csv, metric*.csv, manifest.json   intervals and tests (CompareFiles)
     <report>/index.html, figures/, tables/        the report (ReportFiles)
-    <benchmark>/manifest.json                     the prepared benchmark (its other files: pipelines.benchmark)
+    <benchmark>/manifest.json                     the prepared benchmark (its other files: fusionbench.benchmark)
 
 A folder whose work is marked done by a manifest (the benchmark, a fused set, the compare stage) names it
 :data:`MANIFEST`.
@@ -65,40 +65,16 @@ class FuserFiles:
 
 
 @dataclass(frozen=True)
-class SeedFiles:
-    """One (method, seed) detector run."""
+class UnitFiles:
+    """One (task, model, method, seed) run. These files are the downstream stage's; a task writes its
+    evidence beside them under names of its own (its :attr:`fusionbench.tasks.Task.files` class)."""
 
     folder: Path
 
     @property
     def protocol(self) -> Path:
-        """Settings the run started with (a rerun with others stops)."""
+        """Settings and data identities the run started with (a rerun with other settings stops)."""
         return self.folder / "protocol.json"
-
-    @property
-    def data_yaml(self) -> Path:
-        """Ultralytics' dataset file."""
-        return self.folder / "data.yaml"
-
-    @property
-    def train(self) -> Path:
-        """Ultralytics' training folder (its own results.csv and weights/)."""
-        return self.folder / "train"
-
-    @property
-    def ultralytics_test(self) -> Path:
-        """Ultralytics' own validation of the selected weights on the test split."""
-        return self.folder / "ultralytics_test"
-
-    @property
-    def predictions(self) -> Path:
-        """COCO detections on the test split."""
-        return self.folder / "test_predictions.json"
-
-    @property
-    def matches(self) -> Path:
-        """Per test image and class: scores, true-positive flags, ground-truth counts."""
-        return self.folder / "matches.npz"
 
     @property
     def results(self) -> Path:
@@ -111,20 +87,19 @@ class SeedFiles:
         return self.folder / "results.csv"
 
     @property
-    def outputs(self) -> tuple[Path, ...]:
-        """Everything the run writes (the old single-seed layout had them directly in the method folder)."""
-        return (self.protocol, self.data_yaml, self.train, self.ultralytics_test, self.predictions, self.matches,
-                self.results, self.results_table)
+    def evidence(self) -> tuple[Path, ...]:
+        """The per-image evidence the statistics are computed from (a task's files class names it)."""
+        return ()
 
 
 @dataclass(frozen=True)
-class MethodDetection:
-    """One method's detector runs and their across-seed summary."""
+class MethodRuns:
+    """One method's runs of one model (one per seed) and their across-seed summary."""
 
     folder: Path
 
-    def seed(self, seed: int) -> SeedFiles:
-        return SeedFiles(self.folder / f"seed{seed}")
+    def seed(self, seed: int) -> UnitFiles:
+        return UnitFiles(self.folder / f"seed{seed}")
 
     @property
     def summary(self) -> Path:
@@ -133,11 +108,13 @@ class MethodDetection:
 
 
 @dataclass(frozen=True)
-class DetectStage:
+class ModelRuns:
+    """Every method's runs of one model of a task (a detector, a segmenter)."""
+
     folder: Path
 
-    def method(self, method: str) -> MethodDetection:
-        return MethodDetection(self.folder / method)
+    def method(self, method: str) -> MethodRuns:
+        return MethodRuns(self.folder / method)
 
     def method_summaries(self) -> list[Path]:
         """The across-seed summaries present, sorted by method."""
@@ -148,10 +125,20 @@ class DetectStage:
         """One row per method."""
         return self.folder / "summary.csv"
 
+
+@dataclass(frozen=True)
+class TaskRuns:
+    """A downstream task's folder: one sub-folder per model."""
+
+    folder: Path
+
+    def model(self, model: str) -> ModelRuns:
+        return ModelRuns(self.folder / model)
+
     @property
-    def ultralytics_settings(self) -> Path:
-        """Ultralytics' settings folder, kept inside the run (offline)."""
-        return self.folder / ".ultralytics"
+    def workspace(self) -> Path:
+        """Shared by the task's runs (a library's settings, caches): never results."""
+        return self.folder / ".workspace"
 
 
 @dataclass(frozen=True)
@@ -188,17 +175,29 @@ class MetricsStage:
 
 
 @dataclass(frozen=True)
+class TaskComparisons:
+    """One task's compare tables (every model of the task, a ``model`` column)."""
+
+    folder: Path
+    task: str
+
+    @property
+    def intervals(self) -> Path:
+        """Per model, method and statistic: mean over seeds, sd, 95% interval."""
+        return self.folder / f"{self.task}_intervals.csv"
+
+    @property
+    def tests(self) -> Path:
+        """Per (model, method, reference): the paired tests of the task's primary statistic."""
+        return self.folder / f"{self.task}.csv"
+
+
+@dataclass(frozen=True)
 class CompareFiles:
     folder: Path
 
-    @property
-    def detection_intervals(self) -> Path:
-        return self.folder / "detection_intervals.csv"
-
-    @property
-    def detection(self) -> Path:
-        """Paired mAP tests between methods."""
-        return self.folder / "detection.csv"
+    def task(self, task: str) -> TaskComparisons:
+        return TaskComparisons(self.folder, task)
 
     @property
     def metric_intervals(self) -> Path:
@@ -269,9 +268,14 @@ class RunLayout:
     def fusion(self, method: str) -> FuserFiles:
         return FuserFiles(self.fusion_stage / method)
 
+    def task(self, task: str) -> TaskRuns:
+        """A downstream task's runs: ``<root>/<task>/<model>/<method>/seed<k>/``."""
+        return TaskRuns(self.root / task)
+
     @property
-    def detect(self) -> DetectStage:
-        return DetectStage(self.root / "detect")
+    def legacy_detect(self) -> Path:
+        """Where runs made before downstream tasks kept their detectors (``detect/<method>/seed<k>/``)."""
+        return self.root / "detect"
 
     @property
     def metrics(self) -> MetricsStage:

@@ -37,20 +37,32 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = [m.name.replace("_", "-") for m in pkgutil.iter_modules(commands.__path__)]
-        return sorted(n for n in names if not n.startswith("-"))
+        return sorted({*(n for n in names if not n.startswith("-")), *_task_commands()})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         module_name = name.replace("-", "_")
-        if module_name not in {m.name for m in pkgutil.iter_modules(commands.__path__)}:
+        if module_name in {m.name for m in pkgutil.iter_modules(commands.__path__)}:
+            return importlib.import_module(f"pipelines.commands.{module_name}").command
+        task = _task_commands().get(name)
+        if task is None:
             return None
-        module = importlib.import_module(f"pipelines.commands.{module_name}")
-        return module.command
+        from pipelines.commands.downstream import task_command
+
+        return task_command(task)
+
+
+def _task_commands() -> dict[str, str]:
+    """``pipelines <section>`` for each downstream task (``detect`` for detection): section -> task."""
+    from fusionbench.tasks import tasks
+
+    return {task.section: name for name, task in tasks().items()}
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fusionbench")
 def cli() -> None:
-    """Infrared/visible fusion benchmark: prepare -> train-fusion -> fuse -> detect -> metrics -> report."""
+    """Infrared/visible fusion benchmark: prepare -> train-fusion -> fuse -> each downstream task (detect, ...)
+    -> metrics -> compare -> report."""
 
 
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C

@@ -1,23 +1,25 @@
 """The compare stage: intervals for every ranked number and paired tests between methods.
 
-Reads what detect and metrics wrote (per-image matches of every (method, seed); per-image fusion metrics)
-and writes, under ``run_layout(config).compare`` (names: :class:`fusionbench.layout.CompareFiles`)::
+Reads what the downstream stage and metrics wrote (each task's per-image evidence of every (model,
+method, seed); per-image fusion metrics) and writes, under ``run_layout(config).compare`` (names:
+:class:`fusionbench.layout.CompareFiles`)::
 
-    detection_intervals.csv  per method and statistic (mAP@50, mAP@50:95, AP@50 per class): mean over seeds,
-                             sd, n seeds, 95% interval (bootstrap over seeds and images)
-    detection.csv            one row per (method A, reference B): mAP@50 delta (mean over seeds of A - B),
-                             its paired-bootstrap 95% interval, permutation p, Holm-adjusted p, significant
+    <task>_intervals.csv     per model, method and statistic the task declares: mean over seeds, sd, n seeds,
+                             95% interval (bootstrap over seeds and images)
+    <task>.csv               one row per (model, method A, reference B): the task's primary statistic's delta
+                             (mean over seeds of A - B), its paired-bootstrap 95% interval, permutation p,
+                             Holm-adjusted p (family: one model's comparisons), significant
     metric_intervals.csv     per method and fusion metric: mean per image, 95% bootstrap interval, images
     metrics.csv              per fusion metric and (A, B): mean per-image difference, interval, Wilcoxon p,
                              Holm-adjusted p (family: one metric's comparisons), significant
     manifest.json            settings, the references used, the inputs' fingerprint (written last: marks done)
 
-References (``report.compare_to``): method names, and ``best`` for the method with the highest mean
-(mAP@50; per metric, the best mean in the metric's direction). Each method is compared with each
-reference; a pair already compared the other way round is not repeated. "Significant" means the
-Holm-adjusted p is below ``stats.alpha`` and the interval excludes 0. Everything is deterministic for a
-given ``stats.seed``, so a compare stage killed and rerun writes identical files; a rerun whose inputs and
-settings are unchanged does nothing.
+References (``report.compare_to``): method names, and ``best`` for the method with the best mean (the
+task's primary statistic; per metric, the best mean in the metric's direction). Each method is compared
+with each reference; a pair already compared the other way round is not repeated. "Significant" means
+the Holm-adjusted p is below ``stats.alpha`` and the interval excludes 0. Everything is deterministic
+for a given ``stats.seed``, so a compare stage killed and rerun writes identical files; a rerun whose
+inputs and settings are unchanged does nothing.
 """
 from __future__ import annotations
 
@@ -30,12 +32,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detection import map_statistics, matches
 from fusion.metrics import REGISTRY, direction
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, sha256_file
-from fusionbench.stats import holm, mean_interval, percentile_interval, permutation_p_value, wilcoxon_paired
-from pipelines.config import run_layout
+from fusionbench.stats import (
+    Draws,
+    holm,
+    mean_interval,
+    over_drawn_seeds,
+    percentile_interval,
+    permutation_p_value,
+    wilcoxon_paired,
+)
+from fusionbench.tasks import Task
+from pipelines.config import evaluated_tasks, run_layout
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -66,42 +76,55 @@ class Settings:
 def run_compare(config: Config, methods: list[str]) -> Path:
     """Write the compare stage's files for ``methods`` (those with results; others are listed as missing)."""
     settings = Settings.from_config(config)
-    seeds = list(config.detect.seeds)
     layout = run_layout(config)
     out = layout.compare
-    match_files = {m: [layout.detect.method(m).seed(s).matches for s in seeds] for m in methods}
-    detected = [m for m in methods if all(p.is_file() for p in match_files[m])]
+    evaluated = evaluated_tasks(config)
+    evidence = {(task.name, model): {m: [task.files(layout.task(task.name).model(model).method(m).seed(s).folder)
+                                          for s in task.seeds(config.task_settings(task.name))] for m in methods}
+                for task, models in evaluated for model in models}
+    complete = {key: [m for m in methods if all(path.is_file() for f in runs[m] for path in f.evidence)]
+                for key, runs in evidence.items()}
     metric_files = {m: [p for p in (layout.metrics.method(m).per_image, layout.metrics.method(m).entropy) if p.is_file()]
                     for m in methods}
     measured = [m for m in methods if metric_files[m]]
-    inputs = [p for m in detected for p in match_files[m]] + [p for m in measured for p in metric_files[m]]
-    fingerprint = {"settings": settings.__dict__ | {"references": list(settings.references)}, "seeds": seeds,
+    inputs = [p for key, found in complete.items() for m in found for f in evidence[key][m] for p in f.evidence]
+    inputs += [p for m in measured for p in metric_files[m]]
+    fingerprint = {"settings": settings.__dict__ | {"references": list(settings.references)},
+                   "tasks": {task.name: {"models": models, "seeds": task.seeds(config.task_settings(task.name))}
+                             for task, models in evaluated},
                    "methods": methods, "inputs": {str(p): sha256_file(p) for p in inputs}}
     manifest = out.manifest
     if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
         log.info("compare: up to date (%s)", manifest)
         return out.folder
-    missing = {"detection": [m for m in methods if m not in detected], "metrics": [m for m in methods if m not in measured]}
+    missing = {f"{task}/{model}": [m for m in methods if m not in found] for (task, model), found in complete.items()}
+    missing["metrics"] = [m for m in methods if m not in measured]
     for stage, names in missing.items():
         if names:
             log.warning("compare: no %s results for %s: left out of the comparisons", stage, ", ".join(names))
 
     references: dict[str, Any] = {}
     manifest.unlink(missing_ok=True)  # until the new one is written, the folder is not done
-    for paths, present in (((out.detection, out.detection_intervals), detected),
-                           ((out.metrics, out.metric_intervals), measured)):
-        for path in paths if not present else ():
-            path.unlink(missing_ok=True)  # no stale table from an earlier run beside the new manifest
-    if detected:
-        runs = {m: [matches.load(p) for p in match_files[m]] for m in detected}
-        intervals, rows, references["detection"] = detection_comparisons(runs, settings)
-        atomic_write_text(out.detection_intervals, intervals.to_csv(index=False))
-        atomic_write_text(out.detection, rows.to_csv(index=False))
+    for task, models in evaluated:
+        files = out.task(task.name)
+        tables = [task_comparisons(task, model, {m: [task.statistics.load(f.folder) for f in evidence[task.name, model][m]]
+                                                  for m in complete[task.name, model]}, settings)
+                  for model in models if complete[task.name, model]]
+        if not tables:
+            for path in (files.intervals, files.tests):
+                path.unlink(missing_ok=True)  # no stale table from an earlier run beside the new manifest
+            continue
+        atomic_write_text(files.intervals, pd.concat([t[0] for t in tables], ignore_index=True).to_csv(index=False))
+        atomic_write_text(files.tests, pd.concat([t[1] for t in tables], ignore_index=True).to_csv(index=False))
+        references[task.name] = {model: t[2] for model, t in zip([m for m in models if complete[task.name, m]], tables)}
     if measured:
         values = per_image_metrics({m: metric_files[m] for m in measured})
         intervals, rows, references["metrics"] = metric_comparisons(values, settings)
         atomic_write_text(out.metric_intervals, intervals.to_csv(index=False))
         atomic_write_text(out.metrics, rows.to_csv(index=False))
+    else:
+        for path in (out.metrics, out.metric_intervals):
+            path.unlink(missing_ok=True)
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "missing": missing, "references": references,
                                             "level": LEVEL}, indent=1))
     return out.folder
@@ -124,8 +147,8 @@ def comparison_pairs(methods: list[str], references: tuple[str, ...], best: str 
     return pairs
 
 
-DETECTION_COLUMNS = ("method", "reference", "statistic", "delta", "ci_low", "ci_high", "p", "seeds", "images",
-                     "permutations", "p_holm", "significant")
+TASK_COLUMNS = ("model", "method", "reference", "statistic", "delta", "ci_low", "ci_high", "p", "seeds", "images",
+                "permutations", "p_holm", "significant")
 METRIC_COLUMNS = ("metric", "method", "reference", "delta", "ci_low", "ci_high", "p", "images", "better", "p_holm",
                   "significant")
 
@@ -139,34 +162,51 @@ def _finish(rows: list[dict[str, Any]], alpha: float, columns: tuple[str, ...]) 
     return frame[list(columns)]
 
 
-def detection_comparisons(runs: dict[str, list[matches.Matches]],
-                          settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """Per-method intervals of every detection statistic, and the mAP@50 comparisons with the references."""
+def check_same_test_set(task: Task, runs: dict[str, list[Any]]) -> None:
+    """Every run of a comparison must hold the same test images, and the same statistics, in the same order."""
+    named = {f"{m} seed {k}": evidence for m, seeds in runs.items() for k, evidence in enumerate(seeds)}
+    first_name, first = next(iter(named.items()))
+    images, names = task.statistics.images(first), [s.name for s in task.statistics.statistics(first)]
+    for name, evidence in named.items():
+        if task.statistics.images(evidence) != images or [s.name for s in task.statistics.statistics(evidence)] != names:
+            raise CompareError(f"{name} and {first_name} were evaluated on different test images or classes "
+                               f"({len(task.statistics.images(evidence))} vs {len(images)} images): rerun {task.name} "
+                               "on one benchmark")
+
+
+def task_comparisons(task: Task, model: str, runs: dict[str, list[Any]],
+                     settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Per-method intervals of every statistic of one model's runs, and the primary statistic's comparisons
+    with the references (paired bootstrap, paired permutation test, Holm over this model's family)."""
+    statistics = task.statistics
+    check_same_test_set(task, runs)
     first = next(iter(runs.values()))
-    map_statistics.check_same_test_set({f"{m} seed {k}": run for m, seeds in runs.items() for k, run in enumerate(seeds)})
-    names = map_statistics.statistic_names(first[0].classes)
-    draws = map_statistics.Draws.make(len(first[0].images), len(first), settings.bootstrap, settings.seed)
+    declared = statistics.statistics(first[0])
+    n_images = len(statistics.images(first[0]))
+    draws = Draws.make(n_images, len(first), settings.bootstrap, settings.seed)
     points, averaged, interval_rows = {}, {}, []
     for method, seeds in runs.items():
-        points[method] = map_statistics.point_values(seeds)
-        averaged[method] = map_statistics.over_drawn_seeds(map_statistics.replicate_values(seeds, draws), draws)
+        points[method] = statistics.point_values(seeds)
+        averaged[method] = over_drawn_seeds(statistics.replicate_values(seeds, draws), draws)
         low, high = percentile_interval(averaged[method], LEVEL)
-        for k, name in enumerate(names):
+        for k, statistic in enumerate(declared):
             column = points[method][:, k]
-            interval_rows.append({"method": method, "statistic": name, "mean": column.mean(),
+            interval_rows.append({"model": model, "method": method, "statistic": statistic.name, "mean": column.mean(),
                                   "sd": column.std(ddof=1) if len(column) > 1 else np.nan, "n_seeds": len(column),
                                   "ci_low": low[k], "ci_high": high[k]})
-    best = max(points, key=lambda m: points[m][:, 0].mean())
+    sign = 1.0 if statistics.primary.direction == "higher" else -1.0
+    best = max(points, key=lambda m: sign * points[m][:, 0].mean())
     rows = []
     for index, (method, reference) in enumerate(comparison_pairs(list(runs), settings.references, best)):
         delta = float(points[method][:, 0].mean() - points[reference][:, 0].mean())
         low, high = percentile_interval(averaged[method][:, 0] - averaged[reference][:, 0], LEVEL)
         rng = np.random.default_rng([settings.seed, index])
-        permuted = map_statistics.permuted_deltas(runs[method], runs[reference], settings.permutations, rng)
-        rows.append({"method": method, "reference": reference, "statistic": map_statistics.MAP50, "delta": delta,
-                     "ci_low": float(low), "ci_high": float(high), "p": permutation_p_value(delta, permuted),
-                     "seeds": len(first), "images": len(first[0].images), "permutations": settings.permutations})
-    return pd.DataFrame(interval_rows), _finish(rows, settings.alpha, DETECTION_COLUMNS), {BEST: best}
+        permuted = statistics.permuted_deltas(runs[method], runs[reference], settings.permutations, rng)
+        rows.append({"model": model, "method": method, "reference": reference, "statistic": statistics.primary.name,
+                     "delta": delta, "ci_low": float(low), "ci_high": float(high),
+                     "p": permutation_p_value(delta, permuted), "seeds": len(first), "images": n_images,
+                     "permutations": settings.permutations})
+    return pd.DataFrame(interval_rows), _finish(rows, settings.alpha, TASK_COLUMNS), {BEST: best}
 
 
 def per_image_metrics(files: dict[str, list[Path]]) -> dict[str, pd.DataFrame]:
@@ -228,33 +268,35 @@ def better_direction(metric: str) -> str:
     return direction(metric)
 
 
-def format_statistic(entry: dict[str, Any] | None) -> str:
-    """'12.3 ± 1.1 (n=3) [9.8, 14.0]' in %, or 'n/a' for a statistic without ground truth."""
-    if entry is None:
-        return "n/a"
-    spread = f" ± {100 * entry['sd']:.1f}" if entry.get("sd") is not None else ""
-    interval = f" [{100 * entry['ci95'][0]:.1f}, {100 * entry['ci95'][1]:.1f}]" if entry.get("ci95") else ""
-    return f"{100 * entry['mean']:.1f}{spread} (n={entry['n']}){interval}"
-
-
-def significance_sentence(config: Config) -> str:
-    """One line on what the mAP@50 comparisons found, saying plainly when nothing differs at this test size."""
+def significance_sentences(config: Config) -> list[str]:
+    """Per (task, model): one line on what the comparisons of its primary statistic found, saying plainly
+    when nothing differs at this test size."""
     files = run_layout(config).compare
-    path = files.detection
-    if not path.is_file():
-        return f"comparisons: missing (the compare stage has not written {path.name})"
-    rows = pd.read_csv(path)
-    if rows.empty:
-        return "comparisons: none (fewer than two methods with detection results)"
     manifest = json.loads(files.manifest.read_text()) if files.manifest.is_file() else {}
     alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", config.stats.alpha)
-    size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
-    found = rows[rows["significant"].astype(bool)]
-    references = ", ".join(dict.fromkeys(rows["reference"]))
-    if found.empty:
-        return (f"comparisons (mAP@50, permutation test, Holm, alpha {alpha}): no method differs significantly from "
-                f"{references} at this test size ({size})")
-    listed = "; ".join(f"{r.method} vs {r.reference} {100 * r.delta:+.1f} [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
-                       for r in found.itertuples())
-    return (f"comparisons (mAP@50, permutation test, Holm, alpha {alpha}; {size}): significant: {listed}; "
-            f"the other {len(rows) - len(found)} of {len(rows)} are not")
+    lines = []
+    for task, models in evaluated_tasks(config):
+        path = files.task(task.name).tests
+        if not path.is_file():
+            lines.append(f"{task.name}: comparisons missing (the compare stage has not written {path.name})")
+            continue
+        table = pd.read_csv(path)
+        label = task.statistics.primary.label
+        for model in models:
+            rows = table[table["model"] == model]
+            if rows.empty:
+                lines.append(f"{task.name} {model}: no comparisons (fewer than two methods with results)")
+                continue
+            size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
+            found = rows[rows["significant"].astype(bool)]
+            head = f"{task.name} {model} ({label}, permutation test, Holm, alpha {alpha}"
+            if found.empty:
+                references = ", ".join(dict.fromkeys(rows["reference"]))
+                lines.append(f"{head}): no method differs significantly from {references} at this test size ({size})")
+                continue
+            scale = task.statistics.primary.scale
+            listed = "; ".join(f"{r.method} vs {r.reference} {scale * r.delta:+.1f} [{scale * r.ci_low:+.1f}, "
+                               f"{scale * r.ci_high:+.1f}]" for r in found.itertuples())
+            lines.append(f"{head}; {size}): significant: {listed}; the other {len(rows) - len(found)} of {len(rows)} "
+                         "are not")
+    return lines

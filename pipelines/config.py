@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from fusion.registry import FuserError, validate_method_options
 from fusionbench.errors import FusionBenchError
 from fusionbench.layout import RunLayout
+from fusionbench.tasks import Task, TaskError, get_model, get_task, tasks
 from pipelines.schema import Config
 
 BUILTIN_CONFIGS = ("paper", "sample", "llvip", "m3fd_scene")
@@ -108,13 +109,27 @@ def load_config(source: str | Path | None = "sample", overrides: Iterable[str] =
 
 
 def validate(tree: Mapping[str, Any], where: str = "config") -> Config:
-    """The typed config for ``tree``, or one :class:`ConfigError` listing every bad key."""
+    """The typed config for ``tree``, or one :class:`ConfigError` listing every bad key. Each downstream
+    task's section is checked against the task's own settings model."""
+    sections = task_sections()
+    tree = dict(tree)
+    given = {name: tree.pop(name) for name in list(tree) if name in sections}
+    problems = [_unknown(name, [*Config.model_fields, *sections]) for name in tree if name not in Config.model_fields]
+    settings = {}
+    for name, model in sections.items():
+        try:
+            settings[name] = model.model_validate(given.get(name) or {})
+        except ValidationError as error:
+            problems += [_describe(item, given.get(name) or {}, model, prefix=[name]) for item in error.errors()]
     try:
         config = Config.model_validate(tree)
     except ValidationError as error:
-        problems = [_describe(item, tree) for item in error.errors()]
+        problems += [_describe(item, tree) for item in error.errors()]
+    if problems:
         raise ConfigError(f"{where}: " + ("; ".join(problems) if len(problems) < 2
                                            else f"{len(problems)} problems:\n  " + "\n  ".join(problems))) from None
+    config.__pydantic_extra__.update(settings)
+    check_tasks(config, where)
     named = [(f"methods.{name}", name) for name in config.methods]
     named += [(f"{key} = {names}", name) for key, names in (("fusion.methods", config.fusion.methods),
                                                            ("metrics.methods", config.metrics.methods or []))
@@ -126,6 +141,37 @@ def validate(tree: Mapping[str, Any], where: str = "config") -> Config:
             raise ConfigError(f"{where}: {key}: {error}") from None
     check_device(config.run.device, where)
     return config
+
+
+def task_sections() -> dict[str, type[BaseModel]]:
+    """Config section name -> settings model of every registered downstream task."""
+    return {task.section: task.settings for task in tasks().values()}
+
+
+def check_tasks(config: Config, where: str) -> None:
+    """``tasks`` names registered tasks and, for each, distinct registered models its settings accept."""
+    for name, models in config.tasks.items():
+        try:
+            task = get_task(name)
+            for model in models:
+                get_model(name, model)
+        except TaskError as error:
+            raise ConfigError(f"{where}: tasks.{name}: {error}") from None
+        repeated = sorted({m for m in models if models.count(m) > 1})
+        if repeated:
+            raise ConfigError(f"{where}: tasks.{name}: listed twice: {', '.join(repeated)}")
+        if task.check is not None and models:
+            try:
+                task.check(config.task_settings(name), models)
+            except ValueError as error:
+                raise ConfigError(f"{where}: {task.section}: {error}") from None
+
+
+def evaluated_tasks(config: Config) -> list[tuple[Task, list[str]]]:
+    """Each task the config evaluates (at least one model listed), with its models, in registry order."""
+    registered = tasks()
+    return [(registered[name], models) for name, models in
+            sorted(config.tasks.items(), key=lambda item: list(registered).index(item[0])) if models]
 
 
 def check_device(device: str, where: str = "config") -> None:
@@ -148,19 +194,26 @@ def check_device(device: str, where: str = "config") -> None:
         raise ConfigError(f"{where}: run.device = {device!r}: this machine has {count} GPU(s) (0..{count - 1})")
 
 
-def _describe(item: Mapping[str, Any], tree: Mapping[str, Any]) -> str:
+def _describe(item: Mapping[str, Any], tree: Mapping[str, Any], model: type[BaseModel] = Config,
+              prefix: list[str] = ()) -> str:
     """One line per pydantic error: the dotted key, the value and what is wrong, with suggestions."""
     loc = [str(part) for part in item["loc"]]
-    key = ".".join(loc)
+    key = ".".join([*prefix, *loc])
     if item["type"] == "extra_forbidden":
-        known = _fields_at(loc[:-1])
-        near = difflib.get_close_matches(loc[-1], known, n=3, cutoff=0.5)
-        hint = (f"; did you mean {' or '.join('.'.join([*loc[:-1], n]) for n in near)}?" if near
-                else f"; known keys here: {', '.join(known)}")
-        return f"{key}: unknown key{hint}"
+        return _unknown(key, _fields_at(loc[:-1], model))
     value = _value_at(tree, loc)
     shown = f" = {value!r}" if value is not _MISSING else ""
     return f"{key}{shown}: {item['msg'].removeprefix('Value error, ')}"
+
+
+def _unknown(key: str, known: Iterable[str]) -> str:
+    """'detect.epoch: unknown key; did you mean detect.epochs?'"""
+    *parents, last = key.split(".")
+    known = sorted(known)
+    near = difflib.get_close_matches(last, known, n=3, cutoff=0.5)
+    hint = (f"; did you mean {' or '.join('.'.join([*parents, n]) for n in near)}?" if near
+            else f"; known keys here: {', '.join(known)}")
+    return f"{key}: unknown key{hint}"
 
 
 _MISSING = object()
@@ -178,9 +231,8 @@ def _value_at(tree: Any, loc: list[str]) -> Any:
     return node
 
 
-def _fields_at(loc: list[str]) -> list[str]:
-    """The declared keys of the section at ``loc`` (for suggestions)."""
-    model: Any = Config
+def _fields_at(loc: list[str], model: Any = Config) -> list[str]:
+    """The declared keys of the section at ``loc`` of ``model`` (for suggestions)."""
     for part in loc:
         if part.isdigit():
             continue
@@ -202,7 +254,8 @@ def dump_config(config: Config) -> str:
 
 
 def describe_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, description) for every declared key, for ``pipelines config --keys``."""
+    """(key, type, default, description) for every declared key, for ``pipelines config --keys`` (the
+    config's own sections, then each downstream task's)."""
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
@@ -215,6 +268,9 @@ def describe_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[tup
         type_name = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
         type_name = type_name.replace("pathlib.", "")
         rows.append((key, type_name, json.dumps(shown, default=str), field.description or ""))
+    if model is Config:
+        for section, settings in task_sections().items():
+            rows += describe_keys(settings, f"{section}.")
     return rows
 
 

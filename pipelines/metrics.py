@@ -31,15 +31,15 @@ from tqdm import tqdm
 from fusion.color import luminance
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import PerceptionSource, decision_entropy
+from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
+from fusionbench.fused_set import is_complete
 from fusionbench.images import read_vi
 from fusionbench.layout import MANIFEST
-from pipelines.benchmark import Benchmark
 from pipelines.config import run_layout
 from pipelines.devices import torch_device
 from pipelines.file_errors import os_error_line
-from pipelines.fuse import is_complete
 from pipelines.perception import perception_network
 from pipelines.schema import Config
 

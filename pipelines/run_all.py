@@ -1,5 +1,5 @@
-"""``run-all``: prepare -> train learned fusers -> fuse -> detect -> metrics -> compare -> report, for
-every method (and detector seed) of the config.
+"""``run-all``: prepare -> train learned fusers -> fuse -> each downstream task -> metrics -> compare ->
+report, for every method of the config and every (task, model, seed) its ``tasks`` list.
 
 Every stage is idempotent (it skips what its manifests say is done and resumes what was
 interrupted), so rerunning after a crash or a kill continues where it stopped. A failure in one
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fusion.registry import is_learned
+from pipelines.config import evaluated_tasks
 from pipelines.fuse import configured_methods
 from pipelines.schema import Config
 
@@ -66,12 +67,13 @@ def methods_to_train(config: Config) -> list[str]:
 
 def run_all(config: Config, progress: bool = True) -> RunSummary:
     """The whole benchmark for one config; returns what each step did."""
-    from pipelines.commands.report import build as build_report
+    from fusionbench.fused_set import is_complete
     from pipelines.compare import run_compare
-    from pipelines.detect import detect_method, write_summary
-    from pipelines.fuse import fuse_method, is_complete
+    from pipelines.downstream import run_method, write_model_summary
+    from pipelines.fuse import fuse_method
     from pipelines.metrics import run_metrics
     from pipelines.prepare import prepare_from_config
+    from pipelines.report import build_report
     from pipelines.train_fusion import train_fusion
 
     summary = RunSummary()
@@ -85,10 +87,13 @@ def run_all(config: Config, progress: bool = True) -> RunSummary:
         summary.step("fuse", method, lambda m=method: fuse_method(config, m, progress=progress))
     # only sets fused (or verified up to date) in this run: a failed step may leave an older complete set
     fused = [m for m in methods if summary.status("fuse", m) == "ok" and is_complete(benchmark, m)]
-    for method in fused:
-        summary.step("detect", method, lambda m=method: detect_method(config, m))
-    if fused:
-        summary.step("detect-summary", "-", lambda: write_summary(config, benchmark.classes))
+    for task, models in evaluated_tasks(config):
+        for model in models:
+            for method in fused:
+                summary.step(f"{task.name}/{model}", method,
+                             lambda t=task.name, mo=model, m=method: run_method(config, t, mo, m))
+            if fused:
+                summary.step(f"{task.name}/{model} summary", "-", lambda t=task.name, mo=model: write_model_summary(config, t, mo))
     if fused:
         summary.step("metrics", ",".join(fused), lambda: run_metrics(config, fused))
         summary.step("compare", "-", lambda: run_compare(config, fused))
@@ -97,27 +102,29 @@ def run_all(config: Config, progress: bool = True) -> RunSummary:
 
 
 def format_summary(config: Config, summary: RunSummary) -> str:
-    """The one-screen summary printed at the end: per method what happened and its test mAP@50 with its
-    interval, then what the comparisons found."""
-    import json
-
-    from pipelines.compare import format_statistic, significance_sentence
+    """The one-screen summary printed at the end: per method what happened and each (task, model)'s primary
+    statistic with its interval, then what the comparisons found."""
+    from pipelines.compare import significance_sentences
     from pipelines.config import run_layout
+    from pipelines.downstream import primary_summary
 
     lines = [f"run {config.run.name}: " + ("all steps succeeded" if not summary.failures
                                                         else f"{len(summary.failures)} step(s) failed")]
-    lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}{'detect':>8}   test mAP@50 % (mean ± sd (n seeds) [95% interval])")
-    layout = run_layout(config)
+    columns = [(task, model) for task, models in evaluated_tasks(config) for model in models]
+    lines.append(f"{'method':<18}{'train':>8}{'fuse':>8}   " + " | ".join(
+        f"{task.name} {model}: test {task.statistics.primary.label} % (mean ± sd (n seeds) [95% interval])"
+        for task, model in columns))
     for method in configured_methods(config):
-        path = layout.detect.method(method).summary
-        shown = format_statistic(json.loads(path.read_text())["statistics"]["map50"]) if path.is_file() else "missing"
-        lines.append(f"{method:<18}{summary.status('train-fusion', method):>8}{summary.status('fuse', method):>8}"
-                     f"{summary.status('detect', method):>8}   {shown}")
-    lines.append(significance_sentence(config))
+        results = [(summary.status(f"{task.name}/{model}", method), primary_summary(config, task, model, method))
+                   for task, model in columns]
+        lines.append(f"{method:<18}{summary.status('train-fusion', method):>8}{summary.status('fuse', method):>8}   "
+                     + " | ".join(f"{status if status != 'ok' else ''} {shown.split(' ', 1)[1]}".strip()
+                                  for status, shown in results))
+    lines += significance_sentences(config)
     for step in summary.failures:
         lines.append(f"FAILED {step.stage} {step.method}: {step.detail.splitlines()[0] if step.detail else ''}")
     total = sum(s.seconds for s in summary.steps)
-    lines.append(f"time: {total:.0f} s; logs: {layout.logs}")
+    lines.append(f"time: {total:.0f} s; logs: {run_layout(config).logs}")
     if summary.report:
         lines.append(f"report: {summary.report}")
     return "\n".join(lines)

@@ -26,9 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fusionbench.benchmark import M3FD_CLASSES
 from fusionbench.files import atomic_write_text
 from fusionbench.images import write_image
-from pipelines.benchmark import M3FD_CLASSES
 from pipelines.config import run_layout
 from pipelines.schema import Config
 

@@ -20,15 +20,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+from fusionbench.settings import Section
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|\d+(,\d+)*|mps)$")
 
 
-class Section(BaseModel):
-    """A config section: unknown keys are errors, values are checked on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -184,38 +182,6 @@ class FusionSection(Section):
 
 # --- detection, metrics, report ----------------------------------------------------------------
 
-class DetectSection(Section):
-    weights: Optional[Path] = Field(None, description="yolov5su.pt (ultralytics release assets); null: from scratch, "
-                                                      "only with allow_scratch")
-    allow_scratch: bool = Field(False, description="accept a randomly initialised YOLOv5s (logged)")
-    epochs: int = Field(40, ge=1, description="YOLOv5s training epochs per method")
-    imgsz: int = Field(640, ge=32, multiple_of=32, description="training and test image size")
-    batch: int = Field(16, ge=1, description="detector batch size")
-    workers: int = Field(8, ge=0, description="ultralytics data-loading workers")
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
-                             "once per seed (the published protocol: 3; [0] is the single-run protocol, a third of the cost)")
-    select_by: Literal["map50", "fitness"] = Field("map50", description="best epoch by val mAP@50 (the paper) or "
-                                                                        "ultralytics' fitness (best.pt)")
-    conf: float = Field(0.001, ge=0, le=1, description="confidence threshold of the test predictions")
-    iou: float = Field(0.6, gt=0, le=1, description="NMS IoU of the test predictions")
-    amp: bool | Literal["fp16", "bf16"] = Field(False, description="training precision as ultralytics takes it: "
-                                                                 "false, true or fp16 (needs amp_check_weights on "
-                                                                 "CUDA, else ultralytics downloads a model), bf16")
-    amp_check_weights: Optional[Path] = Field(None, description="local model for ultralytics' AMP check")
-    resume: bool = Field(True, description="continue an interrupted training from last.pt (not bit-identical)")
-    cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")
-    train_args: dict[str, Any] = Field(default_factory=dict, description="further ultralytics train arguments, the "
-                                                                         "same for every method")
-
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError(f"{value}: distinct seeds >= 0, e.g. [0, 1, 2]")
-        return value
-
-
 class MetricsSection(Section):
     split: Literal["train", "val", "test"] = Field("test", description="split whose fused images are scored")
     entropy: bool = Field(True, description="ResNet50 decision-layer entropy per fused image")
@@ -234,7 +200,6 @@ class ReportSection(Section):
     qualitative: int = Field(6, ge=0, description="test images in the qualitative grid")
     entropy_pairs: list[tuple[str, str]] = Field(default_factory=list, description="method pairs whose entropy "
                                                                                    "histograms are overlaid")
-    score_threshold: float = Field(0.25, ge=0, le=1, description="detections drawn in the qualitative grid")
     compare_to: list[str] = Field(["ir", "vi", "best"], description="references every method is compared with "
                                   "(method names; best: the highest mean mAP@50, or best mean of each metric)")
 
@@ -247,10 +212,20 @@ class StatsSection(Section):
     seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation draws (recorded in the report)")
 
 
+def default_tasks() -> dict[str, list[str]]:
+    """The tasks that run unless a config says otherwise, with their default models."""
+    from fusionbench.tasks import tasks
+
+    return {name: list(task.default_models) for name, task in tasks().items() if task.default}
+
+
 # --- the whole config --------------------------------------------------------------------------
 
 class Config(Section):
-    """One run's settings: the sections above plus the options of each method."""
+    """One run's settings: the sections above, the options of each method, and one section per downstream
+    task (declared by the task, e.g. ``detect``; :func:`pipelines.config.validate` checks and adds them)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     run: RunSection = Field(default_factory=RunSection)
     data: DataSection = Field(default_factory=DataSection)
@@ -261,7 +236,11 @@ class Config(Section):
         default_factory=dict,
         description="options per fusion method, e.g. {gff: {r1: 45}, s4fusion: {weights: model.pkl}, "
                     "defusion: {from: /path/to/results, name: DeFusion}}")
-    detect: DetectSection = Field(default_factory=DetectSection)
+    tasks: dict[str, list[str]] = Field(
+        default_factory=default_tasks,
+        description="downstream tasks the run evaluates, each with the models it trains per method and seed "
+                    "(`pipelines config --tasks` lists every task and model); [] leaves a task out. Each task's "
+                    "settings are a section of their own, named by the task")
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     report: ReportSection = Field(default_factory=ReportSection)
     stats: StatsSection = Field(default_factory=StatsSection)
@@ -272,6 +251,12 @@ class Config(Section):
     def source(self) -> Optional[Path]:
         """The overlay file this config was read from (None for the bare defaults)."""
         return self._source
+
+    def task_settings(self, task: str) -> Any:
+        """The validated settings section of a downstream task (``config.detect`` for detection)."""
+        from fusionbench.tasks import get_task
+
+        return getattr(self, get_task(task).section)
 
     def method_options(self, name: str) -> dict[str, Any]:
         """``methods.<name>``, or no options."""

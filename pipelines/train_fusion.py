@@ -21,7 +21,7 @@ import torch.distributed as dist
 from fusion.learned.architecture import LearnedMethod, build_options, learned_method
 from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
-from pipelines.benchmark import Benchmark, Pair
+from fusionbench.benchmark import Benchmark, Pair
 from pipelines.config import run_layout
 from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.perception import perception_network

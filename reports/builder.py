@@ -5,7 +5,7 @@ Sections: run summary, mAP (with intervals, beside the paper's Table VI), per-cl
 (forest plot, one sentence each), fusion metrics (with intervals and tests), decision-layer entropy,
 qualitative grid, training curves. A result that does not exist yet is shown
 as missing, never as 0. This module knows the stages only through their output files (and takes the
-prepared benchmark as an object with the :class:`pipelines.benchmark.Benchmark` interface).
+prepared benchmark as an object with the :class:`fusionbench.benchmark.Benchmark` interface).
 """
 from __future__ import annotations
 
@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from detection.yolo import TRAIN_LOG
 from fusion.color import to_uint8
 from fusion.metrics import REGISTRY
 from fusion.provenance import package_versions
+from fusionbench.benchmark import Benchmark
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_ir, read_vi
-from fusionbench.layout import MANIFEST, FuserFiles, RunLayout, SeedFiles
+from fusionbench.layout import MANIFEST, FuserFiles, RunLayout
+from fusionbench.tasks import FigureView, Model, Task
 from reports import comparisons as stats
 from reports import figures
 from reports.tables import MISSING, Table
@@ -45,34 +46,33 @@ TEMPLATE = "report.html.j2"  # reports/templates/: the page, rendered into the l
 TILE_WIDTH = 400  # qualitative tiles are downscaled to this width at most
 
 
+@dataclass(frozen=True)
+class TaskInputs:
+    """One downstream task of the run: its registry entry, the models the run evaluates, its settings."""
+
+    task: Task
+    models: list[Model]
+    settings: Any
+    seeds: list[int]
+
+
 @dataclass
 class RunInputs:
-    """Where one run's results are; ``benchmark`` is a :class:`pipelines.benchmark.Benchmark`."""
+    """Where one run's results are."""
 
     name: str
     config: dict[str, Any]
-    benchmark: Any
+    benchmark: Benchmark
     methods: list[str]
     layout: RunLayout  # every file the stages wrote, and where the report goes
+    tasks: list[TaskInputs] = field(default_factory=list)
     qualitative: int = 4
     entropy_pairs: list[list[str]] = field(default_factory=list)
-    score_threshold: float = 0.25
-    seeds: list[int] = field(default_factory=lambda: [0])  # detect.seeds: <detect>/<method>/seed<k>/
-
-    def first_seed(self, method: str) -> SeedFiles:
-        """The first seed's detector run: predictions and curves are shown per method from it."""
-        return self.layout.detect.method(method).seed(self.seeds[0])
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """Values published in the S4Fusion paper, shipped as ``reports/<name>.csv``: ``paper_map50``
-    (Table VI, YOLOv5s mAP@50 % on M3FD, by lower-case method) and ``paper_fusion`` (Tables I and IV)."""
+    """Values published in the S4Fusion paper, shipped as ``reports/<name>.csv`` (``paper_fusion``: Tables I and IV)."""
     return pd.read_csv(io.StringIO((resources.files("reports") / f"{name}.csv").read_text()), dtype=str)
-
-
-def paper_map50() -> dict[str, float]:
-    frame = paper_table("paper_map50")
-    return dict(zip(frame["method"], frame["map50"].astype(float)))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -166,81 +166,73 @@ def entropy_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
     return made
 
 
-def _ground_truth(coco_path: Path) -> tuple[dict[str, list], dict[int, str]]:
-    coco = json.loads(coco_path.read_text())
-    by_id = {image["id"]: Path(image["file_name"]).stem for image in coco["images"]}
-    boxes: dict[str, list] = {stem: [] for stem in by_id.values()}
-    for annotation in coco["annotations"]:
-        boxes[by_id[annotation["image_id"]]].append((annotation["bbox"], annotation["category_id"]))
-    return boxes, {c["id"]: c["name"] for c in coco["categories"]}
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """An image as RGB uint8 (grey repeated)."""
+    image = to_uint8(image)
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
 
 
-def _tile(image: np.ndarray, boxes: list, colour, names: dict[int, str]) -> np.ndarray:
-    """RGB uint8 tile at most TILE_WIDTH wide, with boxes [(xywh, category, score or None)]."""
-    scale = min(1.0, TILE_WIDTH / image.shape[1])
-    if scale < 1.0:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    scaled = [[v * scale for v in box] for box, _, _ in boxes]
-    labels = [names.get(cat, str(cat)) + (f" {score:.2f}" if score is not None else "") for _, cat, score in boxes]
-    return figures.draw_boxes(image, scaled, colour, labels)
+def _shrink(image: np.ndarray | None) -> np.ndarray | None:
+    """At most TILE_WIDTH wide (qualitative tiles)."""
+    if image is None or image.shape[1] <= TILE_WIDTH:
+        return image
+    scale = TILE_WIDTH / image.shape[1]
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-def qualitative_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[str]:
-    """IR | VI | each method for a few evenly spaced test images; ground truth in green on the
-    sources, the method's predictions (score >= threshold) in red on the fused images."""
+def qualitative_stems(run: RunInputs) -> list[str]:
+    """A few evenly spaced test images (``report.qualitative``)."""
     stems = run.benchmark.stems("test")
     if not stems or run.qualitative <= 0:
         return []
-    chosen = [stems[int(k)] for k in np.linspace(0, len(stems) - 1, min(run.qualitative, len(stems)))]
-    truth, names = _ground_truth(run.benchmark.coco_path("test"))
-    position = {stem: k + 1 for k, stem in enumerate(stems)}
-    predictions: dict[str, dict[int, list]] = {}
-    for method in run.methods:
-        path = run.first_seed(method).predictions
-        if results.get(method) is not None and path.is_file():
-            per_image: dict[int, list] = {}
-            for det in json.loads(path.read_text()):
-                if det["score"] >= run.score_threshold:
-                    per_image.setdefault(det["image_id"], []).append((det["bbox"], det["category_id"], det["score"]))
-            predictions[method] = per_image
-    made = []
-    for stem in chosen:
+    return [stems[int(k)] for k in np.linspace(0, len(stems) - 1, min(run.qualitative, len(stems)))]
+
+
+def figure_view(run: RunInputs, inputs: TaskInputs, model: Model, summaries: dict[str, dict | None]) -> FigureView:
+    """What a task's figures may show of one model's runs: the first seed of each method with results."""
+    model_runs = run.layout.task(inputs.task.name).model(model.name)
+    folders = {m: model_runs.method(m).seed(inputs.seeds[0]).folder for m, s in summaries.items() if s}
+    results = {m: _read_json(inputs.task.files(folder).results) or {} for m, folder in folders.items()}
+
+    def sources(stem: str) -> list[tuple[str, np.ndarray]]:
         pair = run.benchmark.pair(stem)
-        gt = [(box, cat, None) for box, cat in truth.get(stem, [])]
-        ir = np.repeat(to_uint8(read_ir(pair.ir))[..., None], 3, axis=2)
-        vi = to_uint8(read_vi(pair.vi))
-        vi = np.repeat(vi[..., None], 3, axis=2) if vi.ndim == 2 else vi
-        tiles = [("IR + ground truth", _tile(ir, gt, figures.GT_COLOUR, names)),
-                 ("VI + ground truth", _tile(vi, gt, figures.GT_COLOUR, names))]
-        for method in run.methods:
-            path = run.benchmark.fused_image(method, "test", stem)
-            if not path.is_file():
-                tiles.append((method, None))
-                continue
-            fused = to_uint8(read_vi(path))
-            fused = np.repeat(fused[..., None], 3, axis=2) if fused.ndim == 2 else fused
-            shown = predictions.get(method, {}).get(position[stem], [])
-            title = method if method in predictions else f"{method} (not detected)"
-            tiles.append((title, _tile(fused, shown, figures.PRED_COLOUR, names)))
-        figures.qualitative_grid(f"test image {stem}", tiles, figures_dir / f"qualitative_{stem}.png")
-        made.append(f"figures/qualitative_{stem}.png")
+        return [("IR", _rgb(read_ir(pair.ir))), ("VI", _rgb(read_vi(pair.vi)))]
+
+    def fused(method: str, stem: str) -> np.ndarray | None:
+        path = run.benchmark.fused_image(method, "test", stem)
+        return _rgb(read_vi(path)) if path.is_file() else None
+
+    return FigureView(task=inputs.task, model=model, settings=inputs.settings, benchmark=run.benchmark,
+                      methods=run.methods, seeds=inputs.seeds, stems=qualitative_stems(run),
+                      first_seed_folders=folders, first_seed_results=results, sources=sources, fused=fused)
+
+
+def task_figures(view: FigureView, figures_dir: Path) -> list[dict[str, str]]:
+    """Render what the task's figure hook declares: image grids, curves and captions."""
+    if view.task.figures is None:
+        return []
+    made = []
+    prefix = f"{view.task.name}_{view.model.name}"
+    for index, item in enumerate(view.task.figures(view)):
+        if item["kind"] == "caption":
+            made.append({"src": None, "caption": item["text"]})
+        elif item["kind"] == "grid":
+            name = f"{prefix}_grid{index}.png"
+            figures.qualitative_grid(item["title"], [(t, _shrink(tile)) for t, tile in item["tiles"]],
+                                     figures_dir / name)
+            made.append({"src": f"figures/{name}", "caption": item["title"]})
+        elif item["kind"] == "curves":
+            name = f"{prefix}_{item['name']}.png"
+            figures.curves(item["series"], item["x"], figures_dir / name, item["title"])
+            made.append({"src": f"figures/{name}", "caption": item["title"]})
+        else:
+            raise ValueError(f"task {view.task.name}: unknown figure kind {item['kind']!r}")
     return made
 
 
-def training_figures(run: RunInputs, results: dict[str, dict | None], figures_dir: Path) -> list[dict[str, str]]:
-    """Detector curves (val mAP@50 of the selection, ultralytics' results.csv) and fuser loss curves."""
+def training_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
+    """Learned fusers' loss curves."""
     made = []
-    first = {m: r["runs"].get(str(run.seeds[0]), {}) for m, r in results.items() if r}
-    selection = {m: pd.DataFrame({"epoch": np.arange(1, len(r["val_map50_per_epoch"]) + 1),
-                                  "val mAP@50 (selection)": r["val_map50_per_epoch"]})
-                 for m, r in first.items() if r.get("val_map50_per_epoch")}
-    ultralytics = {m: frame for m in first if (frame := _ultralytics_log(run.first_seed(m).train)) is not None}
-    seed = f" (seed {run.seeds[0]})"
-    for key, series, caption in (("detector_selection", selection, "validation mAP@50 used to select the epoch" + seed),
-                                 ("detector_training", ultralytics, f"ultralytics training log ({TRAIN_LOG})" + seed)):
-        if series:
-            figures.curves(series, "epoch", figures_dir / f"{key}.png", f"YOLOv5s: {caption}")
-            made.append({"src": f"figures/{key}.png", "caption": f"Detector: {caption}"})
     for method in run.methods:
         series = _fusion_curves(run.layout.fusion(method))
         if series:
@@ -249,16 +241,6 @@ def training_figures(run: RunInputs, results: dict[str, dict | None], figures_di
             made.append({"src": f"figures/{name}", "caption": f"{method}: training losses (mean per epoch) "
                                                              "and validation losses"})
     return made
-
-
-def _ultralytics_log(train: Path) -> pd.DataFrame | None:
-    """The per-epoch log of the ultralytics training folder ``train``, without learning-rate and time columns."""
-    for path in sorted(train.glob("**/" + TRAIN_LOG)):
-        frame = pd.read_csv(path)
-        frame.columns = [c.strip() for c in frame.columns]
-        if "epoch" in frame:
-            return frame.drop(columns=[c for c in frame.columns if c.startswith("lr/") or c == "time"])
-    return None
 
 
 def _fusion_curves(files: FuserFiles) -> dict[str, pd.DataFrame]:
@@ -274,7 +256,7 @@ def _fusion_curves(files: FuserFiles) -> dict[str, pd.DataFrame]:
 
 # --- run summary ------------------------------------------------------------------------------
 
-def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: Path) -> dict[str, Any]:
+def run_summary(run: RunInputs, summary_path: Path) -> dict[str, Any]:
     manifest = run.benchmark.manifest
     split = manifest.get("split", {})
     counts = manifest.get("counts", {})
@@ -288,11 +270,10 @@ def run_summary(run: RunInputs, results: dict[str, dict | None], summary_path: P
     config = run.config
     fused = {m: _read_json(run.benchmark.fused_dir(m) / MANIFEST) or {} for m in run.methods}  # read once
     seeds = {"run.seed": config.get("run", {}).get("seed"), "split seed (manifest)": split.get("seed"),
-             "detect.seeds": ", ".join(map(str, run.seeds))}
+             **{f"{t.task.section}.seeds": ", ".join(map(str, t.seeds)) for t in run.tasks}}
     dates = {"report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "benchmark prepared": _mtime(run.layout.benchmark_manifest),
              "metrics summary": _mtime(summary_path)}
-    dates.update({f"detection {m}": _mtime(run.layout.detect.method(m).summary) for m, r in results.items() if r})
     return {
         "config": yaml.safe_dump(config, sort_keys=False),
         "seeds": seeds,
@@ -346,39 +327,60 @@ def fused_networks(manifests: dict[str, dict]) -> dict[str, str]:
 
 # --- the page ---------------------------------------------------------------------------------
 
+def task_sections(run: RunInputs, compared: stats.Comparisons, figures_dir: Path,
+                  tables_dir: Path) -> list[dict[str, Any]]:
+    """Per (task, model): its tables, comparisons and figures, for the page."""
+    sections = []
+    for inputs in run.tasks:
+        task = inputs.task
+        for model in inputs.models:
+            model_runs = run.layout.task(task.name).model(model.name)
+            summaries = {m: _read_json(model_runs.method(m).summary) for m in run.methods}
+            present = next((s for s in summaries.values() if s), None)
+            declared = (task.statistics.statistics(task.statistics.load(model_runs.method(present["method"]).seed(
+                present["seeds"][0]).folder)) if present else [task.statistics.primary])
+            main, per_class = stats.task_tables(task, model, run.methods, summaries, compared, declared)
+            sections.append({
+                "id": f"{task.name}-{model.name}", "task": task.title, "model": model.summary,
+                "main": _rendered(main, tables_dir),
+                "per_class": _rendered(per_class, tables_dir) if per_class else None,
+                "comparisons": stats.task_comparisons(task, model, compared, figures_dir),
+                "figures": task_figures(figure_view(run, inputs, model, summaries), figures_dir),
+                "missing": [m for m, r in summaries.items() if r is None],
+            })
+    return sections
+
+
+def _rendered(table: Any, tables_dir: Path) -> dict[str, Any]:
+    return {"table": table, "rows": table.rows(), "files": table.write(tables_dir)}
+
+
 def build_report(run: RunInputs) -> Path:
     """Write the report's index page with its figures and tables; returns the HTML path."""
     pages = run.layout.pages
     figures_dir, tables_dir = pages.figures, pages.tables
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    results = {m: _read_json(run.layout.detect.method(m).summary) for m in run.methods}
-    compared = stats.Comparisons.read(run.layout.compare)
+    compared = stats.Comparisons.read(run.layout.compare, [t.task.name for t in run.tasks])
     summary_path = run.layout.metrics.summary
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
     fusion_intervals = stats.fusion_interval_table(run.methods, compared)
-    tables = [*stats.detection_tables(run.methods, list(run.benchmark.classes), results, compared, paper_map50()),
-              fusion_table(run, summary), fusion_counts_table(run, summary),
-              *([fusion_intervals] if fusion_intervals else [])]
-    rendered = [{"table": t, "rows": t.rows(), "files": t.write(tables_dir)} for t in tables]
+    tables = [fusion_table(run, summary), fusion_counts_table(run, summary), *([fusion_intervals] if fusion_intervals else [])]
     context = {
         "name": run.name,
         "methods": run.methods,
-        "run": run_summary(run, results, summary_path),
-        "tables": {item["table"].name: item for item in rendered},
+        "sections": task_sections(run, compared, figures_dir, tables_dir),
+        "run": run_summary(run, summary_path),
+        "tables": {t.name: _rendered(t, tables_dir) for t in tables},
         "entropy": entropy_figures(run, figures_dir),
         "random_perception": "random" in perception,
         "perception": ", ".join(sorted(perception)) or MISSING,
-        "qualitative": qualitative_figures(run, results, figures_dir),
-        "score_threshold": run.score_threshold,
-        "training": training_figures(run, results, figures_dir),
-        "missing_detection": [m for m, r in results.items() if r is None],
+        "training": training_figures(run, figures_dir),
         "paper_fusion": paper_table("paper_fusion").to_dict("records"),
-        "comparisons": stats.detection_comparisons(compared, figures_dir),
         "metric_sentences": stats.metric_sentences(compared),
-        "statistics_method": stats.method_note(compared, run.seeds),
+        "statistics_method": stats.method_note(compared),
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)

@@ -1,9 +1,10 @@
-"""The report's statistics: mAP tables with intervals, the comparisons (table, forest plot, one sentence
-each), the fusion metrics with intervals, and significance-aware best marks.
+"""The report's statistics: each task's result tables with intervals, its comparisons (table, forest plot,
+one sentence each), the fusion metrics with intervals, and significance-aware best marks.
 
-Reads what the detect stage (``<detect>/<method>/summary.json``) and the compare stage (``<compare>/*.csv``,
-``manifest.json``) wrote. A best mark is given only where the difference to the next method is significant
-in the compare stage's tests (Holm-adjusted); a column without such a test gets no marks at all.
+Reads what the downstream stage (``<run>/<task>/<model>/<method>/summary.json``) and the compare stage
+(``<compare>/*.csv``, ``manifest.json``) wrote; a task is known only through what it declares
+(:class:`fusionbench.tasks.Task`). A best mark is given only where the difference to the next method is
+significant in the compare stage's tests (Holm-adjusted); a column without such a test gets no marks at all.
 """
 from __future__ import annotations
 
@@ -15,30 +16,34 @@ from typing import Any
 import pandas as pd
 
 from fusionbench.layout import CompareFiles
+from fusionbench.tasks import Model, Statistic, Task
 from reports import figures
 from reports.tables import MISSING, Table
-
-MAP_LABEL = "mAP@50"
 
 
 @dataclass
 class Comparisons:
-    """The compare stage's files (None where not written)."""
+    """The compare stage's files (None where not written): per task its intervals and tests, the metrics'."""
 
-    detection_intervals: pd.DataFrame | None
-    detection: pd.DataFrame | None
+    tasks: dict[str, tuple[pd.DataFrame | None, pd.DataFrame | None]]
     metric_intervals: pd.DataFrame | None
     metrics: pd.DataFrame | None
     manifest: dict[str, Any] | None
 
     @classmethod
-    def read(cls, files: CompareFiles) -> "Comparisons":
+    def read(cls, files: CompareFiles, task_names: list[str]) -> "Comparisons":
         def table(path: Path) -> pd.DataFrame | None:
             return pd.read_csv(path) if path.is_file() else None
 
         manifest = files.manifest
-        return cls(table(files.detection_intervals), table(files.detection), table(files.metric_intervals),
-                   table(files.metrics), json.loads(manifest.read_text()) if manifest.is_file() else None)
+        return cls({name: (table(files.task(name).intervals), table(files.task(name).tests)) for name in task_names},
+                   table(files.metric_intervals), table(files.metrics),
+                   json.loads(manifest.read_text()) if manifest.is_file() else None)
+
+    def tests(self, task: str, model: str) -> pd.DataFrame | None:
+        """The paired tests of one model of a task (None when the compare stage has none)."""
+        tests = self.tasks.get(task, (None, None))[1]
+        return None if tests is None else tests[tests["model"] == model].reset_index(drop=True)
 
 
 def _pct(value: float) -> str:
@@ -71,55 +76,71 @@ def significant_marks(means: dict[str, float], higher_is_better: bool, tests: pd
     return marks
 
 
-def detection_tables(methods: list[str], classes: list[str], summaries: dict[str, dict | None],
-                     comparisons: Comparisons, paper: dict[str, float]) -> tuple[Table, Table]:
-    """mAP@50 and mAP@50:95 with mean ± sd (n seeds) and 95% intervals beside the paper's Table VI; AP@50 per
-    class as 'mean [interval]'. In %."""
-    rows, per_class, means = {}, {}, {}
+def task_tables(task: Task, model: Model, methods: list[str], summaries: dict[str, dict | None],
+                comparisons: Comparisons, statistics: list[Statistic]) -> tuple[Table, Table | None]:
+    """The task's summary statistics for one model (the primary one with mean ± sd (n seeds), each with its
+    95% interval, beside published values where the task has them), and its per-class statistics as
+    'mean [interval]'. Values scaled as each statistic says (% for AP and IoU)."""
+    first = statistics[0]
+    overall = [s for s in statistics if s.per_class is None]
+    per_class = [s for s in statistics if s.per_class is not None]
+    published = task.published(model.name) if task.published else None
+    columns = [first.label, "± sd (n seeds)", "95% interval",
+               *(label for s in overall[1:] for label in (s.label, f"{s.label} 95% interval")),
+               *([task.published_label] if published else []), "model source"]
+    rows, classwise, means = {}, {}, {}
     for method in methods:
         summary = summaries.get(method)
-        paper_value = paper.get(method.lower(), "not in paper")
         if summary is None:
-            rows[method] = [MISSING] * 5 + [paper_value, MISSING, MISSING]
-            per_class[method] = [MISSING] * len(classes)
+            rows[method] = [MISSING] * (len(columns) - (2 if published else 1)) + (
+                [published.get(method.lower(), "not published")] if published else []) + [MISSING]
+            classwise[method] = [MISSING] * len(per_class)
             continue
-        statistics = summary["statistics"]
-        map50, map50_95 = statistics.get("map50"), statistics.get("map50_95")
-        means[method] = map50["mean"] if map50 else float("nan")
-        epochs = ", ".join(str(run.get("selected_epoch", "")) for run in summary.get("runs", {}).values())
-        rows[method] = [100 * map50["mean"] if map50 else "n/a", _spread(map50), _interval(*(map50 or {}).get("ci95") or (None, None)),
-                        100 * map50_95["mean"] if map50_95 else "n/a",
-                        _interval(*(map50_95 or {}).get("ci95") or (None, None)), paper_value, epochs,
-                        str(summary.get("model_source", ""))]
-        per_class[method] = [_class_cell(statistics.get(f"ap50/{name}")) for name in classes]
-    columns = [MAP_LABEL, "± sd (n seeds)", "95% interval", "mAP@50:95", "mAP@50:95 95% interval",
-               "paper mAP@50 (Table VI, M3FD)", "epoch per seed", "detector"]
-    marks = significant_marks(means, True, comparisons.detection)
+        values = summary["statistics"]
+        entry = values.get(first.name)
+        means[method] = entry["mean"] if entry else float("nan")
+        cells = [first.scale * entry["mean"] if entry else "n/a", _spread(entry, first.scale),
+                 _interval(*(entry or {}).get("ci95") or (None, None), first.scale)]
+        for statistic in overall[1:]:
+            other = values.get(statistic.name)
+            cells += [statistic.scale * other["mean"] if other else "n/a",
+                      _interval(*(other or {}).get("ci95") or (None, None), statistic.scale)]
+        if published:
+            cells.append(published.get(method.lower(), "not published"))
+        rows[method] = [*cells, str(summary.get("model_source", ""))]
+        classwise[method] = [_class_cell(values.get(s.name), s.scale) for s in per_class]
+    marks = significant_marks(means, first.direction == "higher", comparisons.tests(task.name, model.name))
+    key = f"{task.name}_{model.name}"
     summary_table = Table(
-        "map50", "Detection: YOLOv5s mAP on the test split (%)",
+        key, f"{task.title}: {model.summary}, test split ({first.label} and more)",
         pd.DataFrame.from_dict(rows, orient="index", dtype=object, columns=columns),
-        ranked={MAP_LABEL: "max"}, marks_given={MAP_LABEL: marks}, digits=1,
-        note="Mean over detector seeds ± sample standard deviation (n seeds); 95% interval from the bootstrap "
-             "over test images and seeds. Bold / underlined only where the difference to the next method is "
-             "significant (paired permutation test, Holm); no mark means the ranking is not established. The "
-             "paper's values are for the full M3FD protocol; compare them only with a run of the paper config.")
-    classwise = Table("per_class_ap50", "Detection: AP@50 per class on the test split (%, mean [95% interval])",
-                      pd.DataFrame.from_dict(per_class, orient="index", dtype=object, columns=classes), digits=1,
-                      note="Not ranked: per-class differences are not tested. n/a: no ground truth of the class in "
-                           "the test split.")
-    return summary_table, classwise
+        ranked={first.label: "max" if first.direction == "higher" else "min"}, marks_given={first.label: marks},
+        digits=1,
+        note="Mean over seeds ± sample standard deviation (n seeds); 95% interval from the bootstrap over test "
+             "images and seeds. Bold / underlined only where the difference to the next method is significant "
+             "(paired permutation test, Holm); no mark means the ranking is not established."
+             + (" Published values come from another protocol and data size; compare them only with a run of the "
+                "paper config." if published else ""))
+    classes = None
+    if per_class:
+        classes = Table(f"{key}_per_class", f"{task.title}: {model.summary}, per class (mean [95% interval])",
+                        pd.DataFrame.from_dict(classwise, orient="index", dtype=object,
+                                               columns=[s.per_class for s in per_class]), digits=1,
+                        note="Not ranked: per-class differences are not tested. n/a: no ground truth of the class "
+                             "in the test split.")
+    return summary_table, classes
 
 
-def _spread(entry: dict | None) -> str:
+def _spread(entry: dict | None, scale: float) -> str:
     if not entry:
         return "n/a"
-    return f"± {100 * entry['sd']:.1f} (n={entry['n']})" if entry.get("sd") is not None else f"n={entry['n']}"
+    return f"± {scale * entry['sd']:.1f} (n={entry['n']})" if entry.get("sd") is not None else f"n={entry['n']}"
 
 
-def _class_cell(entry: dict | None) -> str:
+def _class_cell(entry: dict | None, scale: float) -> str:
     if not entry:
         return "n/a"
-    return f"{_pct(entry['mean'])} {_interval(*(entry.get('ci95') or (None, None)))}"
+    return f"{scale * entry['mean']:.1f} {_interval(*(entry.get('ci95') or (None, None)), scale)}"
 
 
 def sentence(row: Any, statistic: str, scale: float = 100.0, digits: int = 1) -> str:
@@ -134,39 +155,49 @@ def _p(value: float) -> str:
     return "n/a" if pd.isna(value) else (f"{value:.2g}" if value >= 0.001 else "< 0.001")
 
 
-def detection_comparisons(comparisons: Comparisons, figures_dir: Path) -> dict[str, Any]:
-    """The comparison table rows, sentences, forest plot and the plain statement of what was found."""
-    rows = comparisons.detection
+def task_comparisons(task: Task, model: Model, comparisons: Comparisons, figures_dir: Path) -> dict[str, Any]:
+    """One model's comparison table rows, sentences (all, and the significant ones), forest plot and the plain
+    statement of what was found."""
+    rows = comparisons.tests(task.name, model.name)
+    first = task.statistics.primary
     if rows is None or rows.empty:
-        return {"rows": [], "sentences": [], "forest": None, "statement": None}
-    figures.forest(rows, figures_dir / "forest_map50.png", "mAP@50 difference (percentage points), 95% interval")
-    size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} detector seed(s)"
+        return {"rows": [], "sentences": [], "significant": [], "forest": None, "statement": None, "label": first.label}
+    name = f"forest_{task.name}_{model.name}.png"
+    figures.forest(rows, figures_dir / name, f"{first.label} difference ({model.summary}), 95% interval",
+                   scale=first.scale)
+    size = f"{int(rows['images'].iloc[0])} test images, {int(rows['seeds'].iloc[0])} seed(s)"
     found = rows[rows["significant"].astype(bool)]
     references = " or ".join(dict.fromkeys(rows["reference"]))
-    statement = (f"No method differs significantly from {references} at this test size ({size}): the mAP ranking "
-                 "of this run is not evidence that one method helps the detector more than another."
-                 if found.empty else
+    statement = (f"No method differs significantly from {references} at this test size ({size}): the "
+                 f"{first.label} ranking of this run is not evidence that one method helps {model.summary} more "
+                 "than another." if found.empty else
                  f"{len(found)} of {len(rows)} comparisons are significant ({size}); the others are not established.")
-    table_rows = [[r.method, r.reference, f"{100 * r.delta:+.1f}", _interval(r.ci_low, r.ci_high, signed=True),
-                   _p(r.p), _p(r.p_holm), "yes" if bool(r.significant) else "no"] for r in rows.itertuples()]
-    return {"rows": table_rows, "sentences": [sentence(r, MAP_LABEL) for r in rows.itertuples()],
-            "forest": "figures/forest_map50.png", "statement": statement}
+    table_rows = [[r.method, r.reference, f"{first.scale * r.delta:+.1f}",
+                   _interval(r.ci_low, r.ci_high, first.scale, signed=True), _p(r.p), _p(r.p_holm),
+                   "yes" if bool(r.significant) else "no"] for r in rows.itertuples()]
+    return {"rows": table_rows, "sentences": [sentence(r, first.label, first.scale) for r in rows.itertuples()],
+            "significant": [sentence(r, first.label, first.scale) for r in found.itertuples()],
+            "forest": f"figures/{name}", "statement": statement, "label": first.label}
 
 
-def method_note(comparisons: Comparisons, seeds: list[int]) -> str:
+def method_note(comparisons: Comparisons) -> str:
     """How the intervals and tests were made (B, permutations, alpha, seeds, RNG seed)."""
     if comparisons.manifest is None:
         return f"{MISSING}: the compare stage has not run (pipelines compare)."
-    settings = comparisons.manifest["fingerprint"]["settings"]
-    seed_note = ("" if len(seeds) > 1 else
-                 " With one detector seed the intervals cover test-image sampling only: seed variance was not measured.")
+    fingerprint = comparisons.manifest["fingerprint"]
+    settings = fingerprint["settings"]
+    seeds = {name: entry["seeds"] for name, entry in fingerprint.get("tasks", {}).items()}
+    one_seed = [name for name, found in seeds.items() if len(found) == 1]
+    seed_note = (f" With one seed ({', '.join(one_seed)}) the intervals cover test-image sampling only: seed "
+                 "variance was not measured." if one_seed else "")
+    listed = "; ".join(f"{name}: {found}" for name, found in seeds.items())
     return (f"Intervals: percentile bootstrap, {settings['bootstrap']} replicates drawing the test images (and the "
-            f"detector seeds {seeds}) with replacement, RNG seed {settings['seed']}. mAP@50 differences: paired "
-            f"bootstrap (same images and seeds for both methods) and a paired permutation test ({settings['permutations']} "
-            f"permutations swapping the two methods' detections per image and seed). Fusion metrics: Wilcoxon "
-            f"signed-rank test on per-image differences. p-values Holm-adjusted per family (mAP@50; each metric); "
-            f"significant = adjusted p < {settings['alpha']} and the interval excludes 0. References: "
-            f"{', '.join(settings['references'])}.{seed_note}")
+            f"seeds, {listed}) with replacement, RNG seed {settings['seed']}. Differences of each task's primary "
+            f"statistic: paired bootstrap (same images and seeds for both methods) and a paired permutation test "
+            f"({settings['permutations']} permutations swapping the two methods' evidence per image and seed). "
+            f"Fusion metrics: Wilcoxon signed-rank test on per-image differences. p-values Holm-adjusted per family "
+            f"(each model's comparisons; each metric); significant = adjusted p < {settings['alpha']} and the "
+            f"interval excludes 0. References: {', '.join(settings['references'])}.{seed_note}")
 
 
 def fusion_interval_table(methods: list[str], comparisons: Comparisons) -> Table | None:

@@ -12,10 +12,10 @@ from fusion.baselines.external import ExternalFuser
 from fusion.baselines.pixel import max_rule, pca_weights
 from fusion.baselines.two_scale import box_mean, guided_filter, median3
 from fusion.color import luminance, to_uint8
+from fusion.engine import load_pair
 from fusion.learned.architecture import learned_methods
 from fusion.registry import FuserError, available_methods, build_fuser
 from fusionbench.images import ImageError, read_ir, read_vi
-from pipelines.fuse import load_pair
 
 CLASSICAL = ("average", "max", "pca", "laplacian", "dwt", "gff", "tif")
 MULTISCALE = ("laplacian", "dwt", "gff", "tif")

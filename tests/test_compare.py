@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from runs import unit_files
 from scipy.stats import wilcoxon
 from test_map_statistics import synthetic
 
@@ -24,7 +25,7 @@ def write_run(root, methods=METHODS, metrics=True):
         skill = {"ir": 0.3, "vi": 0.5, "average": 0.95}[source]
         for seed in (0, 1):
             run = synthetic(np.random.default_rng([10 * METHODS.index(source), seed]), 150, found=skill)
-            path = run_layout(config).detect.method(method).seed(seed).matches
+            path = unit_files(config, method, seed).matches
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(to_bytes(run))
         if metrics:
@@ -39,7 +40,7 @@ def write_run(root, methods=METHODS, metrics=True):
 def test_detection_comparisons_references_and_holm(tmp_path):
     config = write_run(tmp_path)
     run_compare(config, METHODS)
-    rows = pd.read_csv(run_layout(config).compare.detection)
+    rows = pd.read_csv(run_layout(config).compare.task("detection").tests)
     pairs = [(r.method, r.reference) for r in rows.itertuples()]
     # ir: everyone; vi: the rest; best (average): max, not again vi or ir
     assert pairs == [("vi", "ir"), ("average", "ir"), ("max", "ir"), ("average", "vi"), ("max", "vi"),
@@ -78,14 +79,14 @@ def test_compare_skips_when_done_and_drops_tables_whose_inputs_are_gone(tmp_path
         run_layout(config).metrics.method(method).per_image.unlink()
     run_compare(config, METHODS)
     files = run_layout(config).compare
-    assert not files.metrics.exists() and files.detection.is_file() and files.manifest.is_file()
+    assert not files.metrics.exists() and files.task("detection").tests.is_file() and files.manifest.is_file()
 
 
 def test_a_method_missing_a_seed_is_left_out_and_named(tmp_path, caplog):
     config = write_run(tmp_path)
-    run_layout(config).detect.method("average").seed(1).matches.unlink()
+    unit_files(config, "average", 1).matches.unlink()
     out = run_compare(config, METHODS)
-    rows = pd.read_csv(run_layout(config).compare.detection)
+    rows = pd.read_csv(run_layout(config).compare.task("detection").tests)
     assert "average" not in set(rows.method) | set(rows.reference)
-    assert "no detection results for average" in caplog.text
+    assert "no detection/yolov5s results for average" in caplog.text
     assert run_layout(config).compare.folder == out

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from detection.task import train_settings
 from detection.yolo import TrainSettings, TrainSettingsError
 from pipelines.config import load_config
-from pipelines.detect import train_settings
 
 
 def settings(amp) -> TrainSettings:
@@ -30,5 +30,5 @@ def test_other_values_are_named(amp):
 
 
 def test_config_value_is_not_coerced():
-    assert train_settings(load_config("sample", ["detect.amp=bf16"]), seed=0).amp == "bf16"
-    assert train_settings(load_config("sample", ["detect.amp=true"]), seed=0).amp is True
+    assert train_settings(load_config("sample", ["detect.amp=bf16"]).detect, seed=0).amp == "bf16"
+    assert train_settings(load_config("sample", ["detect.amp=true"]).detect, seed=0).amp is True

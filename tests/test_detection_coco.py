@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detection.coco_eval import CocoError, ImageDetections, evaluate, load_ground_truth, to_coco_detections
-from pipelines.benchmark import M3FD_CLASSES
+from fusionbench.benchmark import M3FD_CLASSES
 
 # One 200x100 image per class, each holding one box of its class at a different place.
 BOXES = {cls: [10.0 + 20 * i, 10.0 + 5 * i, 40.0 + 20 * i, 60.0 + 5 * i] for i, cls in enumerate(M3FD_CLASSES)}

@@ -10,14 +10,15 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from runs import detect_method, detector, unit_files
 
 from detection import matches
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.map_statistics import point_values
-from pipelines.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark
 from pipelines.compare import run_compare
-from pipelines.config import load_config, run_layout
-from pipelines.detect import DetectError, detect_method
+from pipelines.config import load_config
+from pipelines.downstream import DownstreamError
 from pipelines.fuse import fuse_method
 
 METHODS = ("ir", "vi")
@@ -45,7 +46,7 @@ def test_each_seed_has_its_folder_and_matches_reproduce_pycocotools(seeded_run):
     for method in METHODS:
         per_seed = []
         for seed in (0, 1):
-            out = run_layout(config).detect.method(method).seed(seed).folder
+            out = unit_files(config, method, seed).folder
             results = json.loads((out / "results.json").read_text())
             assert results["seed"] == seed and json.loads((out / "protocol.json").read_text())["seed"] == seed
             detections = json.loads((out / "test_predictions.json").read_text())
@@ -62,7 +63,7 @@ def test_each_seed_has_its_folder_and_matches_reproduce_pycocotools(seeded_run):
         assert entry["mean"] == pytest.approx(np.mean(per_seed)) and entry["n"] == 2
         assert entry["sd"] == pytest.approx(np.std(per_seed, ddof=1))
         assert summaries[method]["intervals"] == "seeds and images"
-    losses = [pd.read_csv(run_layout(config).detect.method("vi").seed(s).folder / "train" / "results.csv")["train/box_loss"].iloc[0] for s in (0, 1)]
+    losses = [pd.read_csv(unit_files(config, "vi", s).folder / "train" / "results.csv")["train/box_loss"].iloc[0] for s in (0, 1)]
     assert losses[0] != losses[1], "two seeds trained the same detector"
 
 
@@ -71,7 +72,7 @@ def test_matches_reproduce_pycocotools_on_real_predictions_with_found_objects(se
     (their boxes, scores and ties) are mixed with jittered ground-truth boxes scored from the same scores."""
     config, benchmark, _ = seeded_run
     gt = load_ground_truth(benchmark.coco_path("test"))
-    real = json.loads(run_layout(config).detect.method("vi").seed(0).predictions.read_text())
+    real = json.loads(unit_files(config, "vi", 0).predictions.read_text())
     rng = np.random.default_rng(0)
     found = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.choice([d["score"] for d in real])),
               "bbox": [round(v + rng.normal(0, 1.5), 3) for v in a["bbox"]]}
@@ -94,14 +95,14 @@ def test_old_layout_is_refused_with_how_to_move_it(seeded_run, tmp_path):
     old = load_config("sample", [*(f"{k}={v}" for k, v in (("run.root", tmp_path / "runs"),)),
                                  f"data.benchmark={config.data.benchmark}", "detect.seeds=[0]",
                                  "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "stats.bootstrap=200"])
-    folder = run_layout(old).detect.method("vi").folder
-    shutil.copytree(run_layout(config).detect.method("vi").seed(0).folder, folder)
+    folder = detector(old).method("vi").folder
+    shutil.copytree(unit_files(config, "vi", 0).folder, folder)
     (folder / "matches.npz").unlink()
     results = json.loads((folder / "results.json").read_text())
     for key in ("map50_ci95", "map50_95_ci95", "per_class_ci95", "bootstrap", "seed"):
         results.pop(key)
     (folder / "results.json").write_text(json.dumps(results))
-    with pytest.raises(DetectError, match=r"old layout.*seed 0.*mkdir seed0") as refused:
+    with pytest.raises(DownstreamError, match=r"old layout.*seed 0.*mkdir seed0") as refused:
         detect_method(old, "vi")
     command = str(refused.value).split(": cd ", 1)[1].split(" -- ")[0]
     subprocess.run(f"cd {command}", shell=True, check=True)

@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from runs import detect_method, detect_seed, detector, unit_files
 
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.offline import use_offline_ultralytics
+from detection.task import MODELS, DetectError, protocol_settings, train_settings
 from detection.yolo import (
     MAP50_KEY,
     SCRATCH_CONFIG,
@@ -34,10 +36,11 @@ from detection.yolo import (
     val_curve,
     write_data_yaml,
 )
-from pipelines.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark
+from fusionbench.fused_set import FusedSetError, check_fused_set
 from pipelines.cli import cli
 from pipelines.config import ConfigError, load_config, run_layout
-from pipelines.detect import DetectError, check_fused_set, detect_method, detect_protocol, detect_seed
+from pipelines.downstream import DownstreamError
 from pipelines.fuse import fuse_method
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
@@ -151,7 +154,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
     try:
         with network_refused() as attempts:
             first = CliRunner().invoke(cli, args)
-            stamp = run_layout(load_config("sample", overrides)).detect.method("ir").seed(0).results.stat().st_mtime_ns
+            stamp = unit_files(load_config("sample", overrides), "ir", 0).results.stat().st_mtime_ns
             again = CliRunner().invoke(cli, args)
     finally:  # the command's log handlers write to CliRunner's closed streams
         for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
@@ -163,7 +166,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
     gt = load_ground_truth(sample_fused.coco_path("test"))
     with_boxes = {sample_fused.classes[a["category_id"] - 1] for a in gt.dataset["annotations"]}
     for method in ("ir", "vi"):
-        out = run_layout(config).detect.method(method).seed(0).folder
+        out = unit_files(config, method, 0).folder
         results = json.loads((out / "results.json").read_text())
         assert results["method"] == method and results["model_source"] == "scratch"
         assert results["selected_epoch"] == 1 and len(results["val_map50_per_epoch"]) == 1
@@ -182,18 +185,18 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
         assert row.columns.tolist() == ["method", "seed", "map50", "map50_ci_low", "map50_ci_high", "map50_95",
                                         "map50_95_ci_low", "map50_95_ci_high", *sample_fused.classes]
         assert row["map50"].iloc[0] == pytest.approx(results["map50"], abs=1e-6)
-    summary = pd.read_csv(run_layout(config).detect.summary)
+    summary = pd.read_csv(detector(config).summary)
     assert summary["method"].tolist() == ["ir", "vi"]
     for method in ("ir", "vi"):  # one seed: the across-seed mean is that seed's value, with no sd
-        results = json.loads(run_layout(config).detect.method(method).seed(0).results.read_text())
+        results = json.loads(unit_files(config, method, 0).results.read_text())
         row = summary[summary["method"] == method].iloc[0]
         assert row["map50"] == pytest.approx(results["map50"], abs=1e-6) and pd.isna(row["map50_sd"])
         # the seed-and-image bootstrap with one seed is that seed's image bootstrap (same draws)
         assert [row["map50_ci_low"], row["map50_ci_high"]] == pytest.approx(results["map50_ci95"], abs=1e-6)
 
     assert again.exit_code == 0, again.output
-    assert run_layout(config).detect.method("ir").seed(0).results.stat().st_mtime_ns == stamp
-    with pytest.raises(DetectError, match=r"'epochs': \[1, 2\].*--force"):
+    assert unit_files(config, "ir", 0).results.stat().st_mtime_ns == stamp
+    with pytest.raises(DownstreamError, match=r"'epochs': \[1, 2\].*--force"):
         detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
 
@@ -257,16 +260,15 @@ def test_fonts_are_local_and_the_network_guard_sees_a_download(tmp_path):
 def test_clear_errors_before_any_training(msrs_fused, tmp_path):
     with pytest.raises(ValueError, match="allow_scratch"):
         model_source(None, allow_scratch=False)
-    with pytest.raises(FileNotFoundError, match="missing.pt.*yolov5su.pt"):
-        model_source(tmp_path / "missing.pt", allow_scratch=True)
-    two_gpus = load_config("sample")
-    two_gpus.run.device = "0,1"  # well-formed; whether the GPUs exist is checked at load, not here
-    with pytest.raises(DetectError, match="one device per detect run"):
-        detect_protocol(two_gpus, 0)
+    with pytest.raises(FileNotFoundError, match="missing.pt.*yolov8s.pt"):
+        model_source(tmp_path / "missing.pt", allow_scratch=True, config="yolov8s.yaml", release="yolov8s.pt")
+    sample = load_config("sample")  # "0,1" is well-formed; whether the GPUs exist is checked at load, not here
+    with pytest.raises(DetectError, match="one device per detector run"):
+        protocol_settings(sample.detect, MODELS["yolov5s"], 0, device="0,1")
     with pytest.raises(ConfigError, match="detect.select_by = 'loss'"):
         load_config("sample", ["detect.select_by=loss"])
     check_fused_set(msrs_fused, "vi")
-    with pytest.raises(DetectError, match="fused set 'average' is missing or incomplete.*pipelines fuse --method average"):
+    with pytest.raises(FusedSetError, match="fused set 'average' is missing or incomplete.*pipelines fuse --method average"):
         check_fused_set(msrs_fused, "average")
     with pytest.raises(FileNotFoundError, match="dataset folder missing"):
         write_data_yaml(tmp_path / "data.yaml", tmp_path, ["person"])
@@ -274,26 +276,25 @@ def test_clear_errors_before_any_training(msrs_fused, tmp_path):
 
 def test_extra_train_arguments_are_part_of_the_protocol():
     """detect.train_args reach ultralytics for every method and are recorded, so a mid-run change is refused."""
-    from pipelines.detect import train_settings
 
     config = load_config("sample", ["detect.train_args={lr0: 0.003, mosaic: 0.0}"])
-    assert dict(train_settings(config, 0).extra) == {"lr0": 0.003, "mosaic": 0.0}
-    assert detect_protocol(config, 0)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
-    assert detect_protocol(load_config("paper"), 0)["train_args"] == {}
+    assert dict(train_settings(config.detect, 0).extra) == {"lr0": 0.003, "mosaic": 0.0}
+    assert protocol_settings(config.detect, MODELS["yolov5s"], 0)["train_args"] == {"lr0": 0.003, "mosaic": 0.0}
+    assert protocol_settings(load_config("paper").detect, MODELS["yolov5s"], 0)["train_args"] == {}
 
 
 def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
     """Detection results belong to the images they were trained on: when the fused set is redone
     (other options, a new split), the next detect run trains again instead of reporting stale numbers."""
+    from fusion.engine import fuse_set
     from fusion.registry import build_fuser
-    from pipelines.fuse import fuse_set
 
     bench = fused_copy(sample_benchmark, tmp_path, ("vi",))
     config = load_config("sample", [f"data.benchmark={bench.root}", f"run.root={tmp_path / 'runs'}", "run.device=cpu",
                                     "detect.epochs=1", "detect.imgsz=64", "detect.batch=4"])
-    use_offline_ultralytics(run_layout(config).detect.ultralytics_settings)
+    use_offline_ultralytics((run_layout(config).task("detection").workspace / "ultralytics"))
     first = detect_seed(config, "vi", 0)
-    protocol = run_layout(config).detect.method("vi").seed(0).protocol
+    protocol = unit_files(config, "vi", 0).protocol
     assert json.loads(protocol.read_text())["fused_set"] == first["fused_set"]
     assert detect_seed(config, "vi", 0)["fused_set"] == first["fused_set"]  # unchanged set: skipped
 

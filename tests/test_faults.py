@@ -50,8 +50,8 @@ def test_fuse_workers_die_when_fuse_is_killed(sample_benchmark, tmp_path: Path):
     bench = tmp_path / "benchmark"
     shutil.copytree(sample_benchmark.root, bench, ignore=shutil.ignore_patterns("fused"))
     script = textwrap.dedent(f"""
-        from pipelines.benchmark import Benchmark
-        from pipelines.fuse import FuseJob
+        from fusionbench.benchmark import Benchmark
+        from fusion.engine import FuseJob
         from slow_fuser import SlowFuser
         job = FuseJob(Benchmark({str(bench)!r}), "slow", SlowFuser({str(busy)!r}), fingerprint={{"method": "slow"}})
         for outcome in job.run(workers=2):

@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fusion.engine import FuseError, FuseJob, Shard, fuse_set, load_pair
 from fusion.registry import build_fuser
+from fusionbench.benchmark import SPLITS, Benchmark, record_split_lists
+from fusionbench.fused_set import is_complete
 from fusionbench.images import write_image
-from pipelines.benchmark import SPLITS, Benchmark, record_split_lists
 from pipelines.cli import cli
 from pipelines.config import load_config
-from pipelines.fuse import (
-    FuseError,
-    FuseJob,
-    Shard,
-    build_method,
-    fuse_set,
-    is_complete,
-    load_pair,
-)
+from pipelines.fuse import build_method
 
 
 def _copy(benchmark: Benchmark, root: Path) -> Benchmark:

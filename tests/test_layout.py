@@ -10,7 +10,8 @@ import ast
 import re
 from pathlib import Path
 
-from fusionbench.layout import RunLayout, SeedFiles
+from fusionbench.layout import RunLayout, UnitFiles
+from fusionbench.tasks import tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("pipelines", "reports", "detection", "fusion")
@@ -22,27 +23,43 @@ ALLOWED = {
     ("detection/yolo.py", "results.csv"): "ultralytics' own log in its training folder (detection.yolo.TRAIN_LOG)",
     ("detection/yolo.py", "last.pt"): "ultralytics' own checkpoint in its training folder's weights/",
     ("detection/yolo.py", "best.pt"): "ultralytics' own checkpoint in its training folder's weights/",
-    ("pipelines/schema.py", "best.pt"): "describes ultralytics' own checkpoint (detect.select_by)",
-    ("pipelines/schema.py", "last.pt"): "describes ultralytics' own checkpoint (detect.resume)",
+    ("detection/task.py", "best.pt"): "describes ultralytics' own checkpoint (detect.select_by)",
 }
 
 
-def _layout_paths() -> list[Path]:
-    """Every path the layout gives for one method and seed (properties of each of its file objects)."""
-    layout = RunLayout(Path("run"), Path("bench"), Path("report"))
-    objects = [layout, layout.fusion("m"), layout.detect, layout.detect.method("m"), layout.detect.method("m").seed(0),
-               layout.metrics, layout.metrics.method("m"), layout.compare, layout.pages]
-    paths = [layout.log("stage")]
-    for obj in objects:
-        for name, member in vars(type(obj)).items():
+def _properties(obj: object) -> list[Path]:
+    """The paths an object's properties give (its class's and its bases')."""
+    paths = []
+    for klass in type(obj).__mro__:
+        for name, member in vars(klass).items():
             if isinstance(member, property):
                 value = getattr(obj, name)
                 paths += [p for p in (value if isinstance(value, tuple) else (value,)) if isinstance(p, Path)]
     return paths
 
 
+def _layout_paths() -> list[Path]:
+    """Every path the layout gives for one method and seed (properties of each of its file objects)."""
+    layout = RunLayout(Path("run"), Path("bench"), Path("report"))
+    runs = layout.task("t").model("m")
+    objects = [layout, layout.fusion("m"), layout.task("t"), runs, runs.method("m"), runs.method("m").seed(0),
+               layout.metrics, layout.metrics.method("m"), layout.compare, layout.compare.task("t"), layout.pages]
+    return [layout.log("stage"), *(path for obj in objects for path in _properties(obj))]
+
+
 def owned_names() -> set[str]:
     return {path.name for path in _layout_paths() if FILE_NAME.match(path.name)}
+
+
+def task_names() -> dict[str, set[str]]:
+    """Per task module: the file names its unit files class adds to the layout's (a task owns its own names)."""
+    found: dict[str, set[str]] = {}
+    for task in tasks().values():
+        module = type(task.files(Path("u"))).__module__
+        source = str(Path(*module.split("."))) + ".py"
+        found.setdefault(source, set()).update(
+            p.name for p in _properties(task.files(Path("u"))) if FILE_NAME.match(p.name))
+    return {source: names - owned_names() for source, names in found.items()}
 
 
 def _string_literals(path: Path) -> list[tuple[int, str]]:
@@ -75,15 +92,19 @@ def test_the_layout_lists_every_name_it_spells():
     """The walk over the layout's objects sees every file name written in fusionbench/layout.py, so a name
     added there is scanned for below."""
     spelled = {text for _, text in _string_literals(REPO / "fusionbench" / "layout.py") if FILE_NAME.match(text)}
-    assert spelled and spelled <= owned_names()
-    assert {"results.json", "test_predictions.json", "matches.npz", "summary.json", "summary.csv", "metrics.csv",
-            "entropy.csv", "detection.csv", "manifest.json", "best.pt", "loss.csv", "index.html"} <= owned_names()
+    owned = owned_names()
+    assert spelled and all(any(name.endswith(text) for name in owned) for text in spelled)  # f-string tails too
+    assert {"results.json", "protocol.json", "summary.json", "summary.csv", "metrics.csv", "entropy.csv",
+            "t.csv", "t_intervals.csv", "manifest.json", "best.pt", "loss.csv", "index.html"} <= owned_names()
+    assert {"test_predictions.json", "matches.npz", "data.yaml"} <= task_names()["detection/task.py"]
 
 
 def test_no_artifact_name_outside_the_layout():
-    uses = literal_uses(owned_names())
+    """The layout's names appear nowhere else; a task's own names only in the module that declares them."""
+    owners = {name: source for source, names in task_names().items() for name in names}
+    uses = literal_uses(owned_names() | set(owners))
     offending = [f"{source}:{lines}: {name!r}" for (source, name), lines in sorted(uses.items())
-                 if (source, name) not in ALLOWED]
+                 if (source, name) not in ALLOWED and owners.get(name) != source]
     assert not offending, "artifact names belong in fusionbench/layout.py:\n" + "\n".join(offending)
     stale = sorted(key for key in ALLOWED if key not in uses)
     assert not stale, f"allowed literals that no longer occur (remove them from ALLOWED): {stale}"
@@ -105,9 +126,9 @@ def test_run_layout_of_a_config(tmp_path: Path):
 
     config = load_config("sample", [f"run.root={tmp_path}", "run.name=r1"])
     layout = run_layout(config)
-    seed = layout.detect.method("vi").seed(2)
-    assert seed == SeedFiles(tmp_path / "r1" / "detect" / "vi" / "seed2")
-    assert seed.results == tmp_path / "r1" / "detect" / "vi" / "seed2" / "results.json"
+    seed = layout.task("detection").model("yolov5s").method("vi").seed(2)
+    assert seed == UnitFiles(tmp_path / "r1" / "detection" / "yolov5s" / "vi" / "seed2")
+    assert seed.results == tmp_path / "r1" / "detection" / "yolov5s" / "vi" / "seed2" / "results.json"
     assert layout.fusion("s4fusion").best == tmp_path / "r1" / "fusion" / "s4fusion" / "best.pt"
     assert layout.log("detect") == tmp_path / "r1" / "logs" / "detect.log"
     explicit = run_layout(load_config("sample", [f"run.root={tmp_path}", f"data.benchmark={tmp_path / 'b'}",

@@ -16,8 +16,8 @@ from scipy.signal import convolve2d
 from fusion.color import to_uint8
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import build_resnet50, softmax_entropy
+from fusionbench.benchmark import record_split_lists
 from fusionbench.images import read_ir, read_vi, write_image
-from pipelines.benchmark import record_split_lists
 from pipelines.config import load_config
 
 

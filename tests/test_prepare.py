@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from pycocotools.coco import COCO
 
-from pipelines.benchmark import M3FD_CLASSES, SPLITS, Benchmark
+from fusionbench.benchmark import M3FD_CLASSES, SPLITS, Benchmark
 from pipelines.cli import cli
 from pipelines.prepare import prepare_benchmark
 

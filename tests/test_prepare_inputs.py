@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import pipelines.prepare.build as build
-from pipelines.benchmark import SPLITS, Benchmark, BenchmarkError
+from fusionbench.benchmark import SPLITS, Benchmark, BenchmarkError
 from pipelines.prepare import PrepareError, prepare_benchmark
 
 W, H = 64, 48

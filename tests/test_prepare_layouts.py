@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.benchmark import M3FD_CLASSES
+from fusionbench.benchmark import M3FD_CLASSES
 from pipelines.config import load_config
 from pipelines.prepare import PrepareError, prepare_benchmark, prepare_from_config
 from pipelines.prepare.layouts import AUTO, LAYOUTS, open_layout

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipelines.benchmark import SPLITS, Benchmark
+from fusionbench.benchmark import SPLITS, Benchmark
 from pipelines.cli import cli
 from pipelines.prepare import PrepareError, prepare_benchmark
 from pipelines.prepare.split_files import normalise

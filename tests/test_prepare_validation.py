@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.benchmark import M3FD_CLASSES
+from fusionbench.benchmark import M3FD_CLASSES
 from pipelines.prepare import PrepareError, prepare_benchmark
 from pipelines.prepare.layouts import open_layout
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark
 from pipelines.config import load_config
 from reports.tables import MISSING, Table
 
-SECTIONS = ("summary", "map", "per-class", "comparisons", "fusion", "entropy", "qualitative", "training")
+SECTIONS = ("results", "detection-yolov5s", "fusion", "entropy", "training", "summary")
 
 
 class Links(HTMLParser):
@@ -55,9 +55,9 @@ def sample_run(sample_raw, tmp_path_factory):
     """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> `pipelines metrics` ->
     `pipelines report`, the last two through the command line."""
     from click.testing import CliRunner
+    from runs import detect_method
 
     from pipelines.cli import cli
-    from pipelines.detect import detect_method
     from pipelines.fuse import fuse_method
     from pipelines.prepare import prepare_benchmark
 
@@ -97,9 +97,9 @@ def test_report_has_every_section_and_no_broken_links(sample_run):
         if target.suffix == ".png":
             assert cv2.imread(str(target)) is not None, f"{link}: not a readable PNG"
     figures = {Path(link).name for link in parser.links if link.endswith(".png")}
-    assert {"entropy_all.png", "entropy_ir_vs_average.png", "detector_selection.png", "detector_training.png"} <= figures
-    assert len([f for f in figures if f.startswith("qualitative_")]) == 2
-    for name in ("map50", "per_class_ap50", "fusion_metrics"):
+    assert {"entropy_all.png", "entropy_ir_vs_average.png", "detection_yolov5s_validation.png"} <= figures
+    assert len([f for f in figures if f.startswith("detection_yolov5s_grid")]) == 2
+    for name in ("detection_yolov5s", "detection_yolov5s_per_class", "fusion_metrics"):
         assert f"tables/{name}.csv" in parser.links and f"tables/{name}.tex" in parser.links
 
     lists = {Path(link).name: index.parent / link for link in parser.links if link.startswith("split_lists/")}
@@ -114,15 +114,15 @@ def test_report_has_every_section_and_no_broken_links(sample_run):
 def test_report_tables_hold_the_run_results(sample_run):
     config, index, detected = sample_run
     tables = index.parent / "tables"
-    map50 = pd.read_csv(tables / "map50.csv", index_col="method", keep_default_na=False)
+    map50 = pd.read_csv(tables / "detection_yolov5s.csv", index_col="method", keep_default_na=False)
     entry = detected["statistics"]["map50"]
     assert float(map50.at["average", "mAP@50"]) == pytest.approx(100 * entry["mean"])
     assert map50.at["average", "± sd (n seeds)"] == "n=1"  # the sample's one seed: no sd
     assert map50.at["average", "95% interval"] == f"[{100 * entry['ci95'][0]:.1f}, {100 * entry['ci95'][1]:.1f}]"
     for method, paper in (("ir", 73.8), ("vi", 79.3)):  # not detected: missing, with the paper's value beside
         assert map50.at[method, "mAP@50"] == MISSING and map50.at[method, "mAP@50:95"] == MISSING
-        assert float(map50.at[method, "paper mAP@50 (Table VI, M3FD)"]) == paper
-    per_class = pd.read_csv(tables / "per_class_ap50.csv", index_col="method", keep_default_na=False)
+        assert float(map50.at[method, "paper mAP@50 (S4Fusion Table VI, M3FD)"]) == paper
+    per_class = pd.read_csv(tables / "detection_yolov5s_per_class.csv", index_col="method", keep_default_na=False)
     assert per_class.loc["ir"].tolist() == [MISSING] * len(per_class.columns)
     car = detected["statistics"]["ap50/Car"]
     assert per_class.at["average", "Car"].startswith(f"{100 * car['mean']:.1f} [")
@@ -138,7 +138,7 @@ def test_report_tables_hold_the_run_results(sample_run):
     assert counts.at["better", "MSE"] == "lower" and counts.at["better", "SSIM"] == "higher"
 
     html = index.read_text()
-    assert "Not detected yet (shown as missing): ir, vi." in html
+    assert "No results yet (shown as missing): ir, vi." in html
     assert "randomly initialised" in html  # entropy made with random weights is marked
     assert "vi vs s4fusion: missing" in html
     assert "15.363" in html  # the paper's S4Fusion SF on M3FD, shown for reference
@@ -147,7 +147,7 @@ def test_report_tables_hold_the_run_results(sample_run):
 
     # statistics: one detected method gives nothing to compare, and the page says so; the fusion metrics
     # have intervals and Wilcoxon tests against ir, vi and the best
-    assert "missing (run <code>pipelines compare</code>; it needs detection results of two methods or more)" in html
+    assert "missing (run <code>pipelines compare</code>; it needs results of two methods or more)" in html
     assert "seed variance was not measured" in html
     intervals = pd.read_csv(tables / "fusion_metric_intervals.csv", index_col="method", keep_default_na=False)
     assert intervals.at["average", "VIF"].startswith(f"{summary.at['average', 'VIF']:.3f} [")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import detector, unit_files
 
 import detection.yolo
 import pipelines.compare
@@ -32,7 +33,7 @@ def detection_results(config: dict, methods: list[str]) -> dict[str, dict]:
     keep = ("map50", "map50_95", "per_class", "selected_epoch", "val_map50_per_epoch")
     out = {}
     for method in methods:
-        results = json.loads(run_layout(config).detect.method(method).seed(0).results.read_text())
+        results = json.loads(unit_files(config, method, 0).results.read_text())
         out[method] = {k: results[k] for k in keep}
     return out
 
@@ -52,18 +53,18 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
     assert "all steps succeeded" in output, output
     assert run_layout(config).fusion("s4fusion").best.is_file()
     for method in METHODS:
-        assert run_layout(config).detect.method(method).seed(0).results.is_file(), method
-        assert run_layout(config).detect.method(method).summary.is_file(), method
+        assert unit_files(config, method, 0).results.is_file(), method
+        assert detector(config).method(method).summary.is_file(), method
         assert run_layout(config).metrics.method(method).per_image.is_file(), method
     for name in ("detection.csv", "detection_intervals.csv", "metrics.csv", "metric_intervals.csv", "manifest.json"):
         assert (run_layout(config).compare.folder / name).is_file(), name
-    assert "comparisons (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
-    summary = run_layout(config).detect.summary.read_text().splitlines()
+    assert "detection yolov5s (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
+    summary = detector(config).summary.read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == sorted(METHODS)
     index = run_layout(config).pages.index
     assert str(index) in output and index.is_file()
     html = index.read_text()
-    assert "figures/forest_map50.png" in html and "after Holm" in html and "95% interval" in html
+    assert "figures/forest_detection_yolov5s.png" in html and "after Holm" in html and "95% interval" in html
     for method in METHODS:
         assert method in html
 
@@ -72,8 +73,8 @@ def test_second_run_skips_everything(finished_run):
     root, overrides, _ = finished_run
     config = load_config("sample", overrides)
     watched = [run_layout(config).fusion("s4fusion").last,
-               *(run_layout(config).detect.method(m).seed(0).results for m in METHODS),
-               *(run_layout(config).detect.method(m).summary for m in METHODS),
+               *(unit_files(config, m, 0).results for m in METHODS),
+               *(detector(config).method(m).summary for m in METHODS),
                *(run_layout(config).compare.folder / name for name in ("detection.csv", "metrics.csv", "manifest.json")),
                *(run_layout(config).metrics.method(m).per_image for m in METHODS),
                *(config_path / "manifest.json" for config_path in
@@ -116,7 +117,7 @@ def test_kill_during_detection_then_rerun_gives_the_same_results(finished_run, t
     monkeypatch.setattr(detection.yolo, "train", killed_in_second_method)
     with pytest.raises(KeyboardInterrupt):
         run_all(killed, progress=False)
-    assert not run_layout(killed).detect.method("vi").seed(0).results.exists()
+    assert not unit_files(killed, "vi", 0).results.exists()
     monkeypatch.setattr(detection.yolo, "train", real_train)
     assert not run_all(killed, progress=False).failures
     assert detection_results(killed, methods) == detection_results(straight, methods)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipelines.benchmark import M3FD_CLASSES
+from fusionbench.benchmark import M3FD_CLASSES
 from pipelines.cli import cli
 from pipelines.sample import CONDITIONS, _draw_objects, _make_scene, make_sample
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import detect_method, detect_seed, detector, unit_files
 
 from detection.offline import use_offline_ultralytics
+from detection.task import DetectError, inputs
 from detection.yolo import TrainSettings, train, training_finished, write_data_yaml
+from fusionbench.benchmark import Benchmark
 from fusionbench.files import sha256_file
-from pipelines.benchmark import Benchmark
+from fusionbench.fused_set import FusedSetError, MethodNameError, check_fused_set, is_complete
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
-from pipelines.detect import DetectError, check_fused_set, detect_method, detect_seed
-from pipelines.detection_inputs import DetectionInputError, detection_inputs
-from pipelines.fuse import MethodNameError, fuse_method, is_complete
+from pipelines.fuse import fuse_method
 from pipelines.safe_delete import UnsafeDeletionError, remove_inside
 
 TINY = ["run.device=cpu", "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "detect.workers=0"]
@@ -43,7 +44,7 @@ def test_detect_deletes_nothing_outside_its_folder(tmp_path: Path):
     every method's results."""
     config = load_config("sample", [f"run.root={tmp_path}"])
     checkpoint = run_layout(config).fusion("s4fusion").best
-    results = run_layout(config).detect.method("gff").seed(0).results
+    results = unit_files(config, "gff", 0).results
     for path in (checkpoint, results):
         path.parent.mkdir(parents=True)
         path.write_text("kept")
@@ -57,7 +58,7 @@ def test_detect_deletes_nothing_outside_its_folder(tmp_path: Path):
         assert "method name" in result.output and "Traceback" not in result.output
     assert checkpoint.read_text() == "kept" and results.read_text() == "kept"
 
-    stage = run_layout(config).detect.folder
+    stage = detector(config).folder
     for outside in (stage / ".." / "fusion", stage / ".", stage / "gff" / ".." / ".."):
         with pytest.raises(UnsafeDeletionError, match="not inside"):
             remove_inside(outside, stage, "test")
@@ -76,12 +77,12 @@ def test_a_damaged_fused_image_is_found_refused_and_redone(sample_benchmark: Ben
     for path in damaged:
         path.write_bytes(path.read_bytes()[:100] + b"garbage" * 50)
     assert not is_complete(bench, "vi")
-    with pytest.raises(DetectError, match="content differs from the fuse manifest") as error:
+    with pytest.raises(FusedSetError, match="content differs from the fuse manifest") as error:
         check_fused_set(bench, "vi")
     assert all(str(path) in str(error.value) for path in damaged)
-    with pytest.raises(DetectError):
+    with pytest.raises(FusedSetError):
         detect_method(load_config("sample", overrides), "vi")
-    assert not run_layout(load_config("sample", overrides)).detect.method("vi").folder.exists()  # nothing trained on it
+    assert not detector(load_config("sample", overrides)).method("vi").folder.exists()  # nothing trained on it
 
     untouched = {p: p.stat().st_mtime_ns for p in bench.fused_dir("vi").glob("images/*/*.png") if p not in good}
     fuse_method(load_config("sample", overrides), "vi", progress=False)
@@ -92,20 +93,20 @@ def test_a_damaged_fused_image_is_found_refused_and_redone(sample_benchmark: Ben
 
 def test_detection_inputs_change_with_labels_ground_truth_and_images(sample_benchmark: Benchmark, tmp_path: Path):
     bench, _ = _fused_copy(sample_benchmark, tmp_path)
-    before = detection_inputs(bench, "vi")
+    before = inputs(bench, "vi")
     label = bench.labels_dir("val") / f"{bench.stems('val')[0]}.txt"
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")
-    after_label = detection_inputs(bench, "vi")
+    after_label = inputs(bench, "vi")
     assert [k for k in before if before[k] != after_label[k]] == ["labels"]
     coco = bench.coco_path("test")
     gt = json.loads(coco.read_text())
     gt["annotations"][0]["bbox"][2] += 1.0
     coco.write_text(json.dumps(gt))
-    after_gt = detection_inputs(bench, "vi")
+    after_gt = inputs(bench, "vi")
     assert [k for k in before if after_label[k] != after_gt[k]] == ["ground_truth"]
     label.unlink()
-    with pytest.raises(DetectionInputError, match=f"1 label file.*{label.name}"):
-        detection_inputs(bench, "vi")
+    with pytest.raises(DetectError, match=f"1 label file.*{label.name}"):
+        inputs(bench, "vi")
 
 
 def test_detect_checks_the_ground_truth_before_training(sample_benchmark: Benchmark, tmp_path: Path):
@@ -113,16 +114,16 @@ def test_detect_checks_the_ground_truth_before_training(sample_benchmark: Benchm
     bench, overrides = _fused_copy(sample_benchmark, tmp_path)
     bench.coco_path("test").unlink()
     config = load_config("sample", overrides)
-    with pytest.raises(DetectionInputError, match=f"{bench.coco_path('test')}: COCO ground truth missing"):
+    with pytest.raises(DetectError, match=f"{bench.coco_path('test')}: COCO ground truth missing"):
         detect_method(config, "vi")
-    assert not run_layout(config).detect.method("vi").folder.exists()
+    assert not detector(config).method("vi").folder.exists()
 
 
 def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchmark, tmp_path: Path, caplog):
     """Observation 2: after an annotation edit (labels and coco/test.json), detection was reported done."""
     bench, overrides = _fused_copy(sample_benchmark, tmp_path)
     config = load_config("sample", overrides)
-    use_offline_ultralytics(run_layout(config).detect.ultralytics_settings)
+    use_offline_ultralytics((run_layout(config).task("detection").workspace / "ultralytics"))
     first = detect_seed(config, "vi", 0)
     assert detect_seed(config, "vi", 0) == first  # nothing changed: reused
 
@@ -137,9 +138,9 @@ def test_an_edited_annotation_trains_the_detector_again(sample_benchmark: Benchm
     bench.coco_path("test").write_text(json.dumps(gt))
     with caplog.at_level(logging.WARNING):
         second = detect_seed(config, "vi", 0)
-    assert "inputs changed since detection ran (ground_truth, labels)" in caplog.text
+    assert "inputs changed since it ran (ground_truth, labels)" in caplog.text
     assert second["labels"] != first["labels"] and second["ground_truth"] == sha256_file(bench.coco_path("test"))
-    protocol = json.loads(run_layout(config).detect.method("vi").seed(0).protocol.read_text())
+    protocol = json.loads(unit_files(config, "vi", 0).protocol.read_text())
     assert protocol["labels"] == second["labels"]
 
 

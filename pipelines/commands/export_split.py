@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark
 from pipelines.prepare.split_files import export_split
 
 

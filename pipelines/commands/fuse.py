@@ -5,12 +5,14 @@ import logging
 
 import click
 
+from fusion.engine import FuseError, Shard
 from fusion.registry import FuserError, available_methods
+from fusionbench.benchmark import BenchmarkError
+from fusionbench.fused_set import check_method_name
 from fusionbench.images import ImageError
-from pipelines.benchmark import BenchmarkError
 from pipelines.config import run_layout
 from pipelines.file_errors import os_error_line
-from pipelines.fuse import FuseError, Shard, check_method_name, configured_methods, fuse_method
+from pipelines.fuse import configured_methods, fuse_method
 from pipelines.options import build_config, config_options, lock_method
 from pipelines.schema import Config
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.benchmark import SPLITS, manifest_path
+from fusionbench.benchmark import SPLITS, manifest_path
 from pipelines.options import build_config, config_options
 from pipelines.prepare import prepare_from_config
 from pipelines.prepare.split import STRATEGIES

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
+from fusionbench.fused_set import check_method_name
 from pipelines.config import run_layout
-from pipelines.fuse import check_method_name
 from pipelines.options import build_config, config_options, lock_method
 
 

@@ -1,4 +1,4 @@
-"""Dataset preparation: a raw IR/VI dataset folder -> the benchmark folder of :mod:`pipelines.benchmark`.
+"""Dataset preparation: a raw IR/VI dataset folder -> the benchmark folder of :mod:`fusionbench.benchmark`.
 
 Modules, in the order the work happens: :mod:`.layouts` (finding and pairing files),
 :mod:`.images` (decoding, size check, hashes), :mod:`.annotations` (VOC/YOLO boxes, clipping),

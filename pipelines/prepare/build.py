@@ -17,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion.provenance import package_versions
+from fusionbench.benchmark import SPLITS, Benchmark, manifest_path, record_split_lists
 from fusionbench.files import write_text_if_changed
 from fusionbench.images import ImageError
-from pipelines.benchmark import SPLITS, Benchmark, manifest_path, record_split_lists
 from pipelines.config import run_layout
 from pipelines.prepare.annotations import AnnotationError, Cleaned, read_boxes
 from pipelines.prepare.images import PairImages, inspect_pair

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from pipelines.benchmark import SPLITS
+from fusionbench.benchmark import SPLITS
 from pipelines.prepare.problems import PrepareError
 
 STRATEGIES = ("auto", "random", "scene", "file", "official")   # file and official: pipelines.prepare.build

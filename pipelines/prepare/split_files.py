@@ -34,8 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from fusionbench.benchmark import SPLITS, Benchmark
 from fusionbench.files import atomic_write_text
-from pipelines.benchmark import SPLITS, Benchmark
 from pipelines.prepare.problems import PrepareError
 
 log = logging.getLogger("pipelines.prepare")

@@ -1,4 +1,4 @@
-"""Writing the benchmark folder described in :mod:`pipelines.benchmark`.
+"""Writing the benchmark folder described in :mod:`fusionbench.benchmark`.
 
 Every file is written atomically and only when its content changes, and nothing written holds a
 timestamp: preparing the same files with the same seed twice gives byte-identical outputs.
@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from fusionbench.benchmark import split_list_path
 from fusionbench.files import write_text_if_changed
-from pipelines.benchmark import split_list_path
 from pipelines.prepare.annotations import Box
 
 

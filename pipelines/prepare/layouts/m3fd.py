@@ -1,6 +1,6 @@
 """M3FD's detection part with the folder names ``Ir/``, ``Vis/``, ``Annotation/`` (Pascal VOC).
 
-The classes are :data:`pipelines.benchmark.M3FD_CLASSES` in that fixed order, never the order of
+The classes are :data:`fusionbench.benchmark.M3FD_CLASSES` in that fixed order, never the order of
 appearance nor another repository's order (TarDAL's loader lists People, Car, Bus, Lamp,
 Motorcycle, Truck): boxes are mapped by *name*, case-insensitively, with the aliases of
 :data:`M3FD_ALIASES`. ``Annotations/`` is accepted for ``Annotation/``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.benchmark import M3FD_CLASSES
+from fusionbench.benchmark import M3FD_CLASSES
 from pipelines.prepare.layouts.base import ImageFolders, Layout, LayoutKind, has_dirs, required_dir
 
 ANNOTATION_DIRS = ("annotation", "annotations")   # the release says Annotation/; some copies use the plural

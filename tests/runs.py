@@ -1,0 +1,29 @@
+"""Shortcuts the tests use to reach a run's detection results (the default detector of the detection task)."""
+from __future__ import annotations
+
+from typing import Any
+
+from detection.task import DetectionFiles
+from fusionbench.layout import ModelRuns
+from pipelines.config import run_layout
+from pipelines.downstream import run_method, run_unit
+
+TASK, MODEL = "detection", "yolov5s"
+
+
+def detector(config: Any, model: str = MODEL) -> ModelRuns:
+    """``<run>/detection/<model>/``."""
+    return run_layout(config).task(TASK).model(model)
+
+
+def unit_files(config: Any, method: str, seed: int = 0, model: str = MODEL) -> DetectionFiles:
+    """One (method, seed) detector run's files."""
+    return DetectionFiles(detector(config, model).method(method).seed(seed).folder)
+
+
+def detect_method(config: Any, method: str, force: bool = False, model: str = MODEL) -> dict:
+    return run_method(config, TASK, model, method, force=force)
+
+
+def detect_seed(config: Any, method: str, seed: int, model: str = MODEL) -> dict:
+    return run_unit(config, TASK, model, method, seed)
