@@ -21,10 +21,12 @@ from functools import cached_property
 from pathlib import Path
 
 from fusionbench.errors import FusionBenchError
+from fusionbench.files import atomic_write_text
 from fusionbench.layout import MANIFEST
 
 SPLITS = ("train", "val", "test")
 M3FD_CLASSES = ("People", "Car", "Bus", "Motorcycle", "Lamp", "Truck")
+CHECKSUMS = "SHA256SUMS"  # beside exported split lists, in `sha256sum -c` format
 
 
 def manifest_path(root: Path) -> Path:
@@ -129,3 +131,20 @@ class Benchmark:
 
     def fused_image(self, method: str, split: str, stem: str) -> Path:
         return self.fused_dir(method) / "images" / split / f"{stem}.png"
+
+
+def export_split(bench: "Benchmark", out: str | Path) -> list[Path]:
+    """Write ``train.txt``, ``val.txt``, ``test.txt`` (one stem per line, as prepared) and
+    ``SHA256SUMS`` (``sha256sum -c`` format) into ``out``; the lists are verified against the
+    benchmark's manifest first."""
+    out = Path(out)
+    written = []
+    sums = []
+    for split in SPLITS:
+        text = "".join(f"{stem}\n" for stem in bench.stems(split))
+        path = out / f"{split}.txt"
+        atomic_write_text(path, text)
+        sums.append(f"{hashlib.sha256(text.encode()).hexdigest()}  {path.name}\n")
+        written.append(path)
+    atomic_write_text(out / CHECKSUMS, "".join(sums))
+    return [*written, out / CHECKSUMS]

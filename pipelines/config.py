@@ -167,6 +167,11 @@ def check_tasks(config: Config, where: str) -> None:
                 raise ConfigError(f"{where}: {task.section}: {error}") from None
 
 
+def configured_methods(config: Config) -> list[str]:
+    """``fusion.methods`` of the config: the methods a run fuses, evaluates and reports."""
+    return [str(m) for m in config.fusion.methods or []]
+
+
 def evaluated_tasks(config: Config) -> list[tuple[Task, list[str]]]:
     """Each task the config evaluates (at least one model listed), with its models, in registry order."""
     registered = tasks()

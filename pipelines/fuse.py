@@ -23,11 +23,6 @@ LEARNED_FUSER_OPTIONS = ("amp", "output", "max_batch")  # methods.<learned metho
 
 # --- from a config: which fuser, with which options ---------------------------------------------
 
-def configured_methods(config: Config) -> list[str]:
-    """``fusion.methods`` of the config."""
-    return [str(m) for m in config.fusion.methods or []]
-
-
 def resolve_weights(config: Config, method: str, weights: str | Path | None = None) -> Path:
     """A learned method's checkpoint: ``weights``, else ``methods.<method>.weights``, else the one
     ``train-fusion`` wrote (``<run>/fusion/<method>/best.pt``); missing files are a clear error."""

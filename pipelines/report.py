@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusionbench.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark, export_split
 from fusionbench.tasks import get_model
-from pipelines.config import evaluated_tasks, run_layout
-from pipelines.fuse import configured_methods
-from pipelines.prepare.split_files import export_split
+from pipelines.config import configured_methods, evaluated_tasks, run_layout
 from pipelines.schema import Config
 from reports.builder import RunInputs, TaskInputs
 from reports.builder import build_report as build_page

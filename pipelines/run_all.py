@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fusion.registry import is_learned
-from pipelines.config import evaluated_tasks
-from pipelines.fuse import configured_methods
+from pipelines.config import configured_methods, evaluated_tasks
 from pipelines.schema import Config
 
 log = logging.getLogger("pipelines.run_all")

@@ -4,7 +4,10 @@
 - ``fusion/`` knows nothing of detection, reports or the CLI, and its messages name no CLI flag or
   config key (the layer that reads the config says which key to change);
 - ``detection/`` works on image folders and label files: it imports nothing from ``fusion/``;
-- nothing imports ``reports/`` except ``pipelines/``.
+- nothing imports ``reports/`` except ``pipelines/``;
+- inside ``pipelines/``, a stage module imports no other stage (only the shared glue: config, schema,
+  devices, ...) and nothing of ``pipelines.commands``; ``run_all`` alone calls the stages, and the
+  exceptions are listed with their reason.
 """
 from __future__ import annotations
 
@@ -16,11 +19,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("fusionbench", "fusion", "detection", "pipelines", "reports")
+# Stages of pipelines/: modules (or packages) whose internals no other stage may import.
+STAGES = {"prepare": "pipelines/prepare", "sample": "pipelines/sample.py", "train_fusion": "pipelines/train_fusion.py",
+          "fuse": "pipelines/fuse.py", "downstream": "pipelines/downstream.py", "metrics": "pipelines/metrics.py",
+          "metric_folders": "pipelines/metric_folders.py", "compare": "pipelines/compare.py",
+          "report": "pipelines/report.py", "run_all": "pipelines/run_all.py"}
+# (importing stage, imported stage) -> why it is allowed.
+STAGE_CALLS = {
+    ("prepare", "sample"): "with no data.raw, prepare first generates the synthetic sample (its raw input)",
+    ("metric_folders", "metrics"): "`metrics --fused DIR` scores any folders with the metrics stage's own functions",
+    **{("run_all", stage): "run-all calls every stage" for stage in STAGES if stage != "run_all"},
+}
 FORBIDDEN = {
     "fusionbench": {"fusion", "detection", "pipelines", "reports"},
     "fusion": {"detection", "pipelines", "reports"},
     "detection": {"fusion", "pipelines", "reports"},
-    "reports": {"pipelines"},
+    "reports": {"pipelines", "detection"},  # tasks reach the report only through what they declare
     "pipelines": set(),
 }
 CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "metrics", "report",
@@ -49,6 +63,59 @@ def test_imports_follow_the_layering(package: str):
     broken = {str(path.relative_to(REPO)): sorted(_imported_packages(path) & FORBIDDEN[package])
               for path in _sources(package)}
     assert not {path: names for path, names in broken.items() if names}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` names (anywhere in the file, lazy imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def _stage_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "pipelines" and parts[1] in STAGES else None
+
+
+def _stage_violations(root: Path = REPO) -> list[str]:
+    found = []
+    for stage, where in STAGES.items():
+        paths = sorted((root / where).rglob("*.py")) if (root / where).is_dir() else [root / where]
+        for path in paths:
+            for module in _imported_modules(path):
+                other = _stage_of(module)
+                if module.startswith("pipelines.commands"):
+                    found.append(f"{path.relative_to(root)}: imports {module} (the CLI layer)")
+                elif other and other != stage and (stage, other) not in STAGE_CALLS:
+                    found.append(f"{path.relative_to(root)}: imports {module} (stage {other})")
+    return found
+
+
+def test_stages_import_no_other_stage_nor_the_cli_layer():
+    violations = _stage_violations()
+    assert not violations, "\n".join(violations)
+
+
+def test_the_stage_rule_would_catch_a_violation(tmp_path: Path):
+    (tmp_path / "pipelines").mkdir()
+    for stage, where in STAGES.items():
+        target = tmp_path / where
+        if target.suffix == ".py":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "pipelines" / "compare.py").write_text("def f():\n    from pipelines.fuse import fuse_method\n")
+    (tmp_path / "pipelines" / "report.py").write_text("from pipelines.commands.report import command\n")
+    assert sorted(_stage_violations(tmp_path)) == [
+        "pipelines/compare.py: imports pipelines.fuse (stage fuse)",
+        "pipelines/compare.py: imports pipelines.fuse.fuse_method (stage fuse)",
+        "pipelines/report.py: imports pipelines.commands.report (the CLI layer)",
+        "pipelines/report.py: imports pipelines.commands.report.command (the CLI layer)"]
 
 
 def _message_texts(node: ast.AST) -> list[str]:

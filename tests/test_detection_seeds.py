@@ -17,7 +17,7 @@ from detection.coco_eval import evaluate, load_ground_truth
 from detection.map_statistics import point_values
 from fusionbench.benchmark import Benchmark
 from pipelines.compare import run_compare
-from pipelines.config import load_config
+from pipelines.config import load_config, run_layout
 from pipelines.downstream import DownstreamError
 from pipelines.fuse import fuse_method
 
@@ -132,3 +132,26 @@ def test_compare_on_the_real_run_is_deterministic_and_skips_when_done(seeded_run
     shutil.rmtree(out)
     run_compare(config, list(METHODS))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # deterministic for a given stats.seed
+
+
+def test_a_run_from_before_downstream_tasks_is_refused_with_the_move_then_reused(seeded_run, tmp_path):
+    """A run made before the task plug-in kept its detectors in <run>/detect/<method>/seed<k>/ with no model
+    in protocol.json: refused with the command that moves it; after it, nothing is trained again."""
+    config, _, summaries = seeded_run
+    old = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={config.data.benchmark}",
+                                 "detect.seeds=[0, 1]", "detect.epochs=1", "detect.imgsz=64", "detect.batch=4",
+                                 "stats.bootstrap=200", "stats.permutations=200"])
+    legacy = run_layout(old).root / "detect"
+    shutil.copytree(detector(config).folder, legacy)
+    for protocol in legacy.glob("*/seed*/protocol.json"):
+        recorded = json.loads(protocol.read_text())
+        recorded.pop("model")  # the key the plug-in added: old runs were all YOLOv5s
+        protocol.write_text(json.dumps(recorded))
+    with pytest.raises(DownstreamError, match=r"earlier version's layout.*mkdir -p .*&& mv .*detect .*detection/yolov5s") as refused:
+        detect_method(old, "vi")
+    subprocess.run(str(refused.value).split("(nothing is trained again): ", 1)[1], shell=True, check=True)
+    trained = detector(old).method("vi").seed(0).folder / "train" / "results.csv"
+    stamp = trained.stat().st_mtime_ns
+    summary = detect_method(old, "vi")
+    assert trained.stat().st_mtime_ns == stamp  # reused, not trained again
+    assert summary["statistics"] == summaries["vi"]["statistics"]

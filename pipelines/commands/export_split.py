@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from fusionbench.benchmark import Benchmark
-from pipelines.prepare.split_files import export_split
+from fusionbench.benchmark import Benchmark, export_split
 
 
 @click.command("export-split")

@@ -10,9 +10,9 @@ from fusion.registry import FuserError, available_methods
 from fusionbench.benchmark import BenchmarkError
 from fusionbench.fused_set import check_method_name
 from fusionbench.images import ImageError
-from pipelines.config import run_layout
+from pipelines.config import configured_methods, run_layout
 from pipelines.file_errors import os_error_line
-from pipelines.fuse import configured_methods, fuse_method
+from pipelines.fuse import fuse_method
 from pipelines.options import build_config, config_options, lock_method
 from pipelines.schema import Config
 

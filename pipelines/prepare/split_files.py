@@ -34,13 +34,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fusionbench.benchmark import SPLITS, Benchmark
-from fusionbench.files import atomic_write_text
+from fusionbench.benchmark import CHECKSUMS, SPLITS
 from pipelines.prepare.problems import PrepareError
 
 log = logging.getLogger("pipelines.prepare")
 
-CHECKSUMS = "SHA256SUMS"
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".xml", ".txt")
 PREFIX = "m3fd_"
 SCENARIO_MODES = {"train": "train", "val": "test", "test": "test"}
@@ -210,23 +208,6 @@ def carve_val(assignment: dict[str, str], ratios: Sequence[float], seed: int) ->
     count = round(len(train) * ratios[1] / (ratios[0] + ratios[1]))
     chosen = {train[i] for i in np.random.default_rng(seed).permutation(len(train))[:count]}
     return {s: "val" if s in chosen else split for s, split in assignment.items()}, count
-
-
-def export_split(bench: Benchmark, out: str | Path) -> list[Path]:
-    """Write ``train.txt``, ``val.txt``, ``test.txt`` (one stem per line, as prepared) and
-    ``SHA256SUMS`` (``sha256sum -c`` format) into ``out``; the lists are verified against the
-    benchmark's manifest first."""
-    out = Path(out)
-    written = []
-    sums = []
-    for split in SPLITS:
-        text = "".join(f"{stem}\n" for stem in bench.stems(split))
-        path = out / f"{split}.txt"
-        atomic_write_text(path, text)
-        sums.append(f"{hashlib.sha256(text.encode()).hexdigest()}  {path.name}\n")
-        written.append(path)
-    atomic_write_text(out / CHECKSUMS, "".join(sums))
-    return [*written, out / CHECKSUMS]
 
 
 def _listing(items: list[str]) -> str:
