@@ -4,22 +4,21 @@ A detector run is one method trained with one seed; a method has one run per see
 every method, all evaluated on the same test images.
 
 - **Statistics**: mAP@50, mAP@50:95 and AP@50 per class (:func:`statistic_names`).
-- **Bootstrap** (:class:`Draws`): each replicate draws the test images with replacement (an image drawn
-  twice counts twice) and the seed indices with replacement; its value is the mean over the drawn seeds
-  of the statistic on the drawn images. Every method uses the same draws, so the difference of two
+- **Bootstrap** (:class:`fusionbench.stats.Draws`): each replicate draws the test images with replacement
+  (an image drawn twice counts twice) and the seed indices with replacement; its value is the mean over
+  the drawn seeds of the statistic on the drawn images. Every method uses the same draws, so the difference of two
   methods' replicates is the paired bootstrap of their difference.
 - **Permutation test**: under "A and B are exchangeable", each permutation swaps A's and B's detections
   on a random subset of images (independently per seed) and recomputes the mean-over-seeds difference.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from detection.accumulate import average_precision, average_precision_groups, mean_ap
 from detection.coco_eval import CocoError
 from detection.matches import Matches
+from fusionbench.stats import Draws, over_drawn_seeds  # noqa: F401  (re-exported: shared by every task)
 
 MAP50, MAP50_95 = "map50", "map50_95"
 
@@ -27,23 +26,6 @@ MAP50, MAP50_95 = "map50", "map50_95"
 def statistic_names(classes: tuple[str, ...] | list[str]) -> list[str]:
     """Column names of the statistics: mAP@50, mAP@50:95, then ``ap50/<class>`` per class."""
     return [MAP50, MAP50_95, *(f"ap50/{name}" for name in classes)]
-
-
-@dataclass(frozen=True)
-class Draws:
-    """Bootstrap draws shared by every method: image counts (replicates, images), seed indices (replicates, seeds)."""
-
-    images: np.ndarray
-    seeds: np.ndarray
-
-    @classmethod
-    def make(cls, n_images: int, n_seeds: int, replicates: int, seed: int) -> "Draws":
-        """Images first, then seeds, from one generator: the image draws do not depend on the seed count."""
-        rng = np.random.default_rng(seed)
-        picked = rng.integers(0, n_images, size=(replicates, n_images))
-        counts = np.zeros((replicates, n_images), np.float64)
-        np.add.at(counts, (np.arange(replicates)[:, None], picked), 1.0)
-        return cls(counts, rng.integers(0, n_seeds, size=(replicates, n_seeds)))
 
 
 def check_same_test_set(runs: dict[str, Matches]) -> None:
@@ -74,12 +56,6 @@ def point_values(seeds: list[Matches]) -> np.ndarray:
 def replicate_values(seeds: list[Matches], draws: Draws) -> np.ndarray:
     """Statistics (replicates, seeds, 2 + classes) on each replicate's images, per seed (not yet averaged)."""
     return np.stack([values(average_precision(m, draws.images)) for m in seeds], axis=1)
-
-
-def over_drawn_seeds(replicates: np.ndarray, draws: Draws) -> np.ndarray:
-    """(replicates, statistics): the mean over each replicate's drawn seeds (NaN where undefined)."""
-    picked = np.take_along_axis(replicates, draws.seeds[:, :, None], axis=1)
-    return picked.mean(axis=1)  # NaN only where the drawn images lack a class: the same for every seed
 
 
 def permuted_deltas(a: list[Matches], b: list[Matches], permutations: int, rng: np.random.Generator) -> np.ndarray:

@@ -4,6 +4,9 @@
 - ``fusion/`` knows nothing of detection, reports or the CLI, and its messages name no CLI flag or
   config key (the layer that reads the config says which key to change);
 - ``detection/`` works on image folders and label files: it imports nothing from ``fusion/``;
+- ``segmentation/`` works on image and mask files through ``fusionbench/``: it imports nothing of how
+  images were fused (``fusion/``), of the other task, of the stages or of the report, and its messages
+  name no CLI flag or config key;
 - nothing imports ``reports/`` except ``pipelines/``.
 """
 from __future__ import annotations
@@ -15,16 +18,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("fusionbench", "fusion", "detection", "pipelines", "reports")
+PACKAGES = ("fusionbench", "fusion", "detection", "segmentation", "pipelines", "reports")
 FORBIDDEN = {
-    "fusionbench": {"fusion", "detection", "pipelines", "reports"},
-    "fusion": {"detection", "pipelines", "reports"},
-    "detection": {"fusion", "pipelines", "reports"},
+    "fusionbench": {"fusion", "detection", "segmentation", "pipelines", "reports"},
+    "fusion": {"detection", "segmentation", "pipelines", "reports"},
+    "detection": {"fusion", "segmentation", "pipelines", "reports"},
+    "segmentation": {"fusion", "detection", "pipelines", "reports"},
     "reports": {"pipelines"},
     "pipelines": set(),
 }
-CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "metrics", "report",
-                   "stats")
+CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "segment", "metrics",
+                   "report", "stats")
 CONFIG_KEY = re.compile(rf"\b({'|'.join(CONFIG_SECTIONS)})\.[a-z_]+\b")
 CLI_FLAG = re.compile(r"(^|\s)--[a-z][a-z-]+")
 
@@ -72,9 +76,10 @@ def _messages(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def test_fusion_messages_name_no_config_key_or_cli_flag():
+@pytest.mark.parametrize("package", ["fusion", "segmentation"])
+def test_messages_name_no_config_key_or_cli_flag(package: str):
     offending = [f"{path.relative_to(REPO)}:{line}: {text!r}"
-                 for path in _sources("fusion") for line, text in _messages(path)
+                 for path in _sources(package) for line, text in _messages(path)
                  if CONFIG_KEY.search(text) or CLI_FLAG.search(text)]
     assert not offending, "\n".join(offending)
 
