@@ -70,3 +70,45 @@ def sample_benchmark(sample_raw: Path, tmp_path_factory: pytest.TempPathFactory)
     from pipelines.prepare import prepare_benchmark
 
     return prepare_benchmark(sample_raw, tmp_path_factory.mktemp("sample") / "benchmark")
+
+
+def _segmentation_scene(rng, height: int = 48, width: int = 64, n_classes: int = 9, ignore: bool = True):
+    """A street-like labelled scene: (RGB image uint8, ground-truth class indices, a plausible prediction).
+
+    Ground truth: class 0 above a horizon, class ``n_classes // 2`` (a road) below it, 2-5 rectangular
+    objects of other classes, sometimes an ignored (255) region. The image colours each class (plus
+    noise), so a small segmenter can learn it. The prediction has what real ones have: boundaries off
+    by a pixel, an object given the wrong class, a missed object, a spurious blob.
+    """
+    import numpy as np
+
+    truth = np.zeros((height, width), np.uint8)
+    horizon = int(rng.integers(height // 3, 2 * height // 3))
+    truth[horizon:] = n_classes // 2
+    boxes = []
+    for _ in range(int(rng.integers(2, 6))):
+        h, w = int(rng.integers(3, height // 2)), int(rng.integers(3, width // 3))
+        y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+        klass = int(rng.choice([c for c in range(1, n_classes) if c != n_classes // 2]))
+        truth[y:y + h, x:x + w] = klass
+        boxes.append((y, x, h, w, klass))
+    prediction = np.roll(truth, (int(rng.integers(-1, 2)), int(rng.integers(-1, 2))), axis=(0, 1))
+    y, x, h, w, klass = boxes[0]
+    if rng.random() < 0.4:
+        prediction[y:y + h, x:x + w] = (klass % (n_classes - 1)) + 1  # the wrong class
+    elif rng.random() < 0.4:
+        prediction[y:y + h, x:x + w] = truth[max(y - 1, 0), x]  # missed: the surroundings' class
+    if rng.random() < 0.4:
+        sy, sx = int(rng.integers(0, height - 4)), int(rng.integers(0, width - 4))
+        prediction[sy:sy + 4, sx:sx + 4] = int(rng.integers(0, n_classes))
+    if ignore and rng.random() < 0.3:
+        truth[:3, : width // 4] = 255
+    colours = np.random.default_rng(n_classes).integers(0, 256, size=(256, 3))
+    image = colours[truth] + rng.normal(0, 12, size=(height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), truth, prediction
+
+
+@pytest.fixture(scope="session")
+def segmentation_scene():
+    """``segmentation_scene(rng, height, width, n_classes)``: see :func:`_segmentation_scene`."""
+    return _segmentation_scene
