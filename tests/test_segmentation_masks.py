@@ -61,7 +61,8 @@ def test_colour_mask_with_a_palette_mapping_converts(tmp_path):
 def test_colour_mask_without_a_palette_is_refused(tmp_path):
     mask = indices(3)
     Image.fromarray(np.array(MFNET_PALETTE, np.uint8)[mask]).save(tmp_path / "colour.png")
-    with pytest.raises(MaskError, match=r"colour\.png: a colour mask \(e\.g\. colour \(\d+, \d+, \d+\)\) and no palette"):
+    with pytest.raises(MaskError, match=r"colour\.png: a colour mask \(e\.g\. colour \(\d+, \d+, \d+\)\) and no "
+                                        r"palette"):
         read_mask(tmp_path / "colour.png", 9)
 
 
