@@ -1,6 +1,7 @@
 """Shared test fixtures: the real MSRS pairs in ../shared (skipped cleanly when absent)."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -112,3 +113,31 @@ def _segmentation_scene(rng, height: int = 48, width: int = 64, n_classes: int =
 def segmentation_scene():
     """``segmentation_scene(rng, height, width, n_classes)``: see :func:`_segmentation_scene`."""
     return _segmentation_scene
+
+
+def _pixel_loop(predictions, truths, n_classes: int, ignore: int = 255) -> tuple[float, float, list[float]]:
+    """(mIoU, pixel accuracy, IoU per class) counted pixel by pixel in plain Python: TP, FP and FN per
+    class over the whole set; a class with none of them has no IoU and is left out of the mean."""
+    tp, fp, fn = [0] * n_classes, [0] * n_classes, [0] * n_classes
+    right = counted = 0
+    for prediction, truth in zip(predictions, truths):
+        for p, t in zip(prediction.ravel().tolist(), truth.ravel().tolist()):
+            if t == ignore:
+                continue
+            counted += 1
+            if p == t:
+                tp[t] += 1
+                right += 1
+            else:
+                fp[p] += 1
+                fn[t] += 1
+    iou = [tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] else math.nan
+           for c in range(n_classes)]
+    defined = [v for v in iou if not math.isnan(v)]
+    return sum(defined) / len(defined), right / counted, iou
+
+
+@pytest.fixture(scope="session")
+def pixel_loop():
+    """``pixel_loop(predictions, truths, n_classes)``: see :func:`_pixel_loop`."""
+    return _pixel_loop

@@ -3,8 +3,6 @@ per-pixel count; their bootstrap intervals and the paired permutation test again
 segmenters whose population values are known (../shared/STATISTICS.md)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -19,27 +17,6 @@ from segmentation.statistics import (
 )
 
 CLASSES = tuple(f"c{k}" for k in range(9))
-
-
-def pixel_loop(predictions, truths, n_classes: int, ignore: int = 255) -> tuple[float, float, list[float]]:
-    """(mIoU, pixel accuracy, IoU per class) counted pixel by pixel in plain Python: TP, FP and FN per
-    class over the whole set; a class with none of them has no IoU and is left out of the mean."""
-    tp, fp, fn = [0] * n_classes, [0] * n_classes, [0] * n_classes
-    right = counted = 0
-    for prediction, truth in zip(predictions, truths):
-        for p, t in zip(prediction.ravel().tolist(), truth.ravel().tolist()):
-            if t == ignore:
-                continue
-            counted += 1
-            if p == t:
-                tp[t] += 1
-                right += 1
-            else:
-                fp[p] += 1
-                fn[t] += 1
-    iou = [tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] else math.nan for c in range(n_classes)]
-    defined = [v for v in iou if not math.isnan(v)]
-    return sum(defined) / len(defined), right / counted, iou
 
 
 def scenes(segmentation_scene, n_images: int, seed: int):
@@ -60,7 +37,7 @@ def run_of(predictions, truths, n_classes: int = 9) -> Confusions:
     return Confusions(tuple(f"img{i:03d}" for i in range(len(truths))), CLASSES[:n_classes], matrices)
 
 
-def test_statistics_equal_a_pixel_by_pixel_count(segmentation_scene):
+def test_statistics_equal_a_pixel_by_pixel_count(segmentation_scene, pixel_loop):
     predictions, truths = scenes(segmentation_scene, 40, seed=0)
     miou, accuracy, iou = pixel_loop(predictions, truths, 9)
     (point,) = point_values([run_of(predictions, truths)])
@@ -82,7 +59,7 @@ def test_confusion_rows_are_truth_and_ignore_is_skipped():
         confusion(np.zeros((1, 2)), np.zeros((1, 1)), 2)
 
 
-def test_duplicated_images_count_twice(segmentation_scene):
+def test_duplicated_images_count_twice(segmentation_scene, pixel_loop):
     """A replicate drawing images 0..9 twice scores what the pixel count gives on a set holding them twice."""
     predictions, truths = scenes(segmentation_scene, 30, seed=1)
     run = run_of(predictions, truths)
