@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 # No test may reach the network: ultralytics reads these before it is imported anywhere.
@@ -81,8 +82,6 @@ def _segmentation_scene(rng, height: int = 48, width: int = 64, n_classes: int =
     noise), so a small segmenter can learn it. The prediction has what real ones have: boundaries off
     by a pixel, an object given the wrong class, a missed object, a spurious blob.
     """
-    import numpy as np
-
     truth = np.zeros((height, width), np.uint8)
     horizon = int(rng.integers(height // 3, 2 * height // 3))
     truth[horizon:] = n_classes // 2
@@ -141,3 +140,41 @@ def _pixel_loop(predictions, truths, n_classes: int, ignore: int = 255) -> tuple
 def pixel_loop():
     """``pixel_loop(predictions, truths, n_classes)``: see :func:`_pixel_loop`."""
     return _pixel_loop
+
+
+@pytest.fixture(scope="module")
+def tiny_segformer():
+    """SegFormer's architecture at toy size (a 4-stage Mix Transformer of 8..32 channels, a 16-channel
+    decoder), registered as ``segformer_tiny`` for one test module; drop-path kept, so the random-number
+    state matters for resuming."""
+    from segmentation_models_pytorch import encoders
+    from segmentation_models_pytorch.encoders.mix_transformer import MixVisionTransformerEncoder
+
+    from segmentation.segformer import ARCHITECTURES, Architecture
+
+    params = {**encoders.encoders["mit_b0"]["params"], "embed_dims": [8, 16, 24, 32],
+              "out_channels": [3, 0, 8, 16, 24, 32], "num_heads": [1, 1, 2, 2], "depths": [1, 1, 1, 1]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(encoders.encoders, "mit_tiny",
+                      {"encoder": MixVisionTransformerEncoder, "pretrained_settings": {}, "params": params})
+        patch.setitem(ARCHITECTURES, "segformer_tiny", Architecture("mit_tiny", 16))
+        yield "segformer_tiny"
+
+
+@pytest.fixture(scope="session")
+def labelled_scenes(tmp_path_factory, segmentation_scene) -> list[tuple[Path, Path]]:
+    """16 labelled 32x32 scenes of 5 classes (background, car, road, person, bike): (RGB PNG, index PNG)
+    pairs, every third with an ignored region."""
+    from PIL import Image
+
+    from segmentation.masks import generated_palette, write_index_png
+
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(16):
+        image, truth, _ = segmentation_scene(rng, 32, 32, 5, ignore=i % 3 == 0)
+        Image.fromarray(image).save(folder / f"s{i:02d}.png")
+        write_index_png(folder / "masks" / f"s{i:02d}.png", truth, generated_palette(5))
+        pairs.append((folder / f"s{i:02d}.png", folder / "masks" / f"s{i:02d}.png"))
+    return pairs

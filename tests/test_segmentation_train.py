@@ -11,43 +11,26 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from segmentation_models_pytorch import encoders as smp_encoders
-from segmentation_models_pytorch.encoders.mix_transformer import MixVisionTransformerEncoder
 
 from segmentation.inputs import LUMINANCE, channel_statistics, read_input
-from segmentation.masks import generated_palette, write_index_png
 from segmentation.predict import predict
-from segmentation.segformer import ARCHITECTURES, Architecture, build, network
+from segmentation.segformer import build, network
 from segmentation.settings import SegmenterError, SegmenterSettings
 from segmentation.train import train_segmenter
 
-CLASSES = ("background", "car", "road", "person", "bike")
 TINY = "segformer_tiny"
+CLASSES = ("background", "car", "road", "person", "bike")  # the labelled scenes' (conftest)
 
 
 @pytest.fixture(autouse=True)
-def tiny_segformer(monkeypatch):
-    """SegFormer's architecture at toy size, under the name ``segformer_tiny`` (drop-path kept, so the
-    random-number state matters for resuming)."""
-    params = {**smp_encoders.encoders["mit_b0"]["params"], "embed_dims": [8, 16, 24, 32],
-              "out_channels": [3, 0, 8, 16, 24, 32], "num_heads": [1, 1, 2, 2], "depths": [1, 1, 1, 1]}
-    monkeypatch.setitem(smp_encoders.encoders, "mit_tiny",
-                        {"encoder": MixVisionTransformerEncoder, "pretrained_settings": {}, "params": params})
-    monkeypatch.setitem(ARCHITECTURES, TINY, Architecture("mit_tiny", 16))
+def tiny(tiny_segformer):
+    """Every test here may build ``segformer_tiny``."""
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory, segmentation_scene):
-    """12 labelled 32x32 scenes as RGB PNGs and index PNGs: 8 for training, 4 for validation."""
-    folder = tmp_path_factory.mktemp("scenes")
-    rng = np.random.default_rng(0)
-    pairs = []
-    for i in range(12):
-        image, truth, _ = segmentation_scene(rng, 32, 32, len(CLASSES), ignore=i % 3 == 0)
-        Image.fromarray(image).save(folder / f"s{i:02d}.png")
-        write_index_png(folder / "masks" / f"s{i:02d}.png", truth, generated_palette(len(CLASSES)))
-        pairs.append((folder / f"s{i:02d}.png", folder / "masks" / f"s{i:02d}.png"))
-    return pairs[:8], pairs[8:]
+def scenes(labelled_scenes):
+    """8 scenes for training, 4 for validation."""
+    return labelled_scenes[:8], labelled_scenes[8:12]
 
 
 def settings(**changes) -> SegmenterSettings:
