@@ -47,7 +47,8 @@ def write_evidence(predictions: Iterable[tuple[str, np.ndarray]], masks: Mapping
         predicted[stem] = confusion(prediction, truth, len(classes), ignore)
     unpredicted = [stem for stem in masks if stem not in predicted]
     if unpredicted:
-        raise ConfusionError(f"no prediction for {len(unpredicted)} of {len(masks)} test images (e.g. {unpredicted[0]})")
+        raise ConfusionError(f"no prediction for {len(unpredicted)} of {len(masks)} test images "
+                             f"(e.g. {unpredicted[0]})")
     run = Confusions(tuple(masks), classes, np.stack([predicted[stem] for stem in masks]))
     save(confusion_path, run)
     results = summary(run, replicates, seed)

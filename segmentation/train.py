@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fusionbench.files import atomic_write_bytes, sha256_file
+from fusionbench.images import ImageError
 from segmentation.confusion import confusion
 from segmentation.inputs import (
     IMAGENET_MEAN,
@@ -70,16 +71,16 @@ def train_segmenter(train: Sequence[Sample], val: Sequence[Sample], classes: Seq
     out_dir, classes = Path(out_dir), tuple(classes)
     if not train or not val:
         raise SegmenterError(f"{len(train)} training and {len(val)} validation images: both are needed")
-    for image, mask in [*train, *val]:
-        with Image.open(image) as opened:
-            read_mask(mask, len(classes), settings.ignore, size=(opened.height, opened.width))
+    for image, mask in [*train, *val]:  # every mask checked before hours of training, not when first drawn
+        read_mask(mask, len(classes), settings.ignore, size=_size(Path(image)))
     identity = {"settings": settings.deciding(), "classes": list(classes),
                 "train": [Path(image).stem for image, _ in train], "val": [Path(image).stem for image, _ in val]}
     device = device_of(settings.device)
     torch.manual_seed(settings.seed)
     model = build(settings.model, len(classes), settings.weights, settings.allow_random).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs, eta_min=settings.lr / 100)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs,
+                                                           eta_min=settings.lr / 100)
     state = _resume(out_dir / "last.pt", identity, model, optimizer, scheduler)
     if state is None:
         state = {"epoch": 0, "history": {}, "best": (0, -1.0), "preprocessing": _preprocessing(settings, train)}
@@ -100,10 +101,19 @@ def train_segmenter(train: Sequence[Sample], val: Sequence[Sample], classes: Seq
         state["epoch"] = epoch + 1
         _save(out_dir / "last.pt", {**state, "identity": identity, "model": model.state_dict(),
                                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                    "rng": torch.get_rng_state()})
+                                    "rng": _rng_state()})
     start = "random" if settings.weights is None else f"{settings.weights} (sha256 {_sha256(settings.weights)})"
-    return TrainResult(state["best"][0], state["best"][1], dict(state["history"]), out_dir / "best.pt", preprocessing,
-                       start)
+    return TrainResult(state["best"][0], state["best"][1], dict(state["history"]), out_dir / "best.pt",
+                       preprocessing, start)
+
+
+def _size(image: Path) -> tuple[int, int]:
+    """(height, width) from the image file's header."""
+    try:
+        with Image.open(image) as opened:
+            return opened.height, opened.width
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{image}: not a readable image ({error})") from error
 
 
 def _preprocessing(settings: SegmenterSettings, train: Sequence[Sample]) -> dict:
@@ -119,7 +129,8 @@ class _Samples(Dataset):
 
     def __init__(self, samples: Sequence[Sample], n_classes: int, settings: SegmenterSettings,
                  preprocessing: Preprocessing) -> None:
-        self.samples, self.n_classes, self.ignore, self.preprocessing = samples, n_classes, settings.ignore, preprocessing
+        self.samples, self.n_classes, self.ignore = samples, n_classes, settings.ignore
+        self.preprocessing = preprocessing
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -178,9 +189,16 @@ def _resume(path: Path, identity: dict, model: torch.nn.Module, optimizer: torch
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["rng"])
+    torch.set_rng_state(saved["rng"]["cpu"])
+    if torch.cuda.is_available() and saved["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
     log.info("%s: resuming after epoch %d", path, saved["epoch"])
     return {key: saved[key] for key in ("epoch", "history", "best", "preprocessing")}
+
+
+def _rng_state() -> dict:
+    """torch's generators: drop-path draws from the CPU's, or from the GPU's when training there."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _save(path: Path, payload: dict) -> None:

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from fusionbench.images import ImageError
 from segmentation.inputs import LUMINANCE, channel_statistics, read_input
+from segmentation.masks import MaskError
 from segmentation.predict import predict
 from segmentation.segformer import build, network
 from segmentation.settings import SegmenterError, SegmenterSettings
@@ -172,3 +174,16 @@ def test_the_default_is_segformer_b0_built_without_the_network(monkeypatch):
     assert model.encoder.out_channels == [3, 0, 32, 64, 160, 256]
     assert model.decoder.fuse_stage[0].out_channels == 256 and model.segmentation_head[0].out_channels == 9
     assert 3.6e6 < sum(p.numel() for p in model.parameters()) < 3.8e6
+
+
+def test_bad_masks_and_images_are_named_before_training(tmp_path, scenes):
+    train, val = scenes
+    with pytest.raises(SegmenterError, match="0 training and 4 validation images"):
+        train_segmenter([], val, CLASSES, settings(), tmp_path / "run")
+    with pytest.raises(MaskError, match=r"s\d\d\.png: value 4 \(\d+ pixels with values 4\) is neither a class index "
+                                        r"0\.\.3"):
+        train_segmenter(train, val, CLASSES[:4], settings(), tmp_path / "run")
+    with pytest.raises(ImageError, match=r"absent\.png: not a readable image"):
+        train_segmenter([(tmp_path / "absent.png", train[0][1]), *train[1:]], val, CLASSES, settings(),
+                        tmp_path / "run")
+    assert not (tmp_path / "run").exists()
