@@ -76,10 +76,12 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_pa
     assert not list((tmp_path / "killed").glob(".*.tmp"))  # atomic writes leave no temporary behind
 
 
-def test_another_seed_trains_other_weights_and_other_settings_do_not_resume(tmp_path, scenes):
+def test_workers_change_nothing_another_seed_changes_the_weights_and_other_settings_do_not_resume(tmp_path, scenes):
     train, val = scenes
     train_segmenter(train, val, CLASSES, settings(epochs=1, eval_every=1), tmp_path / "a")
+    train_segmenter(train, val, CLASSES, settings(epochs=1, eval_every=1, workers=2), tmp_path / "workers")
     train_segmenter(train, val, CLASSES, settings(epochs=1, eval_every=1, seed=1), tmp_path / "b")
+    assert same_weights(state(tmp_path / "a" / "last.pt"), state(tmp_path / "workers" / "last.pt"))
     assert not same_weights(state(tmp_path / "a" / "last.pt"), state(tmp_path / "b" / "last.pt"))
     with pytest.raises(SegmenterError, match=r"a/last\.pt: written by a training run with other settings"):
         train_segmenter(train, val, CLASSES, settings(epochs=1, eval_every=1, lr=1e-2), tmp_path / "a")
