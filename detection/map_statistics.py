@@ -4,9 +4,9 @@ A detector run is one method trained with one seed; a method has one run per see
 every method, all evaluated on the same test images.
 
 - **Statistics**: mAP@50, mAP@50:95 and AP@50 per class (:func:`statistic_names`).
-- **Bootstrap** (:class:`Draws`): each replicate draws the test images with replacement (an image drawn
-  twice counts twice) and the seed indices with replacement; its value is the mean over the drawn seeds
-  of the statistic on the drawn images. Every method uses the same draws, so the difference of two
+- **Bootstrap** (:class:`fusionbench.stats.Draws`): each replicate draws the test images with replacement
+  (an image drawn twice counts twice) and the seed indices with replacement; its value is the mean over
+  the drawn seeds of the statistic on the drawn images. Every method uses the same draws, so the difference of two
   methods' replicates is the paired bootstrap of their difference.
 - **Permutation test**: under "A and B are exchangeable", each permutation swaps A's and B's detections
   on a random subset of images (independently per seed) and recomputes the mean-over-seeds difference.
@@ -18,7 +18,7 @@ import numpy as np
 from detection.accumulate import average_precision, average_precision_groups, mean_ap
 from detection.coco_eval import CocoError
 from detection.matches import Matches
-from fusionbench.stats import Draws, over_drawn_seeds  # noqa: F401  (part of this module's API)
+from fusionbench.stats import Draws, over_drawn_seeds  # noqa: F401  (re-exported: shared by every task)
 
 MAP50, MAP50_95 = "map50", "map50_95"
 

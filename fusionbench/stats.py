@@ -1,7 +1,8 @@
-"""Generic pieces of the paired comparisons: percentile intervals, permutation p-values, Holm's
-adjustment and the Wilcoxon signed-rank test on per-image values.
+"""Generic pieces of the paired comparisons: the bootstrap draws every task shares and their mean over
+the drawn seeds, percentile intervals, permutation p-values, Holm's adjustment and the Wilcoxon
+signed-rank test on per-image values.
 
-Neutral (numpy and scipy only), so the detection statistics and the compare stage share one definition
+Neutral (numpy and scipy only), so every task's statistics and the compare stage share one definition
 of each; ``../shared/STATISTICS.md`` is the design.
 """
 from __future__ import annotations
@@ -12,6 +13,31 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 TIE_TOLERANCE = 1e-12  # a permuted statistic this close to the observed one counts as reaching it
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Bootstrap draws shared by every method: image counts (replicates, images), seed indices (replicates, seeds)."""
+
+    images: np.ndarray
+    seeds: np.ndarray
+
+    @classmethod
+    def make(cls, n_images: int, n_seeds: int, replicates: int, seed: int) -> "Draws":
+        """Images first, then seeds, from one generator: the image draws do not depend on the seed count."""
+        rng = np.random.default_rng(seed)
+        picked = rng.integers(0, n_images, size=(replicates, n_images))
+        counts = np.zeros((replicates, n_images), np.float64)
+        np.add.at(counts, (np.arange(replicates)[:, None], picked), 1.0)
+        return cls(counts, rng.integers(0, n_seeds, size=(replicates, n_seeds)))
+
+
+def over_drawn_seeds(replicates: np.ndarray, draws: Draws) -> np.ndarray:
+    """(replicates, statistics) from (replicates, seeds, statistics): the mean over each replicate's drawn
+    seeds; NaN where a drawn seed's statistic is undefined on the drawn images (e.g. a class without
+    ground truth there)."""
+    picked = np.take_along_axis(replicates, draws.seeds[:, :, None], axis=1)
+    return picked.mean(axis=1)
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,9 @@
 - ``fusion/`` knows nothing of detection, reports or the CLI, and its messages name no CLI flag or
   config key (the layer that reads the config says which key to change);
 - ``detection/`` works on image folders and label files: it imports nothing from ``fusion/``;
+- ``segmentation/`` works on image and mask files through ``fusionbench/``: it imports nothing of how
+  images were fused (``fusion/``), of the other task, of the stages or of the report, and its messages
+  name no CLI flag or config key;
 - nothing imports ``reports/`` except ``pipelines/``;
 - inside ``pipelines/``, a stage module imports no other stage (only the shared glue: config, schema,
   devices, ...) and nothing of ``pipelines.commands``; ``run_all`` alone calls the stages, and the
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("fusionbench", "fusion", "detection", "pipelines", "reports")
+PACKAGES = ("fusionbench", "fusion", "detection", "segmentation", "pipelines", "reports")
 # Stages of pipelines/: modules (or packages) whose internals no other stage may import.
 STAGES = {"prepare": "pipelines/prepare", "sample": "pipelines/sample.py", "train_fusion": "pipelines/train_fusion.py",
           "fuse": "pipelines/fuse.py", "downstream": "pipelines/downstream.py", "metrics": "pipelines/metrics.py",
@@ -31,14 +34,15 @@ STAGE_CALLS = {
     **{("run_all", stage): "run-all calls every stage" for stage in STAGES if stage != "run_all"},
 }
 FORBIDDEN = {
-    "fusionbench": {"fusion", "detection", "pipelines", "reports"},
-    "fusion": {"detection", "pipelines", "reports"},
-    "detection": {"fusion", "pipelines", "reports"},
-    "reports": {"pipelines", "detection"},  # tasks reach the report only through what they declare
+    "fusionbench": {"fusion", "detection", "segmentation", "pipelines", "reports"},
+    "fusion": {"detection", "segmentation", "pipelines", "reports"},
+    "detection": {"fusion", "segmentation", "pipelines", "reports"},
+    "segmentation": {"fusion", "detection", "pipelines", "reports"},
+    "reports": {"pipelines", "detection", "segmentation"},  # tasks reach the report only through what they declare
     "pipelines": set(),
 }
-CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "metrics", "report",
-                   "stats")
+CONFIG_SECTIONS = ("run", "data", "sample", "perception", "fusion", "methods", "detect", "segment", "metrics",
+                   "report", "stats")
 CONFIG_KEY = re.compile(rf"\b({'|'.join(CONFIG_SECTIONS)})\.[a-z_]+\b")
 CLI_FLAG = re.compile(r"(^|\s)--[a-z][a-z-]+")
 
@@ -139,9 +143,10 @@ def _messages(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def test_fusion_messages_name_no_config_key_or_cli_flag():
+@pytest.mark.parametrize("package", ["fusion", "segmentation"])
+def test_messages_name_no_config_key_or_cli_flag(package: str):
     offending = [f"{path.relative_to(REPO)}:{line}: {text!r}"
-                 for path in _sources("fusion") for line, text in _messages(path)
+                 for path in _sources(package) for line, text in _messages(path)
                  if CONFIG_KEY.search(text) or CLI_FLAG.search(text)]
     assert not offending, "\n".join(offending)
 
