@@ -111,26 +111,3 @@ def mean_interval(values: np.ndarray, rng: np.random.Generator, replicates: int,
     draws = rng.integers(0, values.size, size=(replicates, values.size))
     low, high = percentile_interval(values[draws].mean(axis=1), level)
     return float(values.mean()), float(low), float(high), int(values.size)
-
-
-@dataclass(frozen=True)
-class Draws:
-    """Bootstrap draws shared by every method: image counts (replicates, images), seed indices (replicates, seeds)."""
-
-    images: np.ndarray
-    seeds: np.ndarray
-
-    @classmethod
-    def make(cls, n_images: int, n_seeds: int, replicates: int, seed: int) -> "Draws":
-        """Images first, then seeds, from one generator: the image draws do not depend on the seed count."""
-        rng = np.random.default_rng(seed)
-        picked = rng.integers(0, n_images, size=(replicates, n_images))
-        counts = np.zeros((replicates, n_images), np.float64)
-        np.add.at(counts, (np.arange(replicates)[:, None], picked), 1.0)
-        return cls(counts, rng.integers(0, n_seeds, size=(replicates, n_seeds)))
-
-
-def over_drawn_seeds(replicates: np.ndarray, draws: Draws) -> np.ndarray:
-    """(replicates, statistics): the mean over each replicate's drawn seeds (NaN where undefined)."""
-    picked = np.take_along_axis(replicates, draws.seeds[:, :, None], axis=1)
-    return picked.mean(axis=1)  # NaN only where the drawn images lack a class: the same for every seed
