@@ -9,6 +9,8 @@ Layout (written by ``pipelines prepare``; sources are referenced, never copied):
     <bench>/labels/{split}/<stem>.txt     YOLO labels (cls cx cy w h, normalised; empty = background)
     <bench>/coco/{split}.json             COCO ground truth: image id = 1-based position in the split
                                           list, file_name = "<stem>.png", category id = class index + 1
+    <bench>/masks/<stem>.png              segmentation labels (class-index palette PNGs), when the dataset
+                                          has them (manifest: ``labels``, ``segmentation``)
     <bench>/fused/<method>/images/{split}/<stem>.png   a fused set (``pipelines fuse``)
     <bench>/fused/<method>/labels -> ../../labels      so ultralytics finds the shared labels
 """
@@ -125,6 +127,29 @@ class Benchmark:
 
     def coco_path(self, split: str) -> Path:
         return self.root / "coco" / f"{split}.json"
+
+    @property
+    def label_kinds(self) -> tuple[str, ...]:
+        """What downstream tasks can learn here: ``boxes`` (detection), ``masks`` (segmentation); a benchmark
+        prepared before masks existed has boxes."""
+        return tuple(self.manifest.get("labels", ["boxes"]))
+
+    @property
+    def segmentation(self) -> dict | None:
+        """``{classes, ignore, palette}`` of the masks, or None for a benchmark without masks."""
+        return self.manifest.get("segmentation")
+
+    @staticmethod
+    def masks_folder(root: Path) -> Path:
+        return Path(root) / "masks"
+
+    @staticmethod
+    def mask_file(root: Path, stem: str) -> Path:
+        """``<bench>/masks/<stem>.png``: the pair's class-index mask (a palette PNG), as prepare wrote it."""
+        return Benchmark.masks_folder(root) / f"{stem}.png"
+
+    def mask_path(self, stem: str) -> Path:
+        return self.mask_file(self.root, stem)
 
     def fused_dir(self, method: str) -> Path:
         return self.root / "fused" / method

@@ -93,15 +93,26 @@ class SplitSection(Section):
 
 
 class DataSection(Section):
+
     raw: Optional[Path] = Field(None, description="raw dataset folder (a layout of data/README.md); null: the "
                                                   "synthetic sample")
-    layout: Literal["auto", "m3fd", "m3fd-distributed", "llvip", "msrs", "generic"] = Field(
-        "auto", description="raw folder layout (pipelines/prepare/layouts/); auto: the first that recognises it")
+    layout: str = Field("auto", description="raw folder layout: auto (the first that recognises the folder) or one "
+                                            "of pipelines/prepare/layouts/ (m3fd, m3fd-distributed, llvip, "
+                                            "msrs_segmentation, fmb, msrs, generic)")
     benchmark: Optional[Path] = Field(None, description="prepared benchmark folder; null: <run dir>/benchmark")
     skip_bad: bool = Field(False, description="leave broken pairs out (listed in the manifest) instead of stopping")
     labels: Optional[str] = Field(None, description="label variant: msrs infrared | visible | fusion (null: fusion); "
                                                     "generic: a sub-folder of labels/ (null: labels/*.txt)")
     split: SplitSection = Field(default_factory=SplitSection)
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        from pipelines.prepare.layouts import AUTO, LAYOUTS
+
+        if value != AUTO and value not in LAYOUTS:
+            raise ValueError(f"expected {AUTO} or one of {', '.join(LAYOUTS)}")
+        return value
 
 
 class SampleSection(Section):

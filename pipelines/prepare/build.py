@@ -29,6 +29,7 @@ from pipelines.prepare.split import STRATEGIES, check_not_empty, group_scenes, l
 from pipelines.prepare.split_files import SplitFiles, assign, carve_val, read_split_files
 from pipelines.prepare.writers import coco_dataset, write_json, write_split_list, write_yolo_labels, yolo_text
 from pipelines.schema import Config
+from segmentation.masks import MaskError, dataset_palette, read_mask, write_index_png
 
 log = logging.getLogger("pipelines.prepare")
 
@@ -42,6 +43,7 @@ class _Checked:
     source: Source
     images: PairImages
     labels: Cleaned
+    mask_pixels: tuple[int, ...] = ()   # pixels per segmentation class (ignore left out); () without masks
 
 
 def prepare_benchmark(raw: Path, out: Path, layout: str = "auto", ratios: tuple[float, ...] = (0.7, 0.1, 0.2),
@@ -125,7 +127,7 @@ def _validate(found: Layout, out: Path, skip_bad: bool) -> tuple[list[_Checked],
     """Every pair checked; stop on problems (full list in ``out/problems.txt``) unless ``skip_bad``."""
     sources, problems = collect_sources(found)
     log.info("%s: %s layout, %d pairs, classes %s", found.root, found.name, len(sources), list(found.classes))
-    checked = _check_all(sources, found, problems)
+    checked = _check_all(sources, found, problems, out)
     listing = out / PROBLEMS_FILE
     bad = {p.stem for p in problems}
     if problems and not skip_bad:
@@ -177,6 +179,11 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
     split lists, YOLO labels and COCO per split."""
     manifest_path(out).unlink(missing_ok=True)
     classes = list(found.classes)
+    mask_classes = list(found.masks.classes) if found.masks else []
+    kept_stems = {c.source.stem for c in kept}
+    for stale in Benchmark.masks_folder(out).glob("*.png") if Benchmark.masks_folder(out).is_dir() else ():
+        if stale.stem not in kept_stems or not found.masks:
+            stale.unlink()  # a mask of a pair no longer in the benchmark (written by an earlier prepare)
     for name in SPLITS:
         members = split.members(kept, name)
         write_split_list(out, name, [c.source.stem for c in members])
@@ -188,12 +195,16 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
     write_json(manifest_path(out), {
         "tool": {"name": "fusionbench",
                  "version": package_versions(["fusionbench"], missing="unknown")["fusionbench"]},
-        "source": {"path": str(found.root), "layout": found.name, "annotations": str(found.annotation_dir)},
+        "source": {"path": str(found.root), "layout": found.name,
+                   "annotations": str(found.annotation_dir) if found.annotation_dir else None},
         "classes": classes,
+        "labels": list(found.label_kinds),
+        "segmentation": ({"classes": mask_classes, "ignore": found.masks.ignore,
+                          "palette": [list(c) for c in dataset_palette(mask_classes)]} if found.masks else None),
         "split": {"strategy": split.strategy, "seed": split.seed, "ratios": list(split.ratios),
                   "scene_threshold": split.threshold, "scenes": len(set(split.scenes)), **split.origin},
         "split_lists": record_split_lists(out),
-        "counts": {name: _counts(split.members(kept, name), classes) for name in SPLITS},
+        "counts": {name: _counts(split.members(kept, name), classes, mask_classes) for name in SPLITS},
         "leakage": {"threshold": split.threshold, "chosen": split.strategy, **split.leakage},
         "fixes": {"clipped_boxes": sum(c.labels.clipped for c in kept),
                   "dropped_boxes": sum(c.labels.dropped for c in kept),
@@ -221,12 +232,13 @@ def prepare_from_config(config: Config) -> Benchmark:
         split_files=config.data.split.files, unlisted=config.data.split.unlisted)
 
 
-def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -> list[_Checked]:
+def _check_all(sources: list[Source], layout: Layout, problems: list[Problem], out: Path) -> list[_Checked]:
     """Decode and read every pair (in threads: OpenCV releases the GIL); problems are appended in
-    stem order so the report does not depend on scheduling."""
+    stem order so the report does not depend on scheduling. Masks are written to the benchmark as
+    class-index PNGs as they are checked (the manifest, written last, makes them count)."""
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda s: _check(s, layout), sources), total=len(sources),
+        results = list(tqdm(pool.map(lambda s: _check(s, layout, out), sources), total=len(sources),
                             desc="checking pairs", unit="pair", disable=None, leave=False))
     checked = []
     for result in results:
@@ -237,25 +249,41 @@ def _check_all(sources: list[Source], layout: Layout, problems: list[Problem]) -
     return checked
 
 
-def _check(source: Source, layout: Layout) -> _Checked | Problem:
+def _check(source: Source, layout: Layout, out: Path) -> _Checked | Problem:
     try:
         images = inspect_pair(source.ir, source.vi)
         labels = read_boxes(source.annotation, layout.classes, images.width, images.height, layout.aliases)
-    except (ImageError, AnnotationError) as error:
+        pixels = _check_mask(source, layout, images, out) if layout.masks else ()
+    except (ImageError, AnnotationError, MaskError) as error:
         return Problem(source.stem, str(error))
-    if source.annotation is None:
+    if source.annotation is None and layout.annotation_dir is not None:
         labels.warnings.append(f"{source.ir}: no annotation file in {layout.annotation_dir}; "
                                f"kept as a background image")
-    return _Checked(source, images, labels)
+    return _Checked(source, images, labels, pixels)
 
 
-def _counts(members: list[_Checked], classes: list[str]) -> dict:
+def _check_mask(source: Source, layout: Layout, images: PairImages, out: Path) -> tuple[int, ...]:
+    """Read the pair's mask as class indices (checked against its image's size and the classes), write it
+    as the benchmark's index PNG, and count its pixels per class."""
+    masks = layout.masks
+    if source.mask is None:
+        raise MaskError(f"{source.ir}: no mask for this pair")
+    indices = read_mask(source.mask, len(masks.classes), masks.ignore, (images.height, images.width), masks.palette)
+    write_index_png(Benchmark.mask_file(out, source.stem), indices, dataset_palette(masks.classes))
+    counts = np.bincount(indices.ravel(), minlength=256)
+    return tuple(int(n) for n in counts[:len(masks.classes)])
+
+
+def _counts(members: list[_Checked], classes: list[str], mask_classes: list[str]) -> dict:
     per_class = {name: 0 for name in classes}
     for c in members:
         for box in c.labels.boxes:
             per_class[classes[box.cls]] += 1
-    return {"pairs": len(members), "background": sum(not c.labels.boxes for c in members),
-            "boxes": per_class}
+    counts = {"pairs": len(members), "background": sum(not c.labels.boxes for c in members), "boxes": per_class}
+    if mask_classes:
+        totals = np.sum([c.mask_pixels for c in members], axis=0) if members else np.zeros(len(mask_classes), int)
+        counts["mask_pixels"] = {name: int(n) for name, n in zip(mask_classes, totals)}
+    return counts
 
 
 def _pair_entry(c: _Checked, split: str, scene: int) -> dict:
@@ -263,4 +291,5 @@ def _pair_entry(c: _Checked, split: str, scene: int) -> dict:
             "width": c.images.width, "height": c.images.height, "split": split,
             "ir_sha256": c.images.ir_sha256, "vi_sha256": c.images.vi_sha256,
             "annotation": str(c.source.annotation.resolve()) if c.source.annotation else None,
+            "mask": str(c.source.mask.resolve()) if c.source.mask else None,
             "boxes": len(c.labels.boxes), "scene": scene}

@@ -6,7 +6,7 @@ the shared pieces: folder lookup in any case and ``classes.txt``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -15,10 +15,21 @@ from pipelines.prepare.problems import PrepareError
 
 @dataclass(frozen=True)
 class ImageFolders:
-    """One folder of infrared and one of visible images, paired by stem."""
+    """One folder of infrared and one of visible images, paired by stem (and, for segmentation, the folder
+    of their class-index masks)."""
     ir: Path
     vi: Path
     split: str | None = None    # the dataset's official split of these pairs (LLVIP), None when it has none
+    masks: Path | None = None   # <stem>.png class-index masks of these pairs, when the layout has them
+
+
+@dataclass(frozen=True)
+class Masks:
+    """A layout's segmentation labels: class-index masks (``<stem>.png``), their classes in index order,
+    the value that means "ignore", and how colour masks map to indices (None: masks hold indices)."""
+    classes: tuple[str, ...]
+    ignore: int = 255
+    palette: Mapping[tuple[int, int, int], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -26,14 +37,20 @@ class Layout:
     name: str
     root: Path
     folders: tuple[ImageFolders, ...]
-    annotation_dir: Path
+    annotation_dir: Path | None             # None: no boxes (a segmentation-only dataset)
     annotation_suffix: str                  # ".xml" (Pascal VOC) or ".txt" (YOLO)
     classes: tuple[str, ...]
     aliases: Mapping[str, str] = field(default_factory=dict)   # VOC name (lower case) -> class name
+    masks: Masks | None = None              # segmentation labels (each folder's ``masks``), None: none
 
     @property
     def has_official_split(self) -> bool:
         return any(f.split for f in self.folders)
+
+    @property
+    def label_kinds(self) -> tuple[str, ...]:
+        """What downstream tasks can learn from it: ``boxes`` (detection), ``masks`` (segmentation)."""
+        return (*(("boxes",) if self.annotation_dir else ()), *(("masks",) if self.masks else ()))
 
 
 @dataclass(frozen=True)
@@ -97,3 +114,20 @@ def find_classes_file(*folders: Path) -> Path | None:
 
 def has_yolo_files(folder: Path) -> bool:
     return any(p.suffix.lower() == ".txt" and p.stem.lower() != "classes" for p in folder.iterdir())
+
+
+MASK_FOLDERS = ("masks",)   # the generic convention: <root>/masks/<stem>.png beside masks/classes.txt
+
+
+def with_masks(layout: Layout) -> Layout:
+    """``layout`` with the generic mask folder when ``<root>/masks/`` exists (any layout may carry one):
+    class-index PNGs named by stem and a ``classes.txt`` of the segmentation classes in it."""
+    folder = child_dir(layout.root, *MASK_FOLDERS)
+    if folder is None:
+        return layout
+    classes = folder / "classes.txt"
+    if not classes.is_file():
+        raise PrepareError(f"{folder}: masks without a classes.txt (one segmentation class name per line, "
+                           f"in index order)")
+    folders = tuple(replace(f, masks=folder) for f in layout.folders)
+    return replace(layout, folders=folders, masks=Masks(read_classes(classes)))
