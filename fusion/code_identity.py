@@ -3,9 +3,9 @@
 A fused set records it in its fingerprint, so editing a fuser (or a helper it imports) makes the next
 ``fuse`` redo the set; the package version alone stayed 0.1.0 for over a hundred commits. The modules
 are found statically: the module that defines the registered factory, then every ``fusion`` or
-``fusionbench`` module it imports (also inside functions), transitively. The registry itself is
-followed only from a factory defined in it (the learned ones): it merely looks names up, and its lazy
-imports would otherwise tie every classical fuser to the S4Fusion sources.
+``fusionbench`` module it imports (also inside functions), transitively. The registry, which every
+fuser's module imports to register itself, is not followed: it merely looks names up, and listing a new
+method there must not redo every fused set.
 """
 from __future__ import annotations
 

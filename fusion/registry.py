@@ -1,9 +1,12 @@
 """Name -> fuser, with metadata. Every fuser has the same typed call (:mod:`fusion.fuser`).
 
-Classical fusers and the ``external`` importer register themselves with :func:`register` (modules of
-:mod:`fusion.baselines`). Learned methods are data (:class:`fusion.learned.architecture.LearnedMethod`)
-registered by their architecture package's ``architecture`` module, listed once in
-:data:`LEARNED_PACKAGES`; they are built from a checkpoint. Both lists are imported on first use.
+One table holds an :class:`Entry` per method. Classical fusers and the ``external`` importer register
+themselves with :func:`register` (modules of :mod:`fusion.baselines`). Learned methods are data
+(:class:`fusion.learned.architecture.LearnedMethod`) registered by their architecture package's
+``architecture`` module, listed once in :data:`LEARNED_PACKAGES`; ``register_method`` there builds their
+entry (a fuser built from a checkpoint, its options check) and hands it to :func:`register_entry`. Both
+lists of modules are imported by name on first use, so this module imports nothing of
+:mod:`fusion.learned`: the learned framework depends on the registry, never the reverse.
 
 :func:`method_info` gives a method's metadata (learned or not, its architecture, its default training
 crop); :func:`validate_method_options` checks a method's options as a config file gives them.
@@ -13,10 +16,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
+from fusion.code_identity import fuser_code_identity
 from fusionbench.errors import FusionBenchError
 
 
@@ -24,8 +27,12 @@ class FuserError(FusionBenchError, ValueError):
     """An unknown method name or options a fuser cannot be built with."""
 
 
+class OptionsError(FuserError):
+    """Options (a fuser's, or a learned method's architecture, loss or training arguments) that do not fit."""
+
+
 Factory = Callable[..., Any]
-_FACTORIES: dict[str, Factory] = {}
+Validator = Callable[[Mapping[str, Any]], None]
 
 # Modules whose import registers the classical fusers and the external importer.
 _BASELINE_MODULES = ("sources", "pixel", "multiscale", "two_scale", "external")
@@ -51,20 +58,55 @@ class MethodInfo:
     default_crop: int | None = None
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One registered method. ``validate(options)`` raises an :class:`OptionsError` for options the
+    method does not take (the shared ``name`` and ``from`` handling is :func:`validate_method_options`'s);
+    ``code_modules``: modules its output depends on that no import statement of the factory's module
+    reaches (a learned method's network, registered by name)."""
+
+    factory: Factory
+    validate: Validator
+    learned: bool = False
+    arch: str | None = None
+    default_crop: int | None = None
+    code_modules: tuple[str, ...] = ()
+
+
+_ENTRIES: dict[str, Entry] = {}
+
+
+def register_entry(name: str, entry: Entry) -> None:
+    """Make ``entry`` available as ``name`` (registering the same factory again keeps the first entry)."""
+    if _ENTRIES.setdefault(name, entry).factory is not entry.factory:
+        raise FuserError(f"fuser {name!r} is registered twice")
+
+
 def register(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: make ``factory(**options) -> fuser`` available as ``name``."""
+    """Decorator: make ``factory(**options) -> fuser`` available as ``name``; its options are the
+    factory's keyword arguments."""
     def decorate(factory: Factory) -> Factory:
-        if name in _FACTORIES and _FACTORIES[name] is not factory:
-            raise FuserError(f"fuser {name!r} is registered twice")
-        _FACTORIES[name] = factory
+        def validate(options: Mapping[str, Any]) -> None:
+            check_keys(options, accepted_options(factory), name)
+
+        register_entry(name, Entry(factory, validate))
         return factory
     return decorate
 
 
-def register_learned(name: str) -> None:
-    """Make the learned method ``name`` a fuser built from a checkpoint (called by ``register_method``)."""
-    if name not in _FACTORIES:
-        register(name)(_learned_factory(name))
+def accepted_options(factory: Factory) -> list[str]:
+    """The option keys a config may give a method built by ``factory``: its arguments and the display name."""
+    return [*inspect.signature(factory).parameters, *DISPLAY_OPTIONS]
+
+
+def check_keys(options: Mapping[str, Any], known: Sequence[str], what: str) -> None:
+    """An :class:`OptionsError` naming the first unknown key, its close matches and the known keys."""
+    if not isinstance(options, Mapping):
+        raise OptionsError(f"{what}: options must be a mapping, got {options!r}")
+    for key in options:
+        if key not in known:
+            raise OptionsError(f"{what}: unknown option {key!r}{_close(str(key), list(known))}; "
+                               f"it takes: {', '.join(known)}")
 
 
 def load_learned_packages() -> None:
@@ -72,62 +114,52 @@ def load_learned_packages() -> None:
         importlib.import_module(f"fusion.{package}.architecture")
 
 
-def _factories() -> dict[str, Factory]:
+def _entries() -> dict[str, Entry]:
     for module in _BASELINE_MODULES:
         importlib.import_module(f"fusion.baselines.{module}")
     load_learned_packages()
-    return _FACTORIES
+    return _ENTRIES
 
 
 def available_methods() -> list[str]:
     """Every registered method name, classical and learned (``external`` included)."""
-    return sorted(_factories())
+    return sorted(_entries())
 
 
 def method_info(name: str) -> MethodInfo:
     """Metadata of the registered method ``name``."""
-    from fusion.learned.architecture import learned_methods
-
-    if name not in _factories():
+    entries = _entries()
+    if name not in entries:
         raise FuserError(f"unknown fusion method {name!r}{_close(name, available_methods())}; available: "
                          f"{', '.join(available_methods())}")
-    learned = learned_methods().get(name)
-    if learned is None:
-        return MethodInfo(name, learned=False)
-    return MethodInfo(name, learned=True, arch=learned.arch, default_crop=learned.architecture.default_crop)
+    entry = entries[name]
+    return MethodInfo(name, learned=entry.learned, arch=entry.arch, default_crop=entry.default_crop)
 
 
 def code_identity(name: str, extra_modules: tuple[str, ...] = ()) -> str:
     """Hash of the source code that computes ``name``'s output (:mod:`fusion.code_identity`), plus
     ``extra_modules`` (e.g. the image reader and writer around the fuser). A learned method's code includes
-    its architecture's modules (registered by name, so no import statement leads there)."""
-    from fusion.code_identity import fuser_code_identity
-    from fusion.learned.architecture import learned_methods
-
-    factories = _factories()
-    if name not in factories:
-        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
-    method = learned_methods().get(name)
-    if method is not None:
-        arch = method.architecture
-        extra_modules = (*extra_modules, arch.build.__module__, arch.next_valid_size.__module__)
-    return fuser_code_identity(factories[name], extra_modules)
+    its architecture's modules (its entry's ``code_modules``: registered by name, so no import statement
+    leads there)."""
+    entries = _entries()
+    if name not in entries:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(entries))}")
+    entry = entries[name]
+    return fuser_code_identity(entry.factory, (*extra_modules, *entry.code_modules))
 
 
 def is_learned(name: str) -> bool:
     """True for a registered learned method (trained by train-fusion, built from a checkpoint)."""
-    from fusion.learned.architecture import learned_methods
-
-    _factories()
-    return name in learned_methods()
+    entry = _entries().get(name)
+    return entry is not None and entry.learned
 
 
 def build_fuser(name: str, **options: Any) -> Any:
     """Build the fuser registered as ``name`` with its options (e.g. ``levels=4``, ``weights=path``)."""
-    factories = _factories()
-    if name not in factories:
-        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(factories))}")
-    factory = factories[name]
+    entries = _entries()
+    if name not in entries:
+        raise FuserError(f"unknown fusion method {name!r}; available: {', '.join(sorted(entries))}")
+    factory = entries[name].factory
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as error:
@@ -145,54 +177,19 @@ def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, 
     ``fusion.train``), each checked against its dataclass. Raises a :class:`FuserError` naming the bad
     key and its close matches.
     """
-    from fusion.learned.architecture import build_options, check_keys, learned_methods
-
     if not isinstance(options, Mapping):
         raise FuserError(f"{name}: options must be a mapping, got {options!r}")
     if options.get("from") is not None:
         check_keys(options, EXTERNAL_OPTIONS, name)
         return dict(options)
-    factories = _factories()
-    if name not in factories:
-        raise FuserError(f"unknown fusion method {name!r}{_close(name, sorted(factories))}; registered: "
-                         f"{', '.join(sorted(factories))} (or import a folder of fused images with 'from')")
-    method = learned_methods().get(name)
-    accepted = [*inspect.signature(factories[name]).parameters, *DISPLAY_OPTIONS]
-    if method is None:
-        check_keys(options, accepted, name)
-        return dict(options)
-    check_keys(options, [p for p in accepted if p != "device"] + list(LEARNED_SECTIONS), name)  # the device is the run's
-    from fusion.learned.trainer import TrainSettings
-
-    arch = method.architecture
-    build_options(arch.config, {**method.model, **(options.get("model") or {})}, f"{name}.model")
-    build_options(arch.loss, {**method.loss, **(options.get("loss") or {})}, f"{name}.loss")
-    check_keys(options.get("train") or {}, [f.name for f in fields(TrainSettings) if f.name != "seed"], f"{name}.train")
-    build_options(TrainSettings, {**method.train, **(options.get("train") or {})}, f"{name}.train")
+    entries = _entries()
+    if name not in entries:
+        raise FuserError(f"unknown fusion method {name!r}{_close(name, sorted(entries))}; registered: "
+                         f"{', '.join(sorted(entries))} (or import a folder of fused images with 'from')")
+    entries[name].validate(options)
     return dict(options)
 
 
 def _close(word: str, choices: list[str]) -> str:
     near = difflib.get_close_matches(word, choices, n=3)
     return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
-
-
-def _learned_factory(name: str) -> Factory:
-    def learned(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None,
-                output: str | None = None) -> Any:
-        """A trained checkpoint of this method's architecture (the project's own or a converted foreign file);
-        ``amp``: None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass; ``output``:
-        "clamp" or "minmax" (per-image min-max normalisation of the fused luminance; None: the method's)."""
-        from fusion.learned.architecture import learned_method
-        from fusion.learned.inference import LearnedFuser
-
-        fuser = LearnedFuser.from_checkpoint(Path(weights), device=device, amp=amp,
-                                             max_batch=int(max_batch) if max_batch else None,
-                                             output=output or learned_method(name).output)
-        expected = learned_method(name).arch
-        if fuser.arch.name != expected:
-            raise FuserError(f"{weights}: a {fuser.arch.name} checkpoint, but {name!r} is a {expected} method")
-        return fuser
-
-    learned.__name__ = f"learned_{name}"
-    return learned

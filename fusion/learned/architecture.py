@@ -15,18 +15,26 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
 
 import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from fusion.registry import FuserError, load_learned_packages, register_learned
+from fusion.registry import (
+    LEARNED_SECTIONS,
+    Entry,
+    Factory,
+    FuserError,
+    OptionsError,
+    Validator,
+    accepted_options,
+    check_keys,
+    load_learned_packages,
+    register_entry,
+)
 from fusionbench.errors import FusionBenchError
-
-
-class OptionsError(FuserError):
-    """Options (architecture, loss or training arguments) that do not fit their dataclass."""
 
 
 class UnknownArchitectureError(FusionBenchError, KeyError):
@@ -180,12 +188,58 @@ def register_architecture(arch: Architecture) -> Architecture:
 def register_method(method: LearnedMethod) -> LearnedMethod:
     """Add ``method`` to the learned methods and make it a fuser of :mod:`fusion.registry`."""
     get_architecture(method.arch)
+    new = method.name not in _METHODS
     if _METHODS.setdefault(method.name, method) != method:
         raise ValueError(f"learned method {method.name!r} is registered twice")
     method.architecture.make_config(method.model)  # a bad entry fails where it is written
     method.architecture.make_loss(method.loss)
-    register_learned(method.name)
+    if new:  # an equal method registered again (its module run twice) keeps its entry
+        register_entry(method.name, _registry_entry(method))
     return method
+
+
+def _registry_entry(method: LearnedMethod) -> Entry:
+    """``method`` as a fuser built from a checkpoint; its output also depends on its architecture's
+    modules, which no import statement of this module reaches."""
+    arch = method.architecture
+    factory = _learned_factory(method)
+    return Entry(factory, validate=_options_check(method, factory), learned=True, arch=method.arch,
+                 default_crop=arch.default_crop, code_modules=(arch.build.__module__, arch.next_valid_size.__module__))
+
+
+def _learned_factory(method: LearnedMethod) -> Factory:
+    def learned(weights: str | Path, device: str = "auto", amp: str | None = None, max_batch: int | None = None,
+                output: str | None = None) -> Any:
+        """A trained checkpoint of this method's architecture (the project's own or a converted foreign file);
+        ``amp``: None, "bf16" or "fp16" (CUDA only); ``max_batch``: pairs per forward pass; ``output``:
+        "clamp" or "minmax" (per-image min-max normalisation of the fused luminance; None: the method's)."""
+        from fusion.learned.inference import LearnedFuser  # imported here: it imports this module
+
+        fuser = LearnedFuser.from_checkpoint(Path(weights), device=device, amp=amp,
+                                             max_batch=int(max_batch) if max_batch else None,
+                                             output=output or method.output)
+        if fuser.arch.name != method.arch:
+            raise FuserError(f"{weights}: a {fuser.arch.name} checkpoint, but {method.name!r} is a {method.arch} method")
+        return fuser
+
+    learned.__name__ = f"learned_{method.name}"
+    return learned
+
+
+def _options_check(method: LearnedMethod, factory: Factory) -> Validator:
+    """The fuser's options but the device (the run's), plus the architecture, loss and training arguments,
+    each checked against its dataclass over the method's own."""
+    def validate(options: Mapping[str, Any]) -> None:
+        from fusion.learned.trainer import TrainSettings  # imported here: it imports this module
+
+        name, arch = method.name, method.architecture
+        check_keys(options, [p for p in accepted_options(factory) if p != "device"] + list(LEARNED_SECTIONS), name)
+        build_options(arch.config, {**method.model, **(options.get("model") or {})}, f"{name}.model")
+        build_options(arch.loss, {**method.loss, **(options.get("loss") or {})}, f"{name}.loss")
+        train = options.get("train") or {}
+        check_keys(train, [f.name for f in dataclasses.fields(TrainSettings) if f.name != "seed"], f"{name}.train")
+        build_options(TrainSettings, {**method.train, **train}, f"{name}.train")
+    return validate
 
 
 def get_architecture(name: str) -> Architecture:
@@ -228,15 +282,6 @@ def build_options(cls: type, options: Mapping[str, Any], what: str) -> Any:
         raise OptionsError(f"{what}: {problems}") from error
     except (TypeError, ValueError) as error:
         raise OptionsError(f"{what}: {dict(options)}: {error}") from error
-
-
-def check_keys(options: Mapping[str, Any], known: Sequence[str], what: str) -> None:
-    """An :class:`OptionsError` naming the first unknown key, its close matches and the known keys."""
-    if not isinstance(options, Mapping):
-        raise OptionsError(f"{what}: options must be a mapping, got {options!r}")
-    for key in options:
-        if key not in known:
-            raise OptionsError(f"{what}: unknown option {key!r}{_suggest(str(key), known)}; it takes: {', '.join(known)}")
 
 
 def config_dict(config: Any) -> dict[str, Any]:
