@@ -43,6 +43,15 @@ class Architecture:
 
 ARCHITECTURES = {"segformer_b0": Architecture("mit_b0", 256)}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")  # looked for in a weights folder
+# Whole SegFormers as NVIDIA released them (mmsegmentation's layout), which the bubbliiiing script keeps
+# (its segformer_b0_weights_voc.pth is the protocol's usual start): their names -> smp's.
+NVIDIA_LAYOUT = {"backbone.": "encoder.", "decode_head.linear_c4.proj.": "decoder.mlp_stage.0.linear.",
+                 "decode_head.linear_c3.proj.": "decoder.mlp_stage.1.linear.",
+                 "decode_head.linear_c2.proj.": "decoder.mlp_stage.2.linear.",
+                 "decode_head.linear_c1.proj.": "decoder.mlp_stage.3.linear.",
+                 "decode_head.linear_fuse.conv.": "decoder.fuse_stage.0.",
+                 "decode_head.linear_fuse.bn.": "decoder.fuse_stage.1.",
+                 "decode_head.linear_pred.": "segmentation_head.0."}
 
 
 def build(model: str, n_classes: int, weights: str | os.PathLike | None = None,
@@ -74,8 +83,9 @@ def network(model: str, n_classes: int) -> torch.nn.Module:
 
 
 def load_weights(segmenter: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a local state dict into ``segmenter``: a whole segmenter's (its classifier skipped when the
-    class count differs) or an encoder's alone (NVIDIA's MiT names; the decoder keeps its random start).
+    """Load a local state dict into ``segmenter``: a whole segmenter's, in smp's names or in NVIDIA's
+    (:data:`NVIDIA_LAYOUT`), its classifier skipped when the class count differs; or an encoder's alone
+    (NVIDIA's MiT names, e.g. the ImageNet ``mit_b0.pth``; the decoder keeps its random start).
 
     ``path`` is a ``.safetensors``, ``.pth``/``.pt``/``.bin`` file, or a folder holding one of
     :data:`WEIGHT_FILES`. Checkpoints that wrap the state dict under ``state_dict`` or ``model`` are
@@ -86,7 +96,8 @@ def load_weights(segmenter: torch.nn.Module, path: str | os.PathLike) -> None:
     own = segmenter.state_dict()
     whole = {key.removeprefix("module."): value for key, value in state.items()}
     encoder = {f"encoder.{key}": value for key, value in whole.items()}
-    loaded = max((whole, encoder), key=lambda candidate: len(candidate.keys() & own.keys()))
+    nvidia = {_renamed(key): value for key, value in whole.items()}
+    loaded = max((whole, encoder, nvidia), key=lambda candidate: len(candidate.keys() & own.keys()))
     fitting = {key: value for key, value in loaded.items() if key in own and value.shape == own[key].shape}
     missing = [key for key in own if key.startswith("encoder.") and key not in fitting]
     if missing:
@@ -98,6 +109,13 @@ def load_weights(segmenter: torch.nn.Module, path: str | os.PathLike) -> None:
         log.info("%s: %d tensors start random (not in the file, or another class count): %s", path, len(skipped),
                  ", ".join(skipped[:4]) + (", ..." if len(skipped) > 4 else ""))
     segmenter.load_state_dict({**own, **fitting})
+
+
+def _renamed(key: str) -> str:
+    for theirs, ours in NVIDIA_LAYOUT.items():
+        if key.startswith(theirs):
+            return ours + key.removeprefix(theirs)
+    return key
 
 
 def weights_file(path: Path) -> Path:

@@ -117,21 +117,39 @@ def test_weights_come_only_from_local_files(tmp_path, caplog):
         build("segformer_b9", 5, allow_random=True)
 
 
+# NVIDIA's (mmsegmentation's) module names of a whole SegFormer, written out independently of the code
+NVIDIA_NAMES = {"decoder.mlp_stage.0.linear": "decode_head.linear_c4.proj",
+                "decoder.mlp_stage.1.linear": "decode_head.linear_c3.proj",
+                "decoder.mlp_stage.2.linear": "decode_head.linear_c2.proj",
+                "decoder.mlp_stage.3.linear": "decode_head.linear_c1.proj",
+                "decoder.fuse_stage.0": "decode_head.linear_fuse.conv",
+                "decoder.fuse_stage.1": "decode_head.linear_fuse.bn",
+                "segmentation_head.0": "decode_head.linear_pred"}
+
+
 def test_whole_and_encoder_only_state_dicts_load(tmp_path):
+    """smp's names (a file, a folder), an encoder alone with ImageNet's classifier (NVIDIA's mit_b0.pth),
+    and a whole SegFormer in NVIDIA's names (mmsegmentation's, the bubbliiiing script's VOC weights)."""
     torch.manual_seed(0)
-    source = network(TINY, 9).state_dict()  # e.g. pre-trained on another data set with 9 classes
+    source = {key: value + torch.rand_like(value) if value.is_floating_point() else value  # no tensor as initialised
+              for key, value in network(TINY, 9).state_dict().items()}  # e.g. trained on a 9-class data set
     save_file(source, tmp_path / "whole.safetensors")
     (tmp_path / "folder").mkdir()
     save_file(source, tmp_path / "folder" / "model.safetensors")
     encoder = {key.removeprefix("encoder."): value for key, value in source.items() if key.startswith("encoder.")}
     torch.save({"state_dict": {**encoder, "head.weight": torch.zeros(1000, 32)}}, tmp_path / "mit.pth")
-    for weights in ("whole.safetensors", "folder", "mit.pth"):
+    nvidia = {NVIDIA_NAMES.get(key.rsplit(".", 1)[0], key.rsplit(".", 1)[0]).replace("encoder.", "backbone.")
+              + "." + key.rsplit(".", 1)[1]: value for key, value in source.items()}
+    assert "decode_head.linear_c4.proj.weight" in nvidia and "backbone.block1.0.attn.q.weight" in nvidia
+    torch.save({"meta": {}, "state_dict": nvidia}, tmp_path / "mmseg.pth")
+    for weights in ("whole.safetensors", "folder", "mit.pth", "mmseg.pth"):
         torch.manual_seed(1)
         loaded = build(TINY, 5, tmp_path / weights).state_dict()
         assert all(torch.equal(loaded[key], source[key]) for key in source if key.startswith("encoder."))
         assert not torch.equal(loaded["segmentation_head.0.weight"][:1], source["segmentation_head.0.weight"][:1])
-        decoder = "decoder.mlp_stage.0.linear.weight"
-        assert torch.equal(loaded[decoder], source[decoder]) == (weights != "mit.pth")
+        for decoder in ("decoder.mlp_stage.0.linear.weight", "decoder.mlp_stage.3.linear.bias",
+                        "decoder.fuse_stage.0.weight", "decoder.fuse_stage.1.running_var"):
+            assert torch.equal(loaded[decoder], source[decoder]) == (weights != "mit.pth")
 
 
 def test_foreign_or_unsafe_weight_files_are_refused(tmp_path):
