@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 TIE_TOLERANCE = 1e-12  # a permuted statistic this close to the observed one counts as reaching it
 
@@ -97,6 +96,8 @@ def wilcoxon_paired(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, repl
     if np.all(difference == 0):
         p = 1.0
     else:
+        from scipy import stats as scipy_stats  # heavy: imported where the test runs
+
         p = float(scipy_stats.wilcoxon(difference, zero_method="wilcox", alternative="two-sided").pvalue)
     return PairedTest(float(difference.mean()), float(low), float(high), p, int(difference.size))
 

@@ -32,7 +32,7 @@ from fusionbench.layout import UnitFiles
 from fusionbench.stats import Draws
 
 # One entry per built-in task: importing the module registers it (and its models).
-TASK_MODULES = ("detection.task",)
+TASK_MODULES = ("detection.task", "segmentation.task")
 
 Direction = Literal["higher", "lower"]
 

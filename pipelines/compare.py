@@ -82,8 +82,8 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     evidence = {(task.name, model): {m: [task.files(layout.task(task.name).model(model).method(m).seed(s).folder)
                                           for s in task.seeds(config.task_settings(task.name))] for m in methods}
                 for task, models in evaluated for model in models}
-    complete = {key: [m for m in methods if all(path.is_file() for f in runs[m] for path in f.evidence)]
-                for key, runs in evidence.items()}
+    complete = {key: [m for m in methods if all(path.is_file() for f in runs[m] for path in (f.results, *f.evidence))]
+                for key, runs in evidence.items()}  # results.json is written last: a unit without it is unfinished
     metric_files = {m: [p for p in (layout.metrics.method(m).per_image, layout.metrics.method(m).entropy) if p.is_file()]
                     for m in methods}
     measured = [m for m in methods if metric_files[m]]

@@ -114,7 +114,19 @@ def _reusable(task: Task, files: Any, unit: Unit) -> bool:
     except (OSError, ValueError, FusionBenchError) as error:
         log.warning("%s: %s; computing it again", files.folder, error)
         return False
-    return results.get("bootstrap") == {"replicates": unit.bootstrap.replicates, "seed": unit.bootstrap.seed}
+    recorded = results.get("bootstrap") or {}
+    return (recorded.get("replicates"), recorded.get("seed")) == (unit.bootstrap.replicates, unit.bootstrap.seed)
+
+
+def check_labels(config: Config, task: Task) -> None:
+    """The benchmark has the labels the task learns from (boxes, masks), before anything is trained."""
+    benchmark = Benchmark(run_layout(config).benchmark)
+    missing = [kind for kind in task.labels if kind not in benchmark.label_kinds]
+    if missing:
+        raise DownstreamError(f"{benchmark.root}: {task.name} needs {' and '.join(missing)}, which this benchmark "
+                              f"has none of (prepared from the {benchmark.manifest.get('source', {}).get('layout')} "
+                              f"layout; it has: {', '.join(benchmark.label_kinds) or 'no labels'}); use a dataset "
+                              f"with them or leave the task out (tasks.{task.name}=[])")
 
 
 def run_method(config: Config, task_name: str, model: str, method: str, force: bool = False) -> dict[str, Any]:
@@ -126,6 +138,7 @@ def run_method(config: Config, task_name: str, model: str, method: str, force: b
         check_fused_set(Benchmark(run_layout(config).benchmark), method)  # nothing is deleted for a missing set
         remove_inside(model_runs.method(method).folder, model_runs.folder, "--force: redo this method (every seed)")
     check_old_layouts(config, task, model, method)
+    check_labels(config, task)
     seeds = task.seeds(config.task_settings(task.name))
     runs = [run_unit(config, task.name, model, method, seed) for seed in seeds]
     return write_method_summary(config, task, model, method, seeds, runs)

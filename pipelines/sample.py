@@ -12,7 +12,9 @@ scenes (objects move a little between frames, as in M3FD), under one condition p
 
 Some objects are camouflaged in one modality (same temperature as the background in IR, or the
 colour of the background in VI), so single-modality detectors miss things a good fusion keeps.
-Boxes are exact: each is the bounding box of the object's drawn pixels (in ``sample.json`` as
+Every frame also has a segmentation mask (``masks/<stem>.png``, class indices of :data:`SEGMENTATION_CLASSES`
+in ``masks/classes.txt``): the background's regions and each object's drawn pixels as its class, camouflaged
+objects included. Boxes are exact: each is the bounding box of the object's drawn pixels (in ``sample.json`` as
 pixel-edge corners, ``xmax = last column + 1``; in the XML as Pascal VOC's 1-based inclusive indices). Everything is drawn without anti-aliasing from one seeded generator,
 so the same arguments give byte-identical files.
 """
@@ -31,12 +33,16 @@ from fusionbench.files import atomic_write_text
 from fusionbench.images import write_image
 from pipelines.config import run_layout
 from pipelines.schema import Config
+from segmentation.masks import generated_palette, write_index_png
 
 CONDITIONS = ("day", "night", "fog", "smoke", "glare")
 FRAMES_PER_SCENE = (3, 6)        # inclusive range of frames in one scene
 EMPTY_SCENE = 0.08               # chance that a scene has no objects (background images)
 CAMOUFLAGE = 0.15                # chance that an object is hidden in one modality
-GENERATOR_VERSION = 3            # bump when the drawing changes: cached samples are then regenerated
+GENERATOR_VERSION = 4            # bump when the drawing changes: cached samples are then regenerated
+# Segmentation classes of the sample, index order: the background's regions, then M3FD's object classes.
+SEGMENTATION_CLASSES = ("ground", "sky", "building", "vegetation", "road", "marking", *M3FD_CLASSES)
+GROUND, SKY, BUILDING, VEGETATION, ROAD, MARKING = range(6)
 
 # Size of each class relative to a standing person at the same distance: (height, width).
 SHAPES = {"People": (1.0, 0.36), "Car": (0.75, 1.9), "Bus": (1.6, 4.0), "Motorcycle": (0.62, 1.05),
@@ -62,6 +68,7 @@ class _Scene:
     ir: np.ndarray     # static background, (H, W) float32
     vi: np.ndarray     # static background, (H, W, 3) float32
     texture: np.ndarray  # fine noise in [-1, 1] giving objects a surface texture
+    labels: np.ndarray   # static background's segmentation classes, (H, W) uint8
     objects: list[_Object]
     light: tuple[int, int]  # glare source / smoke centre
     strength: float         # fog density
@@ -93,13 +100,15 @@ def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192,
         length = min(int(rng.integers(FRAMES_PER_SCENE[0], FRAMES_PER_SCENE[1] + 1)), pairs - len(frames))
         for f in range(length):
             stem = f"{len(frames):05d}"
-            ir, vi, boxes = _render(scene, f, rng)
+            ir, vi, boxes, labels = _render(scene, f, rng)
             write_image(out / "Ir" / f"{stem}.png", ir)
             write_image(out / "Vis" / f"{stem}.png", vi)
+            write_index_png(out / "masks" / f"{stem}.png", labels, generated_palette(len(SEGMENTATION_CLASSES)))
             atomic_write_text(out / "Annotation" / f"{stem}.xml", _voc_xml(stem, width, height, boxes))
             frames[stem] = {"scene": scene_index, "condition": scene.condition,
                             "objects": [{"class": c, "box": b, "hidden_in": h} for c, b, h in boxes]}
         scene_index += 1
+    atomic_write_text(out / "masks" / "classes.txt", "".join(f"{name}\n" for name in SEGMENTATION_CLASSES))
     _remove_stale(out, set(frames))
     atomic_write_text(info_path, json.dumps({"params": params, "frames": frames}, indent=1) + "\n")
     return out
@@ -107,9 +116,9 @@ def make_sample(out: Path, pairs: int = 60, width: int = 256, height: int = 192,
 
 def _remove_stale(out: Path, stems: set[str]) -> None:
     """Frames left by an earlier, larger sample in the same folder."""
-    for folder in ("Ir", "Vis", "Annotation"):
+    for folder in ("Ir", "Vis", "Annotation", "masks"):
         for path in (out / folder).iterdir():
-            if path.stem not in stems:
+            if path.stem not in stems and path.name != "classes.txt":
                 path.unlink()
 
 
@@ -143,25 +152,29 @@ def _make_scene(rng: np.random.Generator, width: int, height: int, condition: st
     vi[horizon:] = ground_vi
     ground_ir = rng.uniform(0.22, 0.4)
     ir[horizon:] = ground_ir
-    _draw_skyline(rng, ir, vi, horizon)
+    labels = np.full((height, width), SKY, np.uint8)
+    labels[horizon:] = GROUND
+    _draw_skyline(rng, ir, vi, labels, horizon)
     centre = width * rng.uniform(0.42, 0.58)
     road = np.array([[centre - 0.03 * width, horizon], [centre + 0.03 * width, horizon],
                      [centre + 0.5 * width, height], [centre - 0.5 * width, height]], np.int32)
     _fill(ir, vi, road, ground_ir + rng.uniform(0.04, 0.12), rng.uniform(0.3, 0.42) * np.ones(3))
+    cv2.fillPoly(labels, [road], ROAD, cv2.LINE_8)
     for y0 in range(horizon + 4, height, max(6, height // 12)):          # dashed centre line
         y1 = y0 + max(3, height // 30)
         half = max(1.0, 0.012 * width * (y1 - horizon) / (height - horizon))
         dash = np.array([[centre - half, y0], [centre + half, y0], [centre + half, y1], [centre - half, y1]], np.int32)
         _fill(ir, vi, dash, 0.33, np.array([0.92, 0.92, 0.88]))
+        cv2.fillPoly(labels, [dash], MARKING, cv2.LINE_8)
     vi *= 1 + 0.08 * _smooth_noise(rng, width, height, 12)[..., None]
     ir += 0.03 * _smooth_noise(rng, width, height, 16)
     objects = _place_objects(rng, width, height, horizon, centre, condition, deck)
     light = (int(rng.uniform(0.15, 0.85) * width), int(rng.uniform(0.2, 0.6) * height))
-    return _Scene(condition, horizon, ir, vi, rng.uniform(-1, 1, (height, width)).astype(np.float32),
+    return _Scene(condition, horizon, ir, vi, rng.uniform(-1, 1, (height, width)).astype(np.float32), labels,
                   objects, light, float(rng.uniform(0.6, 0.95)))
 
 
-def _draw_skyline(rng: np.random.Generator, ir: np.ndarray, vi: np.ndarray, horizon: int) -> None:
+def _draw_skyline(rng: np.random.Generator, ir: np.ndarray, vi: np.ndarray, labels: np.ndarray, horizon: int) -> None:
     height, width = ir.shape
     x = int(rng.integers(-10, 0))
     while x < width:
@@ -170,10 +183,12 @@ def _draw_skyline(rng: np.random.Generator, ir: np.ndarray, vi: np.ndarray, hori
             cv2.ellipse(vi, (x + w // 2, horizon - h // 3), (w // 2, h // 2), 0, 0, 360,
                         rng.uniform([0.1, 0.3, 0.1], [0.2, 0.45, 0.2]).tolist(), -1, cv2.LINE_8)
             cv2.ellipse(ir, (x + w // 2, horizon - h // 3), (w // 2, h // 2), 0, 0, 360, 0.22, -1, cv2.LINE_8)
+            cv2.ellipse(labels, (x + w // 2, horizon - h // 3), (w // 2, h // 2), 0, 0, 360, VEGETATION, -1, cv2.LINE_8)
         else:                                                              # a building with windows
             colour = rng.uniform(0.35, 0.75) * rng.uniform(0.8, 1.0, 3)
             cv2.rectangle(vi, (x, horizon - h), (x + w, horizon + 1), colour.tolist(), -1, cv2.LINE_8)
             cv2.rectangle(ir, (x, horizon - h), (x + w, horizon + 1), float(rng.uniform(0.25, 0.35)), -1, cv2.LINE_8)
+            cv2.rectangle(labels, (x, horizon - h), (x + w, horizon + 1), BUILDING, -1, cv2.LINE_8)
             step = max(4, width // 40)
             for wy in range(horizon - h + 2, horizon - 2, step):
                 for wx in range(x + 2, x + w - 2, step):
@@ -300,20 +315,21 @@ def _part_mask(shape: str, geometry, height: int, width: int) -> np.ndarray:
 
 # --- frames -------------------------------------------------------------------------------------
 
-def _render(scene: _Scene, frame: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list]:
-    """One frame: objects over the background, then the condition, then sensor noise."""
-    ir, vi, boxes, shown = _draw_objects(scene, frame)
+def _render(scene: _Scene, frame: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """One frame: objects over the background, then the condition, then sensor noise; and its mask."""
+    ir, vi, boxes, shown, labels = _draw_objects(scene, frame)
     ir, vi = _apply_condition(scene, ir, vi, shown)
     noise = 0.03 if scene.condition == "night" else 0.01
     vi = vi + rng.normal(0, noise, vi.shape).astype(np.float32)
     ir = cv2.GaussianBlur(ir, (3, 3), 0.7) + rng.normal(0, 0.01, ir.shape).astype(np.float32)
     to_u8 = lambda a: (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return to_u8(ir), to_u8(vi), boxes
+    return to_u8(ir), to_u8(vi), boxes, labels
 
 
-def _draw_objects(scene: _Scene, frame: int) -> tuple[np.ndarray, np.ndarray, list, list]:
-    """Objects over the background; each box is the extent of the object's drawn pixels."""
-    ir, vi = scene.ir.copy(), scene.vi.copy()
+def _draw_objects(scene: _Scene, frame: int) -> tuple[np.ndarray, np.ndarray, list, list, np.ndarray]:
+    """Objects over the background; each box is the extent of the object's drawn pixels, which the mask
+    labels with the object's class."""
+    ir, vi, labels = scene.ir.copy(), scene.vi.copy(), scene.labels.copy()
     height, width = ir.shape
     boxes, shown = [], []
     for obj in scene.objects:
@@ -327,12 +343,13 @@ def _draw_objects(scene: _Scene, frame: int) -> tuple[np.ndarray, np.ndarray, li
             ir[mask] = ir_alpha * (warmth + 0.03 * scene.texture[mask]) + (1 - ir_alpha) * ir[mask]
             vi[mask] = vi_alpha * np.clip(colour * texture, 0, 1) + (1 - vi_alpha) * vi[mask]
             union |= mask
+        labels[union] = SEGMENTATION_CLASSES.index(obj.cls)
         rows, cols = np.nonzero(union)
         if rows.size:
             boxes.append((obj.cls, [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1],
                           obj.hidden_in))
             shown.append((obj, x))
-    return ir, vi, boxes, shown
+    return ir, vi, boxes, shown, labels
 
 
 def _apply_condition(scene: _Scene, ir: np.ndarray, vi: np.ndarray,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.prepare.layouts.base import ImageFolders, Layout, LayoutKind, Masks, child_dir, has_dirs, required_dir
-from segmentation.masks import MFNET_CLASSES, MFNET_PALETTE
+from segmentation.masks import IGNORE, IGNORE_COLOUR, MFNET_CLASSES, MFNET_PALETTE
 
 SPLITS = ("train", "test")
 LABEL_DIRS = ("segmentation_labels", "label", "labels")
@@ -29,7 +29,7 @@ def _open(root: Path, labels: str | None) -> Layout:
         folders.append(ImageFolders(required_dir(part, "msrs_segmentation", "ir"),
                                     required_dir(part, "msrs_segmentation", "vi"), split,
                                     masks=child_dir(part, *LABEL_DIRS)))
-    palette = {colour: index for index, colour in enumerate(MFNET_PALETTE)}
+    palette = {**{colour: index for index, colour in enumerate(MFNET_PALETTE)}, IGNORE_COLOUR: IGNORE}
     return Layout("msrs_segmentation", root, tuple(folders), None, ".txt", (), masks=Masks(MFNET_CLASSES, palette=palette))
 
 
