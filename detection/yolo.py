@@ -30,6 +30,7 @@ import yaml
 from detection.coco_eval import ImageDetections
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
+from fusionbench.unpickling import refusal_message, refused_global
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ TRAIN_LOG = "results.csv"  # ultralytics' per-epoch log in its training folder
 
 
 AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
+
+
+class CheckpointRefusedError(FusionBenchError):
+    """A checkpoint that names code outside ultralytics' model format: it is not loaded."""
+
+
+class DamagedCheckpointError(FusionBenchError):
+    """A checkpoint that cannot be read (empty, truncated, not a checkpoint)."""
 
 
 class TrainSettingsError(FusionBenchError):
@@ -80,7 +89,8 @@ class Selection:
 
 
 def model_source(weights: str | Path | None, allow_scratch: bool) -> str:
-    """The model to train: a checked local weights file, or yolov5s.yaml from scratch when allowed."""
+    """The model to train: a checked local weights file (one the restricted loader reads), or yolov5s.yaml from
+    scratch when allowed."""
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -89,6 +99,7 @@ def model_source(weights: str | Path | None, allow_scratch: bool) -> str:
                 "https://github.com/ultralytics/assets/releases and set detect.weights to its path "
                 "(original YOLOv5 yolov5s.pt files cannot be loaded by ultralytics)."
             )
+        load_checkpoint(path)  # a file that names code is refused here, with its name
         return str(path.resolve())
     if not allow_scratch:
         raise ValueError("detect.weights is not set: give the path of yolov5su.pt, "
@@ -167,22 +178,37 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     return train_dir
 
 
-def _readable_checkpoint(path: Path) -> bool:
-    """Whether ``path`` loads as an ultralytics checkpoint (a dict); a truncated file does not."""
-    import torch
+def load_checkpoint(path: Path) -> dict:
+    """An ultralytics checkpoint read by ultralytics' restricted loader (``weights_only`` plus its allow-list of
+    model classes): a planted or downloaded file cannot run code. Raises :class:`CheckpointRefusedError` for a
+    file that names anything else, :class:`DamagedCheckpointError` for one that cannot be read at all."""
+    from ultralytics.nn.tasks import torch_safe_load
 
     try:
-        return isinstance(torch.load(path, map_location="cpu", weights_only=False), dict)
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ... here
-        log.warning("%s: cannot be loaded: %s", path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, KeyError ... for a damaged file
+        name = refused_global(error)
+        if name:
+            raise CheckpointRefusedError(refusal_message(path, name)) from None
+        cause = error.__cause__ or error
+        raise DamagedCheckpointError(f"{path}: cannot be loaded ({type(cause).__name__}: "
+                                     f"{str(cause).splitlines()[0] if str(cause) else 'empty'})") from None
+    return checkpoint
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether ``path`` loads as an ultralytics checkpoint; a truncated file does not (a refused one raises)."""
+    try:
+        load_checkpoint(path)
+    except DamagedCheckpointError as error:
+        log.warning("%s", error)
         return False
+    return True
 
 
 def training_finished(last: Path) -> bool:
     """Ultralytics strips the optimizer (epoch -1) from last.pt once the final epoch is done."""
-    import torch
-
-    return torch.load(last, map_location="cpu", weights_only=False).get("epoch") == -1
+    return load_checkpoint(last).get("epoch") == -1
 
 
 class Map50Keeper:
@@ -206,9 +232,7 @@ class Map50Keeper:
 
 
 def read_selection(weights: Path) -> dict:
-    import torch
-
-    return torch.load(weights, map_location="cpu", weights_only=False)["selection"]
+    return load_checkpoint(weights)["selection"]
 
 
 def val_curve(train_dir: str | Path) -> list[dict]:
