@@ -66,6 +66,7 @@ def detect_method(config: Config, method: str, force: bool = False) -> dict[str,
     check_method_name(method)  # before anything is deleted: the name is a folder inside the stage's own
     stage = run_layout(config).detect
     out = stage.method(method).folder
+    check_fused_set(Benchmark(run_layout(config).benchmark), method)  # nothing is deleted for a set that cannot be used
     if force:
         remove_inside(out, stage.folder, "--force: redo this method (every seed)")
     check_layout(out)

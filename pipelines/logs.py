@@ -13,9 +13,18 @@ if TYPE_CHECKING:
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(config: "Config", stage: str) -> logging.Logger:
+def setup_logging(config: "Config", stage: str, read_only: bool = False) -> logging.Logger:
+    """Console and log file; ``read_only``: a stage that only reads the run logs to the console alone when
+    the run folder cannot be written (an archived run)."""
     log_path = run_layout(config).log(stage)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(log_path)
+    except OSError as error:
+        if not read_only:
+            raise
+        file = None
+        note = f"{log_path}: not writable ({error.strerror}): logging to the console only"
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
@@ -23,9 +32,14 @@ def setup_logging(config: "Config", stage: str) -> logging.Logger:
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    file = logging.FileHandler(log_path)
-    file.setFormatter(logging.Formatter(FORMAT))
-    for handler in (console, file):
+    handlers = [console]
+    if file is not None:
+        file.setFormatter(logging.Formatter(FORMAT))
+        handlers.append(file)
+    for handler in handlers:
         handler._pipelines = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    return logging.getLogger(f"pipelines.{stage}")
+    log = logging.getLogger(f"pipelines.{stage}")
+    if file is None:
+        log.warning("%s", note)
+    return log

@@ -39,7 +39,7 @@ from pipelines.benchmark import Benchmark
 from pipelines.config import run_layout
 from pipelines.devices import torch_device
 from pipelines.file_errors import os_error_line
-from pipelines.fuse import is_complete
+from pipelines.fuse import check_method_name, is_complete
 from pipelines.perception import perception_network
 from pipelines.schema import Config
 
@@ -139,9 +139,11 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
     """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary with
     their rows and those of the methods already in it."""
+    methods = methods or configured_methods(config)
+    for method in methods:  # each names a folder of the stage: refused before anything is read or written
+        check_method_name(method)
     bench = Benchmark(run_layout(config).benchmark)
     split = config.metrics.split
-    methods = methods or configured_methods(config)
     stems = bench.stems(split)
     convention = convention_name(config)
     columns = ["stem", *get_convention(convention).metrics]

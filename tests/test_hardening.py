@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -26,7 +29,7 @@ from detection.yolo import (
 )
 from pipelines.benchmark import Benchmark
 from pipelines.cli import cli
-from pipelines.config import load_config
+from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
 
 
@@ -51,14 +54,21 @@ def refused(path: Path) -> str:
     return f"{path}: refused to load: it names posix.system"
 
 
-def fused_copy(benchmark: Benchmark, folder: Path, method: str = "vi") -> tuple[Benchmark, Path]:
-    """A private copy of ``benchmark`` with ``method`` fused, and its sample config file."""
+def run_config(folder: Path, benchmark: Path, methods: tuple[str, ...], report: Path) -> Path:
+    """A config file: the sample overlay, the run in ``folder/runs``, the given benchmark and report folders."""
+    path = folder / "run.yaml"
+    path.write_text(f"extends: sample\nrun: {{root: {folder / 'runs'}, name: t}}\ndata: {{benchmark: {benchmark}}}\n"
+                    f"fusion: {{methods: [{', '.join(methods)}], workers: 1}}\nreport: {{dir: {report}}}\n")
+    return path
+
+
+def fused_copy(benchmark: Benchmark, folder: Path, methods: tuple[str, ...] = ("vi",)) -> tuple[Benchmark, Path]:
+    """A private copy of ``benchmark`` with ``methods`` fused, and its config file."""
     root = folder / "benchmark"
     shutil.copytree(benchmark.root, root, ignore=shutil.ignore_patterns("fused", "*.cache"))
-    config_file = folder / "run.yaml"
-    config_file.write_text(f"extends: sample\nrun: {{root: {folder / 'runs'}, name: t}}\n"
-                           f"data: {{benchmark: {root}}}\nfusion: {{workers: 1}}\n")
-    fuse_method(load_config(config_file), method, progress=False)
+    config_file = run_config(folder, root, methods, folder / "report")
+    for method in methods:
+        fuse_method(load_config(config_file), method, progress=False)
     return Benchmark(root), config_file
 
 
@@ -135,3 +145,137 @@ def test_learned_fuser_and_resnet50_loaders_run_nothing(tmp_path: Path):
     with pytest.raises(WeightsError, match=refused(path)):
         build_resnet50(weights=path)
     assert not marker.exists()
+
+
+# --- 2. inputs are never outputs ----------------------------------------------------------------
+
+def generic_raw(root: Path, pairs: int = 12) -> Path:
+    """A generic-layout dataset whose labels sit in ``labels/train/`` (with classes.txt), a label variant."""
+    labels = root / "labels" / "train"
+    for folder in (root / "ir", root / "vi", labels):
+        folder.mkdir(parents=True)
+    (labels / "classes.txt").write_text("person\ncar\n")
+    rng = np.random.default_rng(0)
+    for i in range(pairs):
+        cv2.imwrite(str(root / "ir" / f"f{i:02d}.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
+        cv2.imwrite(str(root / "vi" / f"f{i:02d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        (labels / f"f{i:02d}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    return root
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("inside", ["", "benchmark"])
+def test_prepare_refuses_an_output_folder_in_the_raw_folder(tmp_path: Path, inside: str):
+    """Observation High 6: `prepare --out` on the raw folder deleted its label files and classes.txt."""
+    from pipelines.prepare import PrepareError, prepare_benchmark
+
+    raw = generic_raw(tmp_path / "raw")
+    before = tree(raw)
+    out = raw / inside if inside else raw
+    with pytest.raises(PrepareError, match=rf"output folder {out}: .*raw folder.*choose a folder outside it"):
+        prepare_benchmark(raw, out, labels="train")
+    assert tree(raw) == before
+
+
+def test_prepare_deletes_only_label_files_it_wrote(tmp_path: Path):
+    """A benchmark folder that already holds other files (a YOLO folder of the user's) keeps them."""
+    from pipelines.prepare import prepare_benchmark
+
+    raw = generic_raw(tmp_path / "raw")
+    out = tmp_path / "bench"
+    theirs = out / "labels" / "train" / "notes.txt"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("mine\n")
+    first = prepare_benchmark(raw, out, labels="train", seed=0).stems("train")
+    second = prepare_benchmark(raw, out, labels="train", seed=1)
+    assert first != second.stems("train")
+    assert theirs.read_text() == "mine\n"
+    for split in ("train", "val", "test"):  # the earlier split's label files are gone, the new ones there
+        assert sorted(p.stem for p in second.labels_dir(split).glob("f*.txt")) == second.stems(split)
+
+
+@pytest.fixture(scope="module")
+def fused_run(sample_benchmark: Benchmark, tmp_path_factory) -> tuple[Benchmark, Path]:
+    """The sample with `ir` and `vi` fused, and its config file (the run folder beside the benchmark)."""
+    return fused_copy(sample_benchmark, tmp_path_factory.mktemp("fused_run"), ("ir", "vi"))
+
+
+def test_metrics_refuses_a_method_name_that_leaves_the_run(fused_run):
+    """Observation (medium): `metrics -m ../../benchmark/fused/ir` wrote outside the run folder and left a bogus row."""
+    _, config_file = fused_run
+    config = load_config(config_file)
+    summary = run_layout(config).metrics.summary
+    result = CliRunner().invoke(cli, ["metrics", "-c", str(config_file), "-m", "../../benchmark/fused/ir",
+                                      "-s", "metrics.entropy=false"])
+    assert result.exit_code == 2
+    assert "method name '../../benchmark/fused/ir': use letters, digits" in result.output
+    assert not summary.exists() and not (run_layout(config).root.parent / "benchmark" / "fused" / "ir" / "metrics.csv").exists()
+
+
+def test_detect_force_checks_its_fused_set_before_deleting(fused_run):
+    """Observation (low): `detect --force` deleted the method's results before finding its fused set missing."""
+    _, config_file = fused_run
+    config = load_config(config_file)
+    results = run_layout(config).detect.method("gff").folder / "seed0" / "results.json"
+    results.parent.mkdir(parents=True)
+    results.write_text("{}")
+    result = CliRunner().invoke(cli, ["detect", "-c", str(config_file), "-m", "gff", "--force"])
+    assert result.exit_code == 1 and "fused set 'gff' is missing or incomplete" in result.output
+    assert results.read_text() == "{}"
+
+
+def test_the_run_lock_of_a_read_only_run(tmp_path: Path, monkeypatch):
+    """A folder where the lock file cannot be created: a reader goes on (with a note), a writer is refused."""
+    import errno
+
+    from pipelines.run_lock import LOCK_NAME, folders_locked
+
+    real_open = os.open
+
+    def read_only_open(path, flags, *args):
+        if Path(path).name == LOCK_NAME:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    with folders_locked([tmp_path], read_only=True) as unlocked:
+        assert unlocked == [tmp_path.resolve()]
+    with pytest.raises(OSError), folders_locked([tmp_path]):
+        pass
+
+
+@pytest.fixture()
+def read_only(tmp_path: Path):
+    """Bind-mounts a folder read-only (root only): even root cannot write there."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    mounted: list[Path] = []
+
+    def mount(folder: Path) -> None:
+        for command in (["mount", "--bind", str(folder), str(folder)],
+                        ["mount", "-o", "remount,ro,bind", str(folder)]):
+            if subprocess.run(command, capture_output=True).returncode:
+                pytest.skip("cannot bind-mount here")
+        mounted.append(folder)
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_run_can_be_reported(fused_run, tmp_path: Path, read_only):
+    """Observation (low): a read-only (archived) run could not be reported: its lock and log needed writes."""
+    bench, _ = fused_run
+    archive = tmp_path / "archive"
+    shutil.copytree(bench.root.parent, archive, symlinks=True, ignore=shutil.ignore_patterns("report", "run.yaml"))
+    config = run_config(tmp_path, archive / "benchmark", ("ir", "vi"), tmp_path / "report")
+    config.write_text(config.read_text().replace(str(tmp_path / "runs"), str(archive / "runs")))
+    before = tree(archive)
+    read_only(archive)
+    result = CliRunner().invoke(cli, ["report", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"{archive / 'runs' / 't'}: not writable: reading it without its lock" in result.output
+    assert (tmp_path / "report" / "index.html").is_file() and tree(archive) == before

@@ -45,6 +45,6 @@ def build(config: Config) -> Path:
 @config_options
 def command(config_source: str, overrides: tuple[str, ...]) -> None:
     """Tables (HTML, CSV, LaTeX), entropy histograms, qualitative grid and training curves of a run."""
-    config = build_config(config_source, overrides, log_name="report")
+    config = build_config(config_source, overrides, log_name="report", read_only=True)
     path = build(config)
     click.echo(f"report: {path}")
