@@ -279,3 +279,24 @@ def test_a_read_only_run_can_be_reported(fused_run, tmp_path: Path, read_only):
     assert result.exit_code == 0, result.output
     assert f"{archive / 'runs' / 't'}: not writable: reading it without its lock" in result.output
     assert (tmp_path / "report" / "index.html").is_file() and tree(archive) == before
+
+
+# --- 3. damaged inputs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("convention", ["cddfuse", "vifb", "ivif_zoo", "tang", "exact"])
+@pytest.mark.parametrize("damage", ["empty file", "truncated image file"])
+def test_a_damaged_fused_image_is_one_line_naming_it(tmp_path: Path, convention: str, damage: str):
+    """Observation (medium): a zero-byte fused image crashed `metrics --fused` (cv2.imdecode before the checks)."""
+    rng = np.random.default_rng(0)
+    for role in ("fused", "ir", "vi"):
+        (tmp_path / role).mkdir()
+        for stem in ("a", "b"):
+            cv2.imwrite(str(tmp_path / role / f"{stem}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    damaged = tmp_path / "fused" / "b.png"
+    damaged.write_bytes(b"" if damage == "empty file" else damaged.read_bytes()[:-40])
+    result = CliRunner().invoke(cli, ["metrics", "--fused", str(tmp_path / "fused"), "--ir", str(tmp_path / "ir"),
+                                      "--vi", str(tmp_path / "vi"), "--out", str(tmp_path / "out"),
+                                      "--convention", convention])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == f"Error: {damaged}: {damage}"
+    assert "Traceback" not in result.output
