@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pydantic import ConfigDict, ValidationError, validate_call
+
 from fusionbench.errors import FusionBenchError
 
 
@@ -160,6 +162,7 @@ def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, 
     accepted = [*inspect.signature(factories[name]).parameters, *DISPLAY_OPTIONS]
     if method is None:
         check_keys(options, accepted, name)
+        _check_values(factories[name], {k: v for k, v in options.items() if k not in DISPLAY_OPTIONS})
         return dict(options)
     check_keys(options, [p for p in accepted if p != "device"] + list(LEARNED_SECTIONS), name)  # the device is the run's
     from fusion.learned.trainer import TrainSettings
@@ -170,6 +173,17 @@ def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, 
     check_keys(options.get("train") or {}, [f.name for f in fields(TrainSettings) if f.name != "seed"], f"{name}.train")
     build_options(TrainSettings, {**method.train, **(options.get("train") or {})}, f"{name}.train")
     return dict(options)
+
+
+def _check_values(factory: Factory, options: Mapping[str, Any]) -> None:
+    """Build the fuser once with ``options`` checked against its factory's signature: the types and the
+    bounds declared there as data (``r1: Annotated[int, Field(ge=0)]``), finite numbers, then the factory's
+    own checks; a bad value is a :class:`FuserError` naming the option and the value."""
+    try:
+        validate_call(factory, config=ConfigDict(allow_inf_nan=False))(**options)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise FuserError(f"{'.'.join(map(str, problem['loc']))} = {problem['input']!r}: {problem['msg']}") from None
 
 
 def _close(word: str, choices: list[str]) -> str:

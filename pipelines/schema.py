@@ -16,9 +16,10 @@ The defaults are the published protocol (``paper.yaml`` only names the run).
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -26,9 +27,27 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|\d+(,\d+)*|mps)$")
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, values are checked on assignment too."""
+    """A config section: unknown keys are errors, values are checked on assignment too; NaN and infinities
+    are refused in every number (they pass ``ge``/``le`` bounds and crash or poison a stage later)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# Seeds seed NumPy's and torch's generators, which take [0, 2**32).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+# Arguments that the detection protocol passes to ultralytics' train() itself, and where each is set instead:
+# in detect.train_args they would clash with it (a TypeError) or silently change the protocol between methods.
+DETECT_PROTOCOL_ARGS = {
+    "data": "data.benchmark and --method (the fused set)", "epochs": "detect.epochs", "imgsz": "detect.imgsz",
+    "batch": "detect.batch", "workers": "detect.workers", "seed": "detect.seeds", "device": "run.device",
+    "amp": "detect.amp", "resume": "detect.resume", "project": "run.root", "name": "run.name",
+    "exist_ok": "nothing (the protocol resumes in its own folder)", "deterministic": "nothing (always true)",
+    "plots": "nothing (always false)", "verbose": "nothing (always false)",
+}
+
+# Each replicate draws one index per test image (8 bytes): bootstrap x images x 8 bytes at once.
+MAX_DRAWS = 10**6
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -37,7 +56,7 @@ class RunSection(Section):
     name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9._-]+$",
                       description="run name: outputs go to <run.root>/<run.name>, the report to reports/<run.name>")
     root: Path = Field(Path("runs"), description="folder holding every run folder")
-    seed: int = Field(0, ge=0, description="seed of learned-fuser training (data order, crops, initialisation)")
+    seed: Seed = Field(0, description="seed of learned-fuser training (data order, crops, initialisation)")
     device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda | cuda:N | GPU indices as "
                                             "ultralytics takes them (0 or 0,1; a stage uses the first)")
 
@@ -73,7 +92,7 @@ class RunSection(Section):
 
 class SplitSection(Section):
     ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train, val, test fractions (sum 1)")
-    seed: int = Field(0, ge=0, description="seed of the random split")
+    seed: Seed = Field(0, description="seed of the random split")
     by: Literal["auto", "random", "scene", "file", "official"] = Field(
         "auto", description="random pairs | scene: whole scenes (near-duplicate consecutive frames) per split | "
                             "file: the published lists of data.split.files | official: the layout's own split "
@@ -110,7 +129,7 @@ class SampleSection(Section):
     pairs: int = Field(60, ge=1, description="synthetic pairs (pipelines sample)")
     width: int = Field(256, ge=64, description="image width in pixels")
     height: int = Field(192, ge=48, description="image height in pixels")
-    seed: int = Field(0, ge=0, description="seed of the synthetic scenes")
+    seed: Seed = Field(0, description="seed of the synthetic scenes")
 
 
 class PerceptionSection(Section):
@@ -126,7 +145,7 @@ class PerceptionSection(Section):
 class ExtraFolder(Section):
     path: Path = Field(description="folder of extra fusion-only training pairs")
     fraction: float = Field(1.0, gt=0, le=1, description="fraction of its pairs to use")
-    seed: int = Field(0, ge=0, description="seed choosing that fraction")
+    seed: Seed = Field(0, description="seed choosing that fraction")
     ir: Optional[str] = Field(None, description="its IR sub-folder (null: found by name)")
     vi: Optional[str] = Field(None, description="its VI sub-folder (null: found by name)")
 
@@ -192,7 +211,7 @@ class DetectSection(Section):
     imgsz: int = Field(640, ge=32, multiple_of=32, description="training and test image size")
     batch: int = Field(16, ge=1, description="detector batch size")
     workers: int = Field(8, ge=0, description="ultralytics data-loading workers")
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
+    seeds: list[Seed] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
                              "once per seed (the published protocol: 3; [0] is the single-run protocol, a third of the cost)")
     select_by: Literal["map50", "fitness"] = Field("map50", description="best epoch by val mAP@50 (the paper) or "
                                                                         "ultralytics' fitness (best.pt)")
@@ -211,8 +230,18 @@ class DetectSection(Section):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError(f"{value}: distinct seeds >= 0, e.g. [0, 1, 2]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value}: distinct seeds, e.g. [0, 1, 2]")
+        return value
+
+    @field_validator("train_args")
+    @classmethod
+    def _not_the_protocol(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if key in DETECT_PROTOCOL_ARGS:
+                raise ValueError(f"{key!r} is set by the detection protocol itself; use {DETECT_PROTOCOL_ARGS[key]}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{key} = {item}: not a finite number")
         return value
 
 
@@ -244,7 +273,15 @@ class StatsSection(Section):
                                                    "detector seeds when there are several)")
     permutations: int = Field(1000, ge=1, description="permutations of each paired mAP test")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the Holm-adjusted p-values")
-    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation draws (recorded in the report)")
+    seed: Seed = Field(0, description="seed of the bootstrap and permutation draws (recorded in the report)")
+
+    @field_validator("bootstrap", "permutations")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_DRAWS:
+            raise ValueError(f"at most {MAX_DRAWS:,}: the draws are held at once, {value:,} x test images x 8 bytes "
+                             f"= {value * 8 * 1000 / 2**30:,.0f} GiB per 1,000 test images")
+        return value
 
 
 # --- the whole config --------------------------------------------------------------------------

@@ -300,3 +300,83 @@ def test_a_damaged_fused_image_is_one_line_naming_it(tmp_path: Path, convention:
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1] == f"Error: {damaged}: {damage}"
     assert "Traceback" not in result.output
+
+
+# --- 4. the schema refuses what would crash later -------------------------------------------------
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.split.ratios=[.nan,.5,.5]", "data.split.ratios.0 = nan: Input should be a finite number"),
+    ("fusion.train.lr_peak=.inf", "fusion.train.lr_peak = inf: Input should be a finite number"),
+    ("detect.conf=.nan", "detect.conf = nan: Input should be a finite number"),
+    ("detect.train_args={lr0: .nan}", "detect.train_args = {'lr0': nan}: lr0 = nan: not a finite number"),
+    ("data.split.seed=4294967296", "data.split.seed = 4294967296: Input should be less than 4294967296"),
+    ("sample.seed=4294967296", "sample.seed = 4294967296: Input should be less than 4294967296"),
+    ("stats.seed=4294967296", "stats.seed = 4294967296: Input should be less than 4294967296"),
+    ("run.seed=4294967296", "run.seed = 4294967296: Input should be less than 4294967296"),
+    ("detect.seeds=[0,4294967296]", "detect.seeds.1 = 4294967296: Input should be less than 4294967296"),
+    ("detect.seeds=[0,-1]", "detect.seeds.1 = -1: Input should be greater than or equal to 0"),
+    ("fusion.train.extra=[{path: x, seed: 4294967296}]",
+     "fusion.train.extra.0.seed = 4294967296: Input should be less than 4294967296"),
+    ("detect.train_args={project: /tmp/elsewhere}", "detect.train_args = {'project': '/tmp/elsewhere'}: 'project' is "
+                                                    "set by the detection protocol itself; use run.root"),
+    ("detect.train_args={epochs: 3}", "'epochs' is set by the detection protocol itself; use detect.epochs"),
+    ("methods.gff.r1=-5", "methods.gff: r1 = -5: Input should be greater than or equal to 0"),
+    ("methods.gff.eps1=0", "methods.gff: eps1 = 0: Input should be greater than 0"),
+    ("methods.laplacian.levels=2.5", "methods.laplacian: levels = 2.5: Input should be a valid integer"),
+    ("methods.dwt.wavelet=nope", "methods.dwt: dwt: unknown discrete wavelet 'nope'"),
+    ("report.compare_to=[nope]", "report.compare_to = ['nope']: 'nope' is neither a configured method (ir, vi, "),
+    ("stats.bootstrap=100000000000", "stats.bootstrap = 100000000000: at most 1,000,000: the draws are held at "
+                                     "once, 100,000,000,000 x test images x 8 bytes = 745,058 GiB per 1,000 test"),
+    ("stats.permutations=2000000", "stats.permutations = 2000000: at most 1,000,000"),
+    ("detect.train_args=&x {a: *x}", "override 'detect.train_args=&x {a: *x}': a: a YAML alias refers to a node "
+                                     "that contains it"),
+])
+def test_the_schema_refuses_values_that_would_crash_later(override: str, message: str):
+    """Observations (medium and low): these were accepted and crashed (or ran for ever) in a later stage."""
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config("sample", [override])
+    assert message in str(caught.value)
+
+
+def test_references_and_seeds_the_schema_still_takes():
+    config = load_config("sample", ["report.compare_to=[gff,best]", "detect.seeds=[0,4294967295]",
+                                    "fusion.methods=[vi,gff]"])
+    assert config.report.compare_to == ["gff", "best"] and config.detect.seeds == [0, 2**32 - 1]
+    default = load_config("sample", ["fusion.methods=[vi,gff]"])  # the default names ir, not configured here
+    assert default.report.compare_to == ["ir", "vi", "best"]
+
+
+def test_a_recursive_yaml_alias_in_a_config_file_is_one_line(tmp_path: Path):
+    """Observation (medium): a recursive alias loaded, then crashed later with a RecursionError."""
+    from pipelines.config import ConfigError
+
+    path = tmp_path / "loop.yaml"
+    path.write_text("extends: sample\ndetect: &d\n  train_args: *d\n")
+    with pytest.raises(ConfigError, match=f"{path}: detect.train_args: a YAML alias refers to a node that contains it"):
+        load_config(path)
+
+
+def test_every_argument_the_protocol_gives_ultralytics_is_kept_out_of_train_args(tmp_path: Path, monkeypatch):
+    """The schema's list of protocol arguments is the one detection.yolo.train passes (no more, no less)."""
+    import ultralytics
+
+    from pipelines.schema import DETECT_PROTOCOL_ARGS
+
+    given: dict = {}
+
+    class Recorder:
+        def __init__(self, source):
+            pass
+
+        def add_callback(self, event, callback):
+            pass
+
+        def train(self, **arguments):
+            given.update(arguments)
+
+    monkeypatch.setattr(ultralytics, "YOLO", Recorder)
+    train(tmp_path / "data.yaml", tmp_path / "train", "yolov5s.yaml", TrainSettings(
+        epochs=1, imgsz=64, batch=4, workers=0, seed=0, extra={"lr0": 0.01}))
+    assert set(given) - {"lr0"} == set(DETECT_PROTOCOL_ARGS)
