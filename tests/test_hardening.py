@@ -380,3 +380,61 @@ def test_every_argument_the_protocol_gives_ultralytics_is_kept_out_of_train_args
     train(tmp_path / "data.yaml", tmp_path / "train", "yolov5s.yaml", TrainSettings(
         epochs=1, imgsz=64, batch=4, workers=0, seed=0, extra={"lr0": 0.01}))
     assert set(given) - {"lr0"} == set(DETECT_PROTOCOL_ARGS)
+
+
+# --- 5. SIGTERM ----------------------------------------------------------------------------------
+
+SLOW_FUSE = '''
+import sys, time
+from pathlib import Path
+
+import pipelines.fuse as fuse
+from pipelines.cli import main
+
+fused = Path(sys.argv[1])
+original = fuse.fuse_pair
+
+
+def slow(fuser, pair):
+    """Fuses as before, then takes a while (and says which pair it fused)."""
+    result = original(fuser, pair)
+    time.sleep(0.3)
+    with fused.open("a") as listing:
+        listing.write(pair.stem + "\\n")
+    return result
+
+
+fuse.fuse_pair = slow
+main(sys.argv[2:])
+'''
+
+
+def test_sigterm_saves_fuse_progress_says_how_to_resume_and_exits_143(sample_benchmark: Benchmark, tmp_path: Path):
+    """Observation (low): SIGTERM ended fuse without the resume line and lost the images since its last save."""
+    import json
+    import signal
+    import sys
+    import time
+
+    root = tmp_path / "benchmark"
+    shutil.copytree(sample_benchmark.root, root, ignore=shutil.ignore_patterns("fused", "*.cache"))
+    config = run_config(tmp_path, root, ("gff",), tmp_path / "report")
+    command = ["fuse", "-c", str(config), "--method", "gff", "--no-progress"]
+    script, fused = tmp_path / "slow_fuse.py", tmp_path / "fused.txt"
+    script.write_text(SLOW_FUSE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, str(script), str(fused), *command], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (not fused.is_file() or len(fused.read_text().split()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    saved = json.loads((root / "fused" / "gff" / "manifest.json").read_text())["images"]
+    assert len(saved) >= 3 and not saved.keys() - set(fused.read_text().split())
+    rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", *command], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    total = len(Benchmark(root).pairs())
+    assert f"gff: {total - len(saved)} images to fuse, {len(saved)} already done" in rerun.stderr
