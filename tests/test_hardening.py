@@ -3,6 +3,7 @@ damaged inputs, the schema, SIGTERM, one-line user errors in run-all, and perfor
 every identity. Each test failed on the code before its fix."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -438,3 +439,26 @@ def test_sigterm_saves_fuse_progress_says_how_to_resume_and_exits_143(sample_ben
     assert rerun.returncode == 0, rerun.stderr
     total = len(Benchmark(root).pairs())
     assert f"gff: {total - len(saved)} images to fuse, {len(saved)} already done" in rerun.stderr
+
+
+# --- 6. run-all: user errors in one line --------------------------------------------------------
+
+def test_run_all_logs_a_user_error_in_one_line_and_a_bug_with_its_traceback(caplog):
+    """Observation (low): run-all logged a user error (a FusionBenchError) with a full traceback."""
+    from fusionbench.errors import FusionBenchError
+    from pipelines.run_all import RunSummary
+
+    def user_error():
+        raise FusionBenchError("/data/x.png: empty file")
+
+    def bug():
+        return 1 / 0
+
+    summary = RunSummary()
+    with caplog.at_level(logging.ERROR):
+        summary.step("fuse", "gff", user_error)
+        summary.step("fuse", "tif", bug)
+    user, crash = caplog.records
+    assert user.getMessage() == "fuse gff failed: /data/x.png: empty file" and user.exc_info is None
+    assert crash.getMessage() == "fuse tif failed" and crash.exc_info[0] is ZeroDivisionError
+    assert [s.ok for s in summary.steps] == [False, False]
