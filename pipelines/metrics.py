@@ -21,9 +21,8 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -83,27 +82,17 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _luminance_batches(paths: list[Path], batch_size: int) -> Iterator[torch.Tensor]:
-    """(B, 1, H, W) luminance in [0, 1] of consecutive images, a new batch whenever the size changes."""
-    batch: list[np.ndarray] = []
-    for path in paths:
-        grey = luminance(read_vi(path))
-        if batch and (len(batch) == batch_size or grey.shape != batch[0].shape):
-            yield torch.from_numpy(np.stack(batch))[:, None]
-            batch = []
-        batch.append(grey)
-    if batch:
-        yield torch.from_numpy(np.stack(batch))[:, None]
-
-
 @torch.inference_mode()
-def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.device,
-                    batch_size: int = 4) -> list[float]:
+def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.device) -> list[float]:
     """Decision-layer entropy (nats) per image file: the fused luminance, grey repeated to three
-    channels and ImageNet-normalised, at full resolution (the preprocessing of the L_per loss)."""
-    values: list[float] = []
-    for batch in _luminance_batches(paths, batch_size):
-        values.extend(decision_entropy(model, batch.to(device)).double().cpu().tolist())
+    channels and ImageNet-normalised, at full resolution (the preprocessing of the L_per loss).
+
+    One image per forward pass: a batch of another size runs other convolution kernels, whose sums round
+    differently (the 6th digit moved with the batch size), so a number would depend on its neighbours."""
+    values = []
+    for path in paths:
+        grey = torch.from_numpy(luminance(read_vi(path)))[None, None]  # (1, 1, H, W)
+        values.append(float(decision_entropy(model, grey.to(device))))
     return values
 
 
@@ -192,7 +181,7 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
     model, source = network
     if force or not _entropy_current(config, method, stems, stamp, source):
         paths = [bench.fused_image(method, split, stem) for stem in stems]
-        values = image_entropies(model, paths, device, config.metrics.batch_size)
+        values = image_entropies(model, paths, device)
         _write_csv(files.entropy, pd.DataFrame({"stem": stems, "entropy": values}))
         atomic_write_text(files.entropy_source, json.dumps({"kind": source.kind, "detail": source.detail}))
         log.info("metrics: %s written (perception weights: %s)", files.entropy, source.kind)

@@ -248,7 +248,6 @@ class DetectSection(Section):
 class MetricsSection(Section):
     split: Literal["train", "val", "test"] = Field("test", description="split whose fused images are scored")
     entropy: bool = Field(True, description="ResNet50 decision-layer entropy per fused image")
-    batch_size: int = Field(4, ge=1, description="images per ResNet50 forward pass")
     workers: int = Field(8, ge=1, description="threads computing the fusion metrics")
     methods: Optional[list[str]] = Field(None, description="methods to score; null: fusion.methods")
     convention: Literal["cddfuse", "vifb", "ivif_zoo", "tang", "exact"] = Field(

@@ -462,3 +462,34 @@ def test_run_all_logs_a_user_error_in_one_line_and_a_bug_with_its_traceback(capl
     assert user.getMessage() == "fuse gff failed: /data/x.png: empty file" and user.exc_info is None
     assert crash.getMessage() == "fuse tif failed" and crash.exc_info[0] is ZeroDivisionError
     assert [s.ok for s in summary.steps] == [False, False]
+
+
+# --- 7. performance knobs are no identity -------------------------------------------------------
+
+def test_performance_knobs_and_other_methods_options_leave_a_fused_set_alone(fused_run):
+    """Observation (low): fusion.workers was part of the fuse manifest, so changing it redid every method's metrics
+    (they are recomputed when the manifest is rewritten)."""
+    bench, config_file = fused_run
+    manifest = bench.fused_dir("vi") / "manifest.json"
+    before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
+    for overrides in (["fusion.workers=2", "fusion.batch_size=3"], ["methods.gff.r1=5", "fusion.methods=[vi,gff]"]):
+        fuse_method(load_config(config_file, overrides), "vi", progress=False)
+        assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before, overrides
+
+
+def test_the_entropy_of_an_image_does_not_depend_on_the_others(tmp_path: Path):
+    """Observation (low): the decision-layer entropy changed in the 6th digit with metrics.batch_size."""
+    from fusion.perception import build_resnet50
+    from fusionbench.images import write_image
+    from pipelines.metrics import image_entropies
+
+    model, _ = build_resnet50(allow_random=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        write_image(paths[-1], rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    together = image_entropies(model, paths, torch.device("cpu"))
+    alone = [image_entropies(model, [path], torch.device("cpu"))[0] for path in paths]
+    assert together == alone  # bit-equal, not approximately
+    assert image_entropies(model, paths[::-1], torch.device("cpu")) == alone[::-1]
