@@ -34,7 +34,8 @@ class Section(BaseModel):
 
 
 # Seeds seed NumPy's and torch's generators, which take [0, 2**32).
-Seed = Annotated[int, Field(ge=0, lt=2**32)]
+SEED_LIMIT = 2**32
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 
 # Arguments that the detection protocol passes to ultralytics' train() itself, and where each is set instead:
 # in detect.train_args they would clash with it (a TypeError) or silently change the protocol between methods.
@@ -211,7 +212,7 @@ class DetectSection(Section):
     imgsz: int = Field(640, ge=32, multiple_of=32, description="training and test image size")
     batch: int = Field(16, ge=1, description="detector batch size")
     workers: int = Field(8, ge=0, description="ultralytics data-loading workers")
-    seeds: list[Seed] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="detector training seeds: every method is trained "
                              "once per seed (the published protocol: 3; [0] is the single-run protocol, a third of the cost)")
     select_by: Literal["map50", "fitness"] = Field("map50", description="best epoch by val mAP@50 (the paper) or "
                                                                         "ultralytics' fitness (best.pt)")
@@ -230,8 +231,8 @@ class DetectSection(Section):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value}: distinct seeds, e.g. [0, 1, 2]")
+        if len(set(value)) != len(value) or not all(0 <= seed < SEED_LIMIT for seed in value):
+            raise ValueError("distinct seeds in [0, 2**32), e.g. [0, 1, 2]")
         return value
 
     @field_validator("train_args")

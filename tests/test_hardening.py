@@ -314,8 +314,8 @@ def test_a_damaged_fused_image_is_one_line_naming_it(tmp_path: Path, convention:
     ("sample.seed=4294967296", "sample.seed = 4294967296: Input should be less than 4294967296"),
     ("stats.seed=4294967296", "stats.seed = 4294967296: Input should be less than 4294967296"),
     ("run.seed=4294967296", "run.seed = 4294967296: Input should be less than 4294967296"),
-    ("detect.seeds=[0,4294967296]", "detect.seeds.1 = 4294967296: Input should be less than 4294967296"),
-    ("detect.seeds=[0,-1]", "detect.seeds.1 = -1: Input should be greater than or equal to 0"),
+    ("detect.seeds=[0,4294967296]", "detect.seeds = [0, 4294967296]: distinct seeds in [0, 2**32)"),
+    ("detect.seeds=[0,-1]", "detect.seeds = [0, -1]: distinct seeds in [0, 2**32)"),
     ("fusion.train.extra=[{path: x, seed: 4294967296}]",
      "fusion.train.extra.0.seed = 4294967296: Input should be less than 4294967296"),
     ("detect.train_args={project: /tmp/elsewhere}", "detect.train_args = {'project': '/tmp/elsewhere'}: 'project' is "
