@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -164,6 +164,8 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     if last.is_file() and not resume:
         log.info("%s: interrupted run discarded (detect.resume=false): restarting from epoch 0", train_dir)
         shutil.rmtree(train_dir)
+    if resume:
+        _refuse_code_in(last.parent)
     model = YOLO(str(last) if resume else source)
     model.add_callback("on_model_save", Map50Keeper(train_dir / "weights" / "best_map50.pt"))
     for event, callback in (callbacks or {}).items():
@@ -204,6 +206,15 @@ def _readable_checkpoint(path: Path) -> bool:
         log.warning("%s", error)
         return False
     return True
+
+
+def _refuse_code_in(weights_dir: Path) -> None:
+    """Refuse a resumed training whose weights folder holds a checkpoint that names code: when a training
+    ends, ultralytics rereads its checkpoints without restriction (``strip_optimizer`` on last.pt and
+    best.pt), and a best.pt that no later epoch improved on would still be the planted file."""
+    for path in sorted(weights_dir.glob("*.pt")):
+        with suppress(DamagedCheckpointError):  # a damaged one is ultralytics' to skip or overwrite
+            load_checkpoint(path)
 
 
 def training_finished(last: Path) -> bool:

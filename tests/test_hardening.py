@@ -117,6 +117,24 @@ def test_a_planted_detector_checkpoint_runs_nothing_and_is_refused(tiny_detector
     assert path.is_file()  # refused, not deleted as if it were merely damaged
 
 
+def test_a_planted_best_checkpoint_in_an_interrupted_training_runs_nothing(tiny_detector, tmp_path: Path):
+    """Resuming reads last.pt safely, but ultralytics' end-of-training strip_optimizer rereads best.pt unrestricted."""
+    data, _, _ = tiny_detector
+    train_dir, marker = tmp_path / "train", tmp_path / "ran"
+
+    def stop_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    two_epochs = TrainSettings(epochs=2, imgsz=64, batch=4, workers=0, seed=0, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        train(data, train_dir, "yolov5s.yaml", two_epochs, callbacks={"on_fit_epoch_end": stop_after_first_epoch})
+    planted = plant_pickle(train_dir / "weights" / "best.pt", marker)
+    with pytest.raises(CheckpointRefusedError, match=refused(planted)):
+        train(data, train_dir, "yolov5s.yaml", two_epochs)
+    assert not marker.exists() and not training_finished(train_dir / "weights" / "last.pt")
+
+
 def test_foreign_detector_weights_run_nothing(tiny_detector, tmp_path: Path):
     """Observation High 1: `-s detect.weights=FILE` with a malicious FILE ran a command in ultralytics' loader."""
     from ultralytics import YOLO
