@@ -127,11 +127,17 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
     """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary with
-    their rows and those of the methods already in it."""
-    methods = methods or configured_methods(config)
+    their rows and those of the methods already in it. A method asked for by name needs a fused set (a
+    configured one without is skipped, and shown as missing)."""
+    asked = list(methods or [])
+    methods = asked or configured_methods(config)
     for method in methods:  # each names a folder of the stage: refused before anything is read or written
         check_method_name(method)
     bench = Benchmark(run_layout(config).benchmark)
+    unfused = [method for method in asked if not bench.fused_dir(method).is_dir()]
+    if unfused:
+        raise MetricsError(f"no fused set {', '.join(map(repr, unfused))} in {bench.fused_dir(unfused[0]).parent}: "
+                           f"run `pipelines fuse --method {unfused[0]}` first")
     split = config.metrics.split
     stems = bench.stems(split)
     convention = convention_name(config)

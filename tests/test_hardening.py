@@ -232,6 +232,8 @@ def test_metrics_refuses_a_method_name_that_leaves_the_run(fused_run):
     assert result.exit_code == 2
     assert "method name '../../benchmark/fused/ir': use letters, digits" in result.output
     assert not summary.exists() and not (run_layout(config).root.parent / "benchmark" / "fused" / "ir" / "metrics.csv").exists()
+    result = CliRunner().invoke(cli, ["metrics", "-c", str(config_file), "-m", "nope", "-s", "metrics.entropy=false"])
+    assert result.exit_code == 2 and "no fused set 'nope' in " in result.output and not summary.exists()
 
 
 def test_detect_force_checks_its_fused_set_before_deleting(fused_run):
