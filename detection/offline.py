@@ -14,6 +14,11 @@ Ultralytics 8.4 reaches the network in these places during training, validation 
   -> no ``api_key`` in the settings and ``ULTRALYTICS_API_KEY`` removed from the environment; the logger integrations
   (clearml, comet, dvc, mlflow, raytune, tensorboard, wandb) are switched off in the settings too.
 
+Checkpoints are pickles, and a pickle may run any command when loaded: ultralytics' default loader
+unpickles everything, so ``ULTRALYTICS_SAFE_LOAD`` switches it to its restricted loader (``weights_only``
+plus an allow-list of its model classes) for every load, a planted ``last.pt`` or a foreign
+``detect.weights`` file included.
+
 Every run gets its own config folder (``YOLO_CONFIG_DIR``), so its settings file never touches the
 user's global one. The folder is read once, when ultralytics is imported: ``use_offline_ultralytics``
 must therefore run before anything imports ultralytics; if it was imported earlier (another stage in the
@@ -41,6 +46,7 @@ def use_offline_ultralytics(config_dir: str | Path) -> ModuleType:
     """
     config_dir = Path(config_dir).resolve()
     os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read at import: every checkpoint load is restricted (weights_only)
     os.environ.pop("ULTRALYTICS_API_KEY", None)  # the Platform callback streams to the cloud when a key is set
     if "ultralytics" not in sys.modules:
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
@@ -49,7 +55,18 @@ def use_offline_ultralytics(config_dir: str | Path) -> ModuleType:
 
     _install_fonts(Path(USER_CONFIG_DIR))
     SETTINGS.update(INTEGRATIONS_OFF)
+    _restrict_checkpoint_loading()
     return ultralytics
+
+
+def _restrict_checkpoint_loading() -> None:
+    """Every checkpoint ultralytics loads (``YOLO(path)``, resuming, a pre-trained model) goes through its
+    restricted loader, which refuses a pickle that names code. The flag is a module constant read from
+    ``ULTRALYTICS_SAFE_LOAD`` at import, so an earlier import (another stage in this process) is switched too."""
+    import ultralytics.utils
+    from ultralytics.nn import tasks
+
+    ultralytics.utils.SAFE_LOAD = tasks.SAFE_LOAD = True
 
 
 def _install_fonts(folder: Path) -> None:

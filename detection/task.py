@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,7 +39,7 @@ from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes, atomic_write_text, sha256_file
 from fusionbench.fused_set import fused_set_identity
 from fusionbench.layout import UnitFiles
-from fusionbench.settings import Section
+from fusionbench.settings import Section, check_seeds
 from fusionbench.stats import Draws, percentile_interval
 from fusionbench.tasks import Model, Statistic, Task, Unit, register_task
 
@@ -46,9 +47,16 @@ log = logging.getLogger(__name__)
 
 LEVEL = 0.95
 INPUT_KEYS = ("fused_set", "labels", "ground_truth")  # protocol entries that describe data, not settings
-# ultralytics train() arguments the protocol sets itself: not allowed in train_args
-PROTOCOL_ARGS = ("data", "epochs", "imgsz", "batch", "workers", "seed", "deterministic", "device", "amp", "project",
-                 "name", "exist_ok", "resume", "model")
+# Arguments that the detection protocol passes to ultralytics' train() itself, and where each is set instead:
+# in detect.train_args they would clash with it (a TypeError) or silently change the protocol between methods.
+PROTOCOL_ARGS = {
+    "data": "data.benchmark and --method (the fused set)", "epochs": "detect.epochs", "imgsz": "detect.imgsz",
+    "batch": "detect.batch", "workers": "detect.workers", "seed": "detect.seeds", "device": "run.device",
+    "amp": "detect.amp", "resume": "detect.resume", "project": "run.root", "name": "run.name",
+    "model": "tasks.detection (the detector rows)",
+    "exist_ok": "nothing (the protocol resumes in its own folder)", "deterministic": "nothing (always true)",
+    "plots": "nothing (always false)", "verbose": "nothing (always false)",
+}
 
 
 class DetectError(FusionBenchError):
@@ -88,17 +96,17 @@ class DetectionSettings(Section):
 
     @field_validator("seeds")
     @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError(f"{value}: distinct seeds >= 0, e.g. [0, 1, 2]")
-        return value
+    def _seeds(cls, value: list[int]) -> list[int]:
+        return check_seeds(value)
 
     @field_validator("train_args")
     @classmethod
-    def _not_protocol_args(cls, value: dict[str, Any]) -> dict[str, Any]:
-        taken = sorted(set(value) & set(PROTOCOL_ARGS))
-        if taken:
-            raise ValueError(f"{', '.join(taken)}: set by the protocol itself (use the detect section's own keys)")
+    def _not_the_protocol(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if key in PROTOCOL_ARGS:
+                raise ValueError(f"{key!r} is set by the detection protocol itself; use {PROTOCOL_ARGS[key]}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{key} = {item}: not a finite number")
         return value
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -30,6 +30,7 @@ import yaml
 from detection.coco_eval import ImageDetections
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
+from fusionbench.unpickling import refusal_message, refused_global
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ TRAIN_LOG = "results.csv"  # ultralytics' per-epoch log in its training folder
 
 
 AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
+
+
+class CheckpointRefusedError(FusionBenchError):
+    """A checkpoint that names code outside ultralytics' model format: it is not loaded."""
+
+
+class DamagedCheckpointError(FusionBenchError):
+    """A checkpoint that cannot be read (empty, truncated, not a checkpoint)."""
 
 
 class TrainSettingsError(FusionBenchError):
@@ -81,8 +90,9 @@ class Selection:
 
 def model_source(weights: str | Path | None, allow_scratch: bool, config: str = SCRATCH_CONFIG,
                  release: str = "yolov5su.pt") -> str:
-    """The model to train: a checked local weights file, or the detector's ``config`` (an ultralytics model
-    YAML) from scratch when allowed. ``release`` names the file users download for it."""
+    """The model to train: a checked local weights file (one the restricted loader reads), or the detector's
+    ``config`` (an ultralytics model YAML) from scratch when allowed. ``release`` names the file users
+    download for it."""
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -91,6 +101,7 @@ def model_source(weights: str | Path | None, allow_scratch: bool, config: str = 
                 "https://github.com/ultralytics/assets/releases and set detect.weights to its path "
                 "(original YOLOv5 yolov5s.pt files cannot be loaded by ultralytics)."
             )
+        load_checkpoint(path)  # a file that names code is refused here, with its name
         return str(path.resolve())
     if not allow_scratch:
         raise ValueError(f"no detector weights: set detect.weights to the path of {release}, "
@@ -155,6 +166,8 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     if last.is_file() and not resume:
         log.info("%s: interrupted run discarded (detect.resume=false): restarting from epoch 0", train_dir)
         shutil.rmtree(train_dir)
+    if resume:
+        _refuse_code_in(last.parent)
     model = YOLO(str(last) if resume else source)
     model.add_callback("on_model_save", Map50Keeper(train_dir / "weights" / "best_map50.pt"))
     for event, callback in (callbacks or {}).items():
@@ -169,22 +182,46 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     return train_dir
 
 
-def _readable_checkpoint(path: Path) -> bool:
-    """Whether ``path`` loads as an ultralytics checkpoint (a dict); a truncated file does not."""
-    import torch
+def load_checkpoint(path: Path) -> dict:
+    """An ultralytics checkpoint read by ultralytics' restricted loader (``weights_only`` plus its allow-list of
+    model classes): a planted or downloaded file cannot run code. Raises :class:`CheckpointRefusedError` for a
+    file that names anything else, :class:`DamagedCheckpointError` for one that cannot be read at all."""
+    from ultralytics.nn.tasks import torch_safe_load
 
     try:
-        return isinstance(torch.load(path, map_location="cpu", weights_only=False), dict)
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ... here
-        log.warning("%s: cannot be loaded: %s", path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, KeyError ... for a damaged file
+        name = refused_global(error)
+        if name:
+            raise CheckpointRefusedError(refusal_message(path, name)) from None
+        cause = error.__cause__ or error
+        raise DamagedCheckpointError(f"{path}: cannot be loaded ({type(cause).__name__}: "
+                                     f"{str(cause).splitlines()[0] if str(cause) else 'empty'})") from None
+    return checkpoint
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether ``path`` loads as an ultralytics checkpoint; a truncated file does not (a refused one raises)."""
+    try:
+        load_checkpoint(path)
+    except DamagedCheckpointError as error:
+        log.warning("%s", error)
         return False
+    return True
+
+
+def _refuse_code_in(weights_dir: Path) -> None:
+    """Refuse a resumed training whose weights folder holds a checkpoint that names code: when a training
+    ends, ultralytics rereads its checkpoints without restriction (``strip_optimizer`` on last.pt and
+    best.pt), and a best.pt that no later epoch improved on would still be the planted file."""
+    for path in sorted(weights_dir.glob("*.pt")):
+        with suppress(DamagedCheckpointError):  # a damaged one is ultralytics' to skip or overwrite
+            load_checkpoint(path)
 
 
 def training_finished(last: Path) -> bool:
     """Ultralytics strips the optimizer (epoch -1) from last.pt once the final epoch is done."""
-    import torch
-
-    return torch.load(last, map_location="cpu", weights_only=False).get("epoch") == -1
+    return load_checkpoint(last).get("epoch") == -1
 
 
 class Map50Keeper:
@@ -208,9 +245,7 @@ class Map50Keeper:
 
 
 def read_selection(weights: Path) -> dict:
-    import torch
-
-    return torch.load(weights, map_location="cpu", weights_only=False)["selection"]
+    return load_checkpoint(weights)["selection"]
 
 
 def val_curve(train_dir: str | Path) -> list[dict]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import torchvision
 
 from fusionbench.errors import FusionBenchError
+from fusionbench.unpickling import refusal_message, refused_global
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,7 @@ def build_resnet50(
         if not path.is_file():
             raise WeightsError(f"{path}: ResNet50 weights not found; {WEIGHTS_HINT}")
         model = torchvision.models.resnet50()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        model.load_state_dict(_read_state(path))
         source = PerceptionSource("file", str(path.resolve()))
     elif use_torchvision:
         model = torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
@@ -72,6 +72,21 @@ def build_resnet50(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model, source
+
+
+def _read_state(path: Path) -> dict:
+    """A ResNet50 state dict from ``path`` (plain or under ``state_dict``), read with ``weights_only``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged, foreign or unsafe file
+        name = refused_global(error)
+        raise WeightsError(refusal_message(path, name) if name else
+                           f"{path}: cannot be read as ResNet50 weights ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a ResNet50 state dict, found {type(state).__name__}")
+    return state
 
 
 def to_imagenet_input(images: torch.Tensor) -> torch.Tensor:

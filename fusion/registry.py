@@ -19,6 +19,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from pydantic import ConfigDict, ValidationError, validate_call
+
 from fusion.code_identity import fuser_code_identity
 from fusionbench.errors import FusionBenchError
 
@@ -88,6 +90,7 @@ def register(name: str) -> Callable[[Factory], Factory]:
     def decorate(factory: Factory) -> Factory:
         def validate(options: Mapping[str, Any]) -> None:
             check_keys(options, accepted_options(factory), name)
+            _check_values(factory, {k: v for k, v in options.items() if k not in DISPLAY_OPTIONS})
 
         register_entry(name, Entry(factory, validate))
         return factory
@@ -188,6 +191,17 @@ def validate_method_options(name: str, options: Mapping[str, Any]) -> dict[str, 
                          f"{', '.join(sorted(entries))} (or import a folder of fused images with 'from')")
     entries[name].validate(options)
     return dict(options)
+
+
+def _check_values(factory: Factory, options: Mapping[str, Any]) -> None:
+    """Build the fuser once with ``options`` checked against its factory's signature: the types and the
+    bounds declared there as data (``r1: Annotated[int, Field(ge=0)]``), finite numbers, then the factory's
+    own checks; a bad value is a :class:`FuserError` naming the option and the value."""
+    try:
+        validate_call(factory, config=ConfigDict(allow_inf_nan=False))(**options)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise FuserError(f"{'.'.join(map(str, problem['loc']))} = {problem['input']!r}: {problem['msg']}") from None
 
 
 def _close(word: str, choices: list[str]) -> str:

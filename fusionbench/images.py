@@ -21,16 +21,19 @@ class ImageError(FusionBenchError):
     """An image that cannot be used; the message names the file and the problem."""
 
 
-def _read_raw(path: Path) -> np.ndarray:
+def decode_image(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """The image file decoded by OpenCV with ``flags``; a missing, empty, truncated or undecodable file is
+    an :class:`ImageError` naming it (checked before decoding: OpenCV raises on empty input and decodes some
+    truncated files without a word)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: file not found")
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if _truncated(data, path.suffix.lower()):
         raise ImageError(f"{path}: truncated image file")
+    image = cv2.imdecode(data, flags)
     if image is None:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
     return image
@@ -59,7 +62,7 @@ def _normalise(image: np.ndarray, path: Path) -> np.ndarray:
 def read_ir(path: str | os.PathLike) -> np.ndarray:
     """Infrared image as (H, W) float32 in [0, 1]; colour files are converted to grey."""
     path = Path(path)
-    image = _read_raw(path)
+    image = decode_image(path)
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)
@@ -69,7 +72,7 @@ def read_ir(path: str | os.PathLike) -> np.ndarray:
 def read_vi(path: str | os.PathLike) -> np.ndarray:
     """Visible image as (H, W, 3) RGB float32 in [0, 1], or (H, W) when the file is grey."""
     path = Path(path)
-    image = _read_raw(path)
+    image = decode_image(path)
     if image.ndim == 3:
         if image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
@@ -79,7 +82,7 @@ def read_vi(path: str | os.PathLike) -> np.ndarray:
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file, reading it fully (so broken files are caught)."""
-    image = _read_raw(Path(path))
+    image = decode_image(path)
     return int(image.shape[1]), int(image.shape[0])
 
 

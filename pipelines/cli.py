@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
 
 import click
@@ -65,17 +66,30 @@ def cli() -> None:
     -> metrics -> compare -> report."""
 
 
-INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
+INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # ... and by SIGTERM (128 + SIGTERM), what schedulers and `kill` send
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt: every stage that saves its
+    progress on Ctrl-C (the fuse manifest, a detector's last epoch) does so on SIGTERM too."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(args: list[str] | None = None) -> None:
     """Run a command. A :class:`FusionBenchError` is one clean line and exit 2 (:class:`UserError`);
-    Ctrl-C says how to resume and exits 130; any other exception is a bug and keeps its traceback."""
+    Ctrl-C and SIGTERM say how to resume and exit 130 and 143; any other exception is a bug and keeps its
+    traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as stop:
         click.echo("interrupted; rerun the same command to resume", err=True)
-        sys.exit(INTERRUPTED)
+        terminated = isinstance(stop, Terminated) or isinstance(stop.__cause__, Terminated)  # click wraps it in Abort
+        sys.exit(TERMINATED if terminated else INTERRUPTED)
     except click.exceptions.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

@@ -53,6 +53,7 @@ def read_overlay(source: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[Path
         overlay = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    check_finite_tree(overlay, str(path))
     if not isinstance(overlay, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     base = overlay.pop("extends", None)
@@ -80,7 +81,21 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"override {item!r}: the value is not valid YAML: {error}") from error
+    check_finite_tree(value, f"override {item!r}")
     return key.strip(), value
+
+
+def check_finite_tree(node: Any, where: str, key: str = "", parents: tuple[int, ...] = ()) -> None:
+    """Refuse a YAML alias that contains itself (``a: &x {b: *x}``): YAML loads it as a cyclic structure,
+    which every later step (merging, validating, writing the config into manifests) recurses into forever."""
+    if not isinstance(node, (dict, list)):
+        return
+    if id(node) in parents:
+        raise ConfigError(f"{where}: {key or 'the top level'}: a YAML alias refers to a node that contains it "
+                          "(a recursive alias); write the values out instead")
+    children = node.items() if isinstance(node, dict) else enumerate(node)
+    for name, child in children:
+        check_finite_tree(child, where, f"{key}.{name}" if key else str(name), (*parents, id(node)))
 
 
 def set_value(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -139,6 +154,7 @@ def validate(tree: Mapping[str, Any], where: str = "config") -> Config:
             validate_method_options(name, config.method_options(name))
         except FuserError as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
+    check_references(config, where)
     check_device(config.run.device, where)
     return config
 
@@ -177,6 +193,18 @@ def evaluated_tasks(config: Config) -> list[tuple[Task, list[str]]]:
     registered = tasks()
     return [(registered[name], models) for name, models in
             sorted(config.tasks.items(), key=lambda item: list(registered).index(item[0])) if models]
+
+
+def check_references(config: Config, where: str = "config") -> None:
+    """``report.compare_to``, when the config sets it, names configured methods or ``best`` (the default names
+    ir and vi, which a run without them simply does not compare with)."""
+    if "compare_to" not in config.report.model_fields_set:
+        return
+    configured = {*config.fusion.methods, *(config.metrics.methods or []), *config.methods}
+    unknown = [name for name in config.report.compare_to if name != "best" and name not in configured]
+    if unknown:
+        raise ConfigError(f"{where}: report.compare_to = {config.report.compare_to}: {unknown[0]!r} is neither a "
+                          f"configured method ({', '.join(config.fusion.methods)}) nor best")
 
 
 def check_device(device: str, where: str = "config") -> None:

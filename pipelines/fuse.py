@@ -45,10 +45,10 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
     check_method_name(method)
     section = config.method_options(method)
     source = source or section.get("from")
+    # This method's own settings only: another method's options, the method list or a performance knob
+    # (fusion.workers, fusion.batch_size) would rewrite the manifest, and so redo what depends on the set.
     info: dict[str, Any] = {"display_name": section.get("name", method),
-                            "config": {"file": str(config.source) if config.source else None,
-                                       "fusion": config.fusion.model_dump(mode="json"),
-                                       "methods": config.methods}}
+                            "config": {"file": str(config.source) if config.source else None, "options": section}}
     if source:
         keep = bool(section.get("keep_grey", False)) if keep_grey is None else keep_grey
         fuser = build_fuser("external", folder=source, keep_grey=keep)
@@ -59,7 +59,8 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         info["weights"] = str(path)
         scan_backend = apply_scan_backend(config, device)
         fuser = build_fuser(method, weights=path, device=str(device), **{"max_batch": config.fusion.batch_size, **given})
-        options = {"weights": checkpoint_identity(path), **given,  # amp and output change the images
+        options = {"weights": checkpoint_identity(path),  # amp and output change the images, max_batch does not
+                   **{k: v for k, v in given.items() if k != "max_batch"},
                    "runtime": {**runtime_identity(device), "scan_backend": scan_backend}}
         info["network"] = {"parameters": sum(p.numel() for p in fuser.model.parameters()),
                            "changed": learned_methods()[method].changed_model(fuser.config)}

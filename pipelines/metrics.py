@@ -21,9 +21,8 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -34,7 +33,7 @@ from fusion.perception import PerceptionSource, decision_entropy
 from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
-from fusionbench.fused_set import is_complete
+from fusionbench.fused_set import check_method_name, is_complete
 from fusionbench.images import read_vi
 from fusionbench.layout import MANIFEST
 from pipelines.config import run_layout
@@ -83,27 +82,17 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _luminance_batches(paths: list[Path], batch_size: int) -> Iterator[torch.Tensor]:
-    """(B, 1, H, W) luminance in [0, 1] of consecutive images, a new batch whenever the size changes."""
-    batch: list[np.ndarray] = []
-    for path in paths:
-        grey = luminance(read_vi(path))
-        if batch and (len(batch) == batch_size or grey.shape != batch[0].shape):
-            yield torch.from_numpy(np.stack(batch))[:, None]
-            batch = []
-        batch.append(grey)
-    if batch:
-        yield torch.from_numpy(np.stack(batch))[:, None]
-
-
 @torch.inference_mode()
-def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.device,
-                    batch_size: int = 4) -> list[float]:
+def image_entropies(model: torch.nn.Module, paths: list[Path], device: torch.device) -> list[float]:
     """Decision-layer entropy (nats) per image file: the fused luminance, grey repeated to three
-    channels and ImageNet-normalised, at full resolution (the preprocessing of the L_per loss)."""
-    values: list[float] = []
-    for batch in _luminance_batches(paths, batch_size):
-        values.extend(decision_entropy(model, batch.to(device)).double().cpu().tolist())
+    channels and ImageNet-normalised, at full resolution (the preprocessing of the L_per loss).
+
+    One image per forward pass: a batch of another size runs other convolution kernels, whose sums round
+    differently (the 6th digit moved with the batch size), so a number would depend on its neighbours."""
+    values = []
+    for path in paths:
+        grey = torch.from_numpy(luminance(read_vi(path)))[None, None]  # (1, 1, H, W)
+        values.append(float(decision_entropy(model, grey.to(device))))
     return values
 
 
@@ -138,10 +127,18 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
     """Compute what is missing for ``methods`` (default: the run's) and rewrite the summary with
-    their rows and those of the methods already in it."""
+    their rows and those of the methods already in it. A method asked for by name needs a fused set (a
+    configured one without is skipped, and shown as missing)."""
+    asked = list(methods or [])
+    methods = asked or configured_methods(config)
+    for method in methods:  # each names a folder of the stage: refused before anything is read or written
+        check_method_name(method)
     bench = Benchmark(run_layout(config).benchmark)
+    unfused = [method for method in asked if not bench.fused_dir(method).is_dir()]
+    if unfused:
+        raise MetricsError(f"no fused set {', '.join(map(repr, unfused))} in {bench.fused_dir(unfused[0]).parent}: "
+                           f"run `pipelines fuse --method {unfused[0]}` first")
     split = config.metrics.split
-    methods = methods or configured_methods(config)
     stems = bench.stems(split)
     convention = convention_name(config)
     columns = ["stem", *get_convention(convention).metrics]
@@ -190,7 +187,7 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
     model, source = network
     if force or not _entropy_current(config, method, stems, stamp, source):
         paths = [bench.fused_image(method, split, stem) for stem in stems]
-        values = image_entropies(model, paths, device, config.metrics.batch_size)
+        values = image_entropies(model, paths, device)
         _write_csv(files.entropy, pd.DataFrame({"stem": stems, "entropy": values}))
         atomic_write_text(files.entropy_source, json.dumps({"kind": source.kind, "detail": source.detail}))
         log.info("metrics: %s written (perception weights: %s)", files.entropy, source.kind)

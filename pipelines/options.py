@@ -27,17 +27,22 @@ def config_options(func: Callable) -> Callable:
 
 
 def build_config(config_source: str, overrides: tuple[str, ...], extra: dict[str, Any] | None = None,
-                 log_name: str | None = None, per_method: bool = False) -> Config:
+                 log_name: str | None = None, per_method: bool = False, read_only: bool = False) -> Config:
     """Load and check the config, with ``--set`` and the command's own flags (``extra``: dotted key ->
     value, ``None`` values ignored, taken as given: a path like "2024-05-01" is not YAML), then start
     logging into the run folder. Nothing is written before the whole config is valid; a command that
     writes (``log_name`` given) first takes the run's locks (:mod:`pipelines.run_lock`): shared when it
-    writes ``per_method`` (it then locks each method with :func:`lock_method`), else exclusive."""
+    writes ``per_method`` (it then locks each method with :func:`lock_method`), else exclusive.
+    ``read_only``: the command writes nothing into the run (the report), so a read-only run is read
+    without its lock and its log."""
     values = {key: value for key, value in (extra or {}).items() if value is not None}
     config = load_config(config_source, overrides, values)
     if log_name:
-        _hold(folders_locked([run_layout(config).root, run_layout(config).benchmark], shared=per_method))
-        setup_logging(config, log_name)
+        unlocked = _hold(folders_locked([run_layout(config).root, run_layout(config).benchmark], shared=per_method,
+                                        read_only=read_only))
+        log = setup_logging(config, log_name, read_only=read_only)
+        for folder in unlocked or []:
+            log.warning("%s: not writable: reading it without its lock (an archived run)", folder)
     return config
 
 
@@ -46,10 +51,10 @@ def lock_method(stage_root: Path, method: str, part: str = "", shared: bool = Fa
     _hold(file_lock(method_lock_path(stage_root, method, part), shared=shared))
 
 
-def _hold(lock: ContextManager[Any]) -> None:
-    """Enter ``lock`` for the life of the running click command (released when it ends, however).
-    Under torchrun only rank 0 locks: the other ranks are the same command."""
+def _hold(lock: ContextManager[Any]) -> Any:
+    """Enter ``lock`` for the life of the running click command (released when it ends, however); returns what
+    it yields (None when not held). Under torchrun only rank 0 locks: the other ranks are the same command."""
     context = click.get_current_context(silent=True)
     if context is None or os.environ.get("RANK", "0") != "0":
-        return
-    context.with_resource(lock)
+        return None
+    return context.with_resource(lock)

@@ -3,8 +3,8 @@ report, for every method of the config and every (task, model, seed) its ``tasks
 
 Every stage is idempotent (it skips what its manifests say is done and resumes what was
 interrupted), so rerunning after a crash or a kill continues where it stopped. A failure in one
-method's stage is logged with its traceback, reported in the summary, and the other methods go on;
-the report then shows that method as missing.
+method's stage is logged (a user error in one line, a bug with its traceback), reported in the summary,
+and the other methods go on; the report then shows that method as missing.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fusion.registry import is_learned
+from fusionbench.errors import FusionBenchError
 from pipelines.config import configured_methods, evaluated_tasks
 from pipelines.schema import Config
 
@@ -40,12 +41,17 @@ class RunSummary:
         return [s for s in self.steps if not s.ok]
 
     def step(self, stage: str, method: str, action: Callable[[], Any]) -> Any:
-        """Run one stage for one method; a failure is recorded (with traceback in the log), not raised."""
+        """Run one stage for one method; a failure is recorded, not raised, and logged: a problem the user
+        can fix (a :class:`FusionBenchError`, a file or disk problem) as its one-line message, a bug with
+        its traceback."""
         start = time.perf_counter()
         try:
             result = action()
         except Exception as error:  # noqa: BLE001 - one method's failure must not lose the others
-            log.exception("%s %s failed", stage, method)
+            if isinstance(error, (FusionBenchError, OSError)):
+                log.error("%s %s failed: %s", stage, method, error)
+            else:
+                log.exception("%s %s failed", stage, method)
             self.steps.append(Step(stage, method, False, time.perf_counter() - start, f"{type(error).__name__}: {error}"))
             return None
         self.steps.append(Step(stage, method, True, time.perf_counter() - start))

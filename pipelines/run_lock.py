@@ -11,6 +11,7 @@ file). The kernel drops a lock when its process dies, so a lock left by a killed
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Iterable, Iterator
 from fusionbench.errors import FusionBenchError
 
 LOCK_NAME = ".fusionbench.lock"
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class RunLockedError(FusionBenchError):
@@ -51,13 +53,23 @@ def file_lock(path: Path, *, shared: bool = False, argv: list[str] | None = None
 
 
 @contextmanager
-def folders_locked(folders: Iterable[Path], *, shared: bool = False, argv: list[str] | None = None) -> Iterator[None]:
-    """The locks of several folders (each once, in a fixed order so two commands cannot deadlock)."""
+def folders_locked(folders: Iterable[Path], *, shared: bool = False, argv: list[str] | None = None,
+                   read_only: bool = False) -> Iterator[list[Path]]:
+    """The locks of several folders (each once, in a fixed order so two commands cannot deadlock).
+
+    ``read_only``: the command only reads these folders, so one it cannot write (an archived run on a
+    read-only disk or without write permission) is read without its lock; yields those folders."""
     unique = sorted({Path(folder).resolve() for folder in folders})
+    unlocked = []
     with ExitStack() as stack:
         for folder in unique:
-            stack.enter_context(file_lock(folder / LOCK_NAME, shared=shared, argv=argv))
-        yield
+            try:
+                stack.enter_context(file_lock(folder / LOCK_NAME, shared=shared, argv=argv))
+            except OSError as error:
+                if not (read_only and error.errno in NOT_WRITABLE):
+                    raise
+                unlocked.append(folder)
+        yield unlocked
 
 
 def method_lock_path(stage_root: Path, method: str, part: str = "") -> Path:

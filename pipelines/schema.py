@@ -22,11 +22,13 @@ from typing import Any, Literal, Optional
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from fusionbench.settings import Section
+from fusionbench.settings import Section, Seed
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|\d+(,\d+)*|mps)$")
 
 
+# Each replicate draws one index per test image (8 bytes): bootstrap x images x 8 bytes at once.
+MAX_DRAWS = 10**6
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -35,7 +37,7 @@ class RunSection(Section):
     name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9._-]+$",
                       description="run name: outputs go to <run.root>/<run.name>, the report to reports/<run.name>")
     root: Path = Field(Path("runs"), description="folder holding every run folder")
-    seed: int = Field(0, ge=0, description="seed of learned-fuser training (data order, crops, initialisation)")
+    seed: Seed = Field(0, description="seed of learned-fuser training (data order, crops, initialisation)")
     device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda | cuda:N | GPU indices as "
                                             "ultralytics takes them (0 or 0,1; a stage uses the first)")
 
@@ -71,7 +73,7 @@ class RunSection(Section):
 
 class SplitSection(Section):
     ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train, val, test fractions (sum 1)")
-    seed: int = Field(0, ge=0, description="seed of the random split")
+    seed: Seed = Field(0, description="seed of the random split")
     by: Literal["auto", "random", "scene", "file", "official"] = Field(
         "auto", description="random pairs | scene: whole scenes (near-duplicate consecutive frames) per split | "
                             "file: the published lists of data.split.files | official: the layout's own split "
@@ -119,7 +121,7 @@ class SampleSection(Section):
     pairs: int = Field(60, ge=1, description="synthetic pairs (pipelines sample)")
     width: int = Field(256, ge=64, description="image width in pixels")
     height: int = Field(192, ge=48, description="image height in pixels")
-    seed: int = Field(0, ge=0, description="seed of the synthetic scenes")
+    seed: Seed = Field(0, description="seed of the synthetic scenes")
 
 
 class PerceptionSection(Section):
@@ -135,7 +137,7 @@ class PerceptionSection(Section):
 class ExtraFolder(Section):
     path: Path = Field(description="folder of extra fusion-only training pairs")
     fraction: float = Field(1.0, gt=0, le=1, description="fraction of its pairs to use")
-    seed: int = Field(0, ge=0, description="seed choosing that fraction")
+    seed: Seed = Field(0, description="seed choosing that fraction")
     ir: Optional[str] = Field(None, description="its IR sub-folder (null: found by name)")
     vi: Optional[str] = Field(None, description="its VI sub-folder (null: found by name)")
 
@@ -196,7 +198,6 @@ class FusionSection(Section):
 class MetricsSection(Section):
     split: Literal["train", "val", "test"] = Field("test", description="split whose fused images are scored")
     entropy: bool = Field(True, description="ResNet50 decision-layer entropy per fused image")
-    batch_size: int = Field(4, ge=1, description="images per ResNet50 forward pass")
     workers: int = Field(8, ge=1, description="threads computing the fusion metrics")
     methods: Optional[list[str]] = Field(None, description="methods to score; null: fusion.methods")
     convention: Literal["cddfuse", "vifb", "ivif_zoo", "tang", "exact"] = Field(
@@ -220,7 +221,15 @@ class StatsSection(Section):
                                                    "detector seeds when there are several)")
     permutations: int = Field(1000, ge=1, description="permutations of each paired mAP test")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the Holm-adjusted p-values")
-    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation draws (recorded in the report)")
+    seed: Seed = Field(0, description="seed of the bootstrap and permutation draws (recorded in the report)")
+
+    @field_validator("bootstrap", "permutations")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_DRAWS:
+            raise ValueError(f"at most {MAX_DRAWS:,}: the draws are held at once, {value:,} x test images x 8 bytes "
+                             f"= {value * 8 * 1000 / 2**30:,.0f} GiB per 1,000 test images")
+        return value
 
 
 def default_tasks() -> dict[str, list[str]]:

@@ -33,7 +33,7 @@ from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.fused_set import fused_set_identity
 from fusionbench.layout import UnitFiles
-from fusionbench.settings import Section
+from fusionbench.settings import Section, check_seeds
 from fusionbench.stats import Draws
 from fusionbench.tasks import Model, Statistic, Task, Unit, register_task
 from segmentation import confusion, statistics
@@ -73,10 +73,8 @@ class SegmentationSettings(Section):
 
     @field_validator("seeds")
     @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError(f"{value}: distinct seeds >= 0, e.g. [0, 1, 2]")
-        return value
+    def _seeds(cls, value: list[int]) -> list[int]:
+        return check_seeds(value)
 
 
 MODELS = {"segformer_b0": Model("segformer_b0", "SegFormer-B0", {"architecture": "segformer_b0"})}

@@ -41,10 +41,10 @@ def test_image_entropies_through_resnet50(tmp_path):
 
     model, source = build_resnet50(allow_random=True)
     paths = []
-    for k, shape in enumerate([(40, 48), (40, 48), (32, 32)]):  # two sizes: two batches
+    for k, shape in enumerate([(40, 48), (40, 48), (32, 32)]):
         write_image(tmp_path / f"{k}.png", textured(k, shape).astype(np.uint8))
         paths.append(tmp_path / f"{k}.png")
-    values = image_entropies(model, paths, torch.device("cpu"), batch_size=4)
+    values = image_entropies(model, paths, torch.device("cpu"))
     assert len(values) == 3 and all(0 < v < math.log(1000) for v in values)
     torch.nn.init.zeros_(model.fc.weight)
     torch.nn.init.zeros_(model.fc.bias)

@@ -41,11 +41,11 @@ def test_interrupted_re_prepare_leaves_no_manifest_beside_new_lists(tmp_path, mo
     calls = []
     original = build.write_yolo_labels
 
-    def interrupted(folder, labels):
+    def interrupted(folder, labels, stems):
         calls.append(folder)
         if len(calls) == 2:           # new train list and labels written, then the process dies
             raise KeyboardInterrupt
-        original(folder, labels)
+        original(folder, labels, stems)
 
     monkeypatch.setattr(build, "write_yolo_labels", interrupted)
     with pytest.raises(KeyboardInterrupt):

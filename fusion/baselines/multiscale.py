@@ -13,9 +13,12 @@ Both reconstruct a source exactly (to float precision) when the two inputs are i
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import cv2
 import numpy as np
 import pywt
+from pydantic import Field
 
 from fusion.baselines import LuminanceFuser
 from fusion.registry import FuserError, register
@@ -61,13 +64,16 @@ def dwt_rule(ir: np.ndarray, y: np.ndarray, wavelet: str = "db1", levels: int = 
     return pywt.waverec2(fused, wavelet)[:height, :width].astype(np.float32)
 
 
+Levels = Annotated[int, Field(ge=1)]  # decomposition levels (capped by the image size when fusing)
+
+
 @register("laplacian")
-def _laplacian(levels: int = 4) -> LuminanceFuser:
+def _laplacian(levels: Levels = 4) -> LuminanceFuser:
     return LuminanceFuser(laplacian_rule, {"levels": int(levels)})
 
 
 @register("dwt")
-def _dwt(wavelet: str = "db1", levels: int = 4) -> LuminanceFuser:
+def _dwt(wavelet: str = "db1", levels: Levels = 4) -> LuminanceFuser:
     if wavelet not in pywt.wavelist(kind="discrete"):
         raise FuserError(f"dwt: unknown discrete wavelet {wavelet!r} (see pywt.wavelist(kind='discrete'))")
     return LuminanceFuser(dwt_rule, {"wavelet": wavelet, "levels": int(levels)})

@@ -14,12 +14,18 @@ each layer fused with its own weight maps derived from saliency.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import cv2
 import numpy as np
+from pydantic import Field
 from scipy.ndimage import uniform_filter
 
 from fusion.baselines import LuminanceFuser
 from fusion.registry import register
+
+Radius = Annotated[int, Field(ge=0)]  # guided-filter window radius in pixels
+Positive = Annotated[float, Field(gt=0)]  # guided-filter regularisation (0 divides by zero in flat regions)
 
 _LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
 
@@ -86,10 +92,10 @@ def tif_rule(ir: np.ndarray, y: np.ndarray, mean_size: int = 35) -> np.ndarray:
 
 
 @register("gff")
-def _gff(r1: int = 45, eps1: float = 0.3, r2: int = 7, eps2: float = 1e-6) -> LuminanceFuser:
+def _gff(r1: Radius = 45, eps1: Positive = 0.3, r2: Radius = 7, eps2: Positive = 1e-6) -> LuminanceFuser:
     return LuminanceFuser(gff_rule, {"r1": int(r1), "eps1": float(eps1), "r2": int(r2), "eps2": float(eps2)})
 
 
 @register("tif")
-def _tif(mean_size: int = 35) -> LuminanceFuser:
+def _tif(mean_size: Annotated[int, Field(ge=1)] = 35) -> LuminanceFuser:
     return LuminanceFuser(tif_rule, {"mean_size": int(mean_size)})

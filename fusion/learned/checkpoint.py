@@ -29,6 +29,7 @@ from fusion.learned.architecture import (
 from fusion.registry import FuserError
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes
+from fusionbench.unpickling import refusal_message, refused_global
 
 FORMAT = "fusionbench.learned/1"
 RESERVED = ("format", "arch", "config", "state_dict")
@@ -116,8 +117,10 @@ def read_payload(path: Path, map_location: str | torch.device = "cpu") -> dict[s
         raise CheckpointNotFoundError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint: {exc}") from exc
+    except Exception as exc:  # torch raises many types for a damaged, foreign or unsafe file
+        name = refused_global(exc)
+        raise CheckpointError(refusal_message(path, name) if name else
+                              f"{path}: cannot be read as a torch checkpoint: {exc}") from exc
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict in the checkpoint, found {type(payload).__name__}")
     return payload

@@ -14,7 +14,7 @@ import numpy as np
 
 from fusion.metrics.conventions import Convention
 from fusionbench.errors import FusionBenchError
-from fusionbench.images import ImageError, read_vi
+from fusionbench.images import ImageError, decode_image, read_vi
 
 
 class MetricInputError(FusionBenchError, ValueError):
@@ -90,11 +90,7 @@ def read_image(path: str | os.PathLike, convention: Convention) -> np.ndarray:
     path = Path(path)
     if convention.name == "exact":
         return read_vi(path).astype(np.float64) * 255.0
-    raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED if convention.colour ==
-                       "per_channel" else cv2.IMREAD_COLOR) if path.is_file() else None
-    if raw is None:
-        read_vi(path)  # raises the precise ImageError (missing, empty, truncated, unsupported)
-        raise ImageError(f"{path}: not a readable image")
+    raw = decode_image(path, cv2.IMREAD_UNCHANGED if convention.colour == "per_channel" else cv2.IMREAD_COLOR)
     if raw.dtype != np.uint8:
         raise ImageError(f"{path}: {raw.dtype} pixels; the {convention.name!r} convention scores 8-bit "
                          "images (use 'exact' for other bit depths)")

@@ -58,6 +58,10 @@ def prepare_benchmark(raw: Path, out: Path, layout: str = "auto", ratios: tuple[
     None), ``official`` (the layout's own split, LLVIP) or ``auto`` (``file`` when split files are
     given, else ``official`` when the layout has one, else ``random``)."""
     raw, out = Path(raw).resolve(), Path(out).resolve()
+    if out == raw or raw in out.parents:
+        where = "the raw folder itself" if out == raw else f"inside the raw folder {raw}"
+        raise PrepareError(f"output folder {out}: {where}; its labels and lists would mix with (and replace) the "
+                           "dataset's own files: choose a folder outside it (--out, data.benchmark)")
     if split_by not in STRATEGIES:
         raise PrepareError(f"unknown split strategy {split_by!r}; expected one of {STRATEGIES}")
     if unlisted is not None and unlisted not in SPLITS:
@@ -180,15 +184,14 @@ def _write(out: Path, found: Layout, kept: list[_Checked], problems: list[Proble
     manifest_path(out).unlink(missing_ok=True)
     classes = list(found.classes)
     mask_classes = list(found.masks.classes) if found.masks else []
-    kept_stems = {c.source.stem for c in kept}
-    for stale in Benchmark.masks_folder(out).glob("*.png") if Benchmark.masks_folder(out).is_dir() else ():
-        if stale.stem not in kept_stems or not found.masks:
-            stale.unlink()  # a mask of a pair no longer in the benchmark (written by an earlier prepare)
+    stems = {c.source.stem for c in kept} | {p.stem for p in problems}
+    for stem in sorted(stems - {c.source.stem for c in kept}):  # only files prepare writes: masks of left-out pairs
+        Benchmark.mask_file(out, stem).unlink(missing_ok=True)
     for name in SPLITS:
         members = split.members(kept, name)
         write_split_list(out, name, [c.source.stem for c in members])
         write_yolo_labels(out / "labels" / name, {
-            c.source.stem: yolo_text(c.labels.boxes, c.images.width, c.images.height) for c in members})
+            c.source.stem: yolo_text(c.labels.boxes, c.images.width, c.images.height) for c in members}, stems)
         write_json(out / "coco" / f"{name}.json", coco_dataset(
             [(c.source.stem, c.images.width, c.images.height, c.labels.boxes) for c in members], classes))
     bad = sorted({p.stem for p in problems})

@@ -32,12 +32,13 @@ def yolo_text(boxes: Iterable[Box], width: int, height: int) -> str:
     )
 
 
-def write_yolo_labels(folder: Path, labels: dict[str, str]) -> None:
-    """``<stem>.txt`` for each stem; label files left from an earlier, different split are removed."""
+def write_yolo_labels(folder: Path, labels: dict[str, str], dataset_stems: Iterable[str]) -> None:
+    """``<stem>.txt`` for each stem of ``labels``; the file of any other pair of the dataset (``dataset_stems``),
+    left by an earlier, different split, is removed. Nothing else in ``folder`` is touched: prepare never
+    deletes a file it did not write."""
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.txt"):
-        if stale.stem not in labels:
-            stale.unlink()
+    for stem in sorted(set(dataset_stems) - set(labels)):
+        (folder / f"{stem}.txt").unlink(missing_ok=True)
     for stem, text in labels.items():
         write_text_if_changed(folder / f"{stem}.txt", text)
 
