@@ -240,7 +240,7 @@ def test_detect_force_checks_its_fused_set_before_deleting(fused_run):
     """Observation (low): `detect --force` deleted the method's results before finding its fused set missing."""
     _, config_file = fused_run
     config = load_config(config_file)
-    results = run_layout(config).detect.method("gff").folder / "seed0" / "results.json"
+    results = run_layout(config).task("detection").model("yolov5s").method("gff").folder / "seed0" / "results.json"
     results.parent.mkdir(parents=True)
     results.write_text("{}")
     result = CliRunner().invoke(cli, ["detect", "-c", str(config_file), "-m", "gff", "--force"])
