@@ -28,7 +28,7 @@ from detection.yolo import (
     training_finished,
     write_data_yaml,
 )
-from pipelines.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
