@@ -31,7 +31,7 @@ def _layout_paths() -> list[Path]:
     """Every path the layout gives for one method and seed (properties of each of its file objects)."""
     layout = RunLayout(Path("run"), Path("bench"), Path("report"))
     objects = [layout, layout.fusion("m"), layout.detect, layout.detect.method("m"), layout.detect.method("m").seed(0),
-               layout.metrics, layout.metrics.method("m"), layout.compare, layout.pages]
+               layout.metrics, layout.metrics.method("m"), layout.compare, layout.pages, layout.grid]
     paths = [layout.log("stage")]
     for obj in objects:
         for name, member in vars(type(obj)).items():
