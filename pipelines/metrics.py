@@ -35,7 +35,7 @@ from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from fusionbench.images import read_vi
 from fusionbench.layout import MANIFEST
-from pipelines.benchmark import Benchmark
+from pipelines.benchmark import Benchmark, BenchmarkError
 from pipelines.config import run_layout
 from pipelines.devices import torch_device
 from pipelines.file_errors import os_error_line
@@ -134,6 +134,21 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
     if not files.entropy_source.is_file() or not _up_to_date(files.entropy, stems, stamp):
         return False
     return json.loads(files.entropy_source.read_text()) == {"kind": source.kind, "detail": source.detail}
+
+
+def is_current(config: Config, method: str) -> bool:
+    """True when ``method``'s per-image metrics (and entropies, when configured) are newer than its fused
+    set: a submitter skips its job then (the job itself checks the rows and the convention)."""
+    try:
+        fused_manifest = Benchmark(run_layout(config).benchmark).fused_dir(method) / MANIFEST
+    except BenchmarkError:
+        return False
+    files = run_layout(config).metrics.method(method)
+    wanted = [files.per_image, *((files.entropy, files.entropy_source) if config.metrics.entropy else ())]
+    if not fused_manifest.is_file() or not all(path.is_file() for path in wanted):
+        return False
+    stamp = fused_manifest.stat().st_mtime
+    return all(path.stat().st_mtime >= stamp for path in wanted)
 
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
