@@ -21,7 +21,7 @@ CONF="$DIR/slurm.conf"
 usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 running() {  # running PIDFILE: the process named in the pid file is alive
-    [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+    [[ -s "$1" ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
 }
 
 start_munge() {
@@ -74,6 +74,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+MailProg=/bin/true
 GresTypes=gpu
 # the node may declare more CPUs than it has: the GPUs are what jobs queue for
 SlurmdParameters=config_overrides
@@ -82,7 +84,8 @@ ReturnToService=2
 # a preempted job's submitit process ignores SIGTERM; it is killed this many seconds later
 KillWait=5
 MinJobAge=300
-SchedulerParameters=defer_batch=0
+# look at pending jobs every 2 s (a requeued job becomes eligible without an event to wake the scheduler)
+SchedulerParameters=sched_interval=2,bf_interval=2
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:${#devices[@]} State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
