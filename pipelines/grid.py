@@ -115,6 +115,10 @@ def plan(config: Config) -> list[Job]:
                     (Lock(method_lock_path(layout.benchmark / "fused", m)),), Step("fused", fuse.is_current, (m,)))
         after = (f"train/{m}",) if m in trained else ()
         jobs.append(Job(task.key, "fuse", (task,), after, resources(config, "fuse", gpu=is_learned(m))))
+    for m in methods:  # before the detectors: FIFO priority lets these CPU jobs start beside pending GPU jobs
+        task = unit(f"metrics/{m}", Step(f"metrics {m}", metrics.run_metrics, ([m],)),
+                    (Lock(method_lock_path(layout.metrics.folder, m)),), Step("measured", metrics.is_current, (m,)))
+        jobs.append(Job(task.key, "metrics", (task,), (f"fuse/{m}",), resources(config, "metrics")))
     for m in methods:  # one task per seed, each with its own lock: a job array
         seeds = tuple(unit(f"detect/{m}/seed{s}", Step(f"detect {m} seed {s}", detect_seed, (m, s)),
                            (Lock(method_lock_path(layout.detect.folder, m), shared=True),
@@ -122,10 +126,6 @@ def plan(config: Config) -> list[Job]:
                            Step("detected", detection_done, (m, s)))
                       for s in config.detect.seeds)
         jobs.append(Job(f"detect/{m}", "detect", seeds, (f"fuse/{m}",), resources(config, "detect")))
-    for m in methods:
-        task = unit(f"metrics/{m}", Step(f"metrics {m}", metrics.run_metrics, ([m],)),
-                    (Lock(method_lock_path(layout.metrics.folder, m)),), Step("measured", metrics.is_current, (m,)))
-        jobs.append(Job(task.key, "metrics", (task,), (f"fuse/{m}",), resources(config, "metrics")))
     closing = Task("compare", (Step("detect summaries", summarise_detection), Step("metrics", measure_fused),
                                Step("compare", compare_fused), Step("report", build_report)),
                    (Lock(layout.root / LOCK_NAME), Lock(layout.benchmark / LOCK_NAME)))

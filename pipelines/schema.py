@@ -287,7 +287,7 @@ class ExecutorSection(Section):
     cpus: JobCpus = Field(default_factory=JobCpus)
     mem_gb: JobMemory = Field(default_factory=JobMemory)
     array_parallelism: int = Field(256, ge=1, description="seed jobs of one array running at once")
-    signal_delay_s: int = Field(120, ge=10, description="seconds before the time limit at which SLURM warns a job "
+    signal_delay_s: int = Field(120, ge=1, description="seconds before the time limit at which SLURM warns a job "
                                                        "(USR2): it then requeues itself to resume")
     max_requeues: int = Field(20, ge=0, description="times a job may requeue itself at its time limit")
     setup: list[str] = Field(default_factory=list, description="shell lines each job runs first, e.g. 'module load "

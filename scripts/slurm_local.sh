@@ -72,6 +72,9 @@ SchedulerType=sched/backfill
 # memory is not a consumed resource: a job without --mem would otherwise take the whole node
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
+# a job without --mem asks for this much per CPU, not the whole node (backfill would then hold CPU-only jobs
+# behind a pending GPU job)
+DefMemPerCPU=1000
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none

@@ -1,7 +1,8 @@
 """The SLURM behaviours the executor is built on (../shared/SCALEOUT.md), pinned against the real scheduler so
 that an upgrade that changes one is noticed: afterany runs after a failed dependency while afterok leaves
 the dependent pending forever; a dependency on a job id that does not exist is accepted; a requeued job
-runs again with SLURM_RESTART_COUNT set; squeue, not sacct, tells a finished job's state."""
+runs again with SLURM_RESTART_COUNT set; a time limit comes with its warning signal to the job's steps,
+up to 30 s before it is due (SLURM looks at time limits every 30 s)."""
 from __future__ import annotations
 
 import subprocess
@@ -63,3 +64,14 @@ def test_a_requeued_job_runs_again_with_its_restart_count(slurm, tmp_path):
     assert "restart=0" in (tmp_path / f"{job}.out").read_text()
     assert "restart=1" in (tmp_path / f"{job}.out").read_text()
     subprocess.run(["scancel", job], check=True)
+
+
+def test_a_time_limit_warns_the_jobs_step_before_the_limit(slurm, tmp_path):
+    """``--signal=USR2@50`` on a one-minute job: the step gets USR2 within 30 s of its start, long before the
+    limit (SLURM looks at time limits every 30 s and warns as soon as the warning is due before its next
+    look: up to 30 s before the 10 s asked; so a job may be warned while it starts)."""
+    step = "trap 'echo warned \\$SECONDS; exit 0' USR2; while true; do sleep 0.2; done"
+    job = sbatch(tmp_path, f"srun bash -c \"{step}\"", "--time=1", "--signal=USR2@50")
+    assert wait_for(job, {"COMPLETED", "TIMEOUT", "FAILED"}, timeout=120)[0] == "COMPLETED"
+    warned = int((tmp_path / f"{job}.out").read_text().split("warned ")[1].split()[0])
+    assert warned <= 32, warned

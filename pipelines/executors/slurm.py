@@ -44,7 +44,8 @@ class GridCall(submitit.helpers.Checkpointable):
         self.gpus = gpus
 
     def __call__(self, task: Task) -> dict[str, Any]:
-        logging.basicConfig(level=logging.INFO, format=FORMAT, force=True)  # into this job's own log (stderr)
+        logging.basicConfig(level=logging.INFO, format=FORMAT, force=True)  # into this job's own log
+        logging.getLogger("submitit").propagate = False  # it writes there itself
         rank = distributed_environment()
         config = job_config(self.config, self.gpus)
         log.info("%s: SLURM job %s on %s, CUDA_VISIBLE_DEVICES=%s, run.device=%s, restart %s", task.key,
@@ -87,7 +88,6 @@ def submit(config: Config, jobs: list[Job], hold: bool = False) -> list[TaskReco
     need("sbatch")
     section = config.executor
     folder = Path(section.folder or run_layout(config).grid.jobs)
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=section.max_requeues)
     ids: dict[str, str] = {}  # job key -> SLURM job id (an array's id: afterany waits for all its tasks)
     records = []
     for job in jobs:
@@ -97,20 +97,21 @@ def submit(config: Config, jobs: list[Job], hold: bool = False) -> list[TaskReco
                     for t in job.tasks if t not in todo]
         if not todo:
             continue
-        executor.update_parameters(**sbatch_parameters(config, job, len(todo), after, hold))
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=section.max_requeues)  # parameters accumulate
+        executor.update_parameters(**sbatch_parameters(config, job, after, hold))
         call = GridCall(config, job.resources.gpus)
         submitted = executor.map_array(call, todo) if len(todo) > 1 else [executor.submit(call, todo[0])]
         ids[job.key] = submitted[0].job_id.split("_")[0]
         for task, handle in zip(todo, submitted):
             records.append(TaskRecord(task.key, job.key, job.kind, list(job.after), id=handle.job_id,
-                                      state="pending", stdout=str(handle.paths.stdout),
-                                      stderr=str(handle.paths.stderr), result=str(handle.paths.result_pickle)))
+                                      state="pending", log=str(handle.paths.stdout),
+                                      result=str(handle.paths.result_pickle)))
         log.info("submitted %s: job %s (%d task(s))%s", job.key, ids[job.key], len(todo),
                  f", after {','.join(after)}" if after else "")
     return records
 
 
-def sbatch_parameters(config: Config, job: Job, tasks: int, after: list[str], hold: bool) -> dict[str, Any]:
+def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) -> dict[str, Any]:
     """submitit's SlurmExecutor parameters of one job: the executor section and the job's resources."""
     section, res = config.executor, job.resources
     ddp = job.kind == "train" and res.gpus > 1
@@ -118,7 +119,7 @@ def sbatch_parameters(config: Config, job: Job, tasks: int, after: list[str], ho
     parameters: dict[str, Any] = {
         "job_name": f"{config.run.name}:{job.key}", "time": res.minutes, "cpus_per_task": res.cpus,
         "signal_delay_s": section.signal_delay_s, "array_parallelism": section.array_parallelism,
-        "setup": list(section.setup), "additional_parameters": extra,
+        "setup": list(section.setup), "additional_parameters": extra, "stderr_to_stdout": True,
         "ntasks_per_node": res.gpus if ddp else 1,
     }
     if res.gpus:

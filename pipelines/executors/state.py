@@ -40,8 +40,7 @@ class TaskRecord:
     id: str | None = None
     state: str = "submitted"
     reason: str = ""
-    stdout: str | None = None
-    stderr: str | None = None
+    log: str | None = None  # the job's output and logging, submitit's and the stages' (one file per job)
     result: str | None = None
     detail: str = ""
     info: dict[str, Any] = field(default_factory=dict)
@@ -49,11 +48,6 @@ class TaskRecord:
     @property
     def live(self) -> bool:
         return self.state not in FINAL
-
-    @property
-    def log(self) -> str | None:
-        """The job's log: the stages' logging goes to stderr (stdout holds little besides)."""
-        return self.stderr
 
 
 @dataclass
