@@ -124,7 +124,8 @@ def validate(tree: Mapping[str, Any], where: str = "config") -> Config:
             validate_method_options(name, config.method_options(name))
         except FuserError as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
-    check_device(config.run.device, where)
+    if config.run.executor == "inline":  # a SLURM job computes on the GPUs it gets, not on this machine's
+        check_device(config.run.device, where)
     return config
 
 

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from fusion.learned.checkpoint import checkpoint_identity
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
-from pipelines.executors.state import LIVE, GridState, squeue, tail
+from pipelines.executors.state import LIVE, GridState, squeue
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["average", "max", "s4fusion"]  # and "broken", whose fused set cannot be made
@@ -62,16 +62,15 @@ def with_sets(items: list[str]) -> list[str]:
     return sum((["-s", item] for item in items), [])
 
 
-def disturb(state_path: Path, last_epoch: Path, stop: threading.Event, done: dict[str, str]) -> None:
+def disturb(state_path: Path, last_epoch: Path, detecting: Path, stop: threading.Event, done: dict[str, str]) -> None:
     """Warn the training of its time limit once it has a checkpoint; requeue detect/average/seed0 once its
-    detector has started (its log says so)."""
-    actions = {"train/s4fusion": (lambda t: last_epoch.is_file(), ["scancel", "--signal=USR2"]),
-               "detect/average/seed0": (lambda t: any(f"{t.key}: detect" in line for line in tail(t.log, 50)),
-                                        ["scontrol", "requeue"])}
+    detector has started (it wrote its protocol)."""
+    actions = {"train/s4fusion": (last_epoch, ["scancel", "--signal=USR2"]),
+               "detect/average/seed0": (detecting, ["scontrol", "requeue"])}
     while not stop.is_set() and len(done) < len(actions):
         state = GridState.load(state_path)
         for task in state.tasks if state else ():
-            if task.key in actions and task.key not in done and task.state == "running" and actions[task.key][0](task):
+            if task.key in actions and task.key not in done and task.state == "running" and actions[task.key][0].is_file():
                 subprocess.run([*actions[task.key][1], task.id], check=True)
                 done[task.key] = task.id
         time.sleep(0.5)
@@ -88,7 +87,8 @@ def runs(slurm, tmp_path_factory):
     submitted = {t.key: t.id for t in GridState.load(layout.grid.state).tasks}
     attached = pipelines("run-all", "--no-progress", *with_sets(on_slurm(root)))
     stop, disturbed = threading.Event(), {}
-    watcher = threading.Thread(target=disturb, args=(layout.grid.state, layout.fusion("s4fusion").last, stop, disturbed),
+    watcher = threading.Thread(target=disturb, args=(layout.grid.state, layout.fusion("s4fusion").last,
+                                                     layout.detect.method("average").seed(0).protocol, stop, disturbed),
                                daemon=True)
     watcher.start()
     inline_start = time.perf_counter()
@@ -182,8 +182,10 @@ def test_a_second_run_all_while_the_grid_is_live_attaches_and_submits_nothing(ru
     assert "re-attaching to the run's grid" in runs["attached"]
     state = runs["state"]
     assert {t.key: t.id for t in state.tasks} == runs["submitted"]
-    named = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%j|%A"], capture_output=True, text=True).stdout
-    ours = {line.split("|")[1] for line in named.splitlines() if line.startswith("grid:")}
+    named = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%k|%A"], capture_output=True, text=True).stdout
+    run = str(layouts(runs)[1].root)
+    ours = {line.split("|")[1] for line in named.splitlines() if line.split("|")[0] == run}
+    assert ours
     assert ours <= {i.split("_")[0] for i in runs["submitted"].values() if i}
 
 
@@ -197,3 +199,25 @@ def test_status_lists_every_job_and_cancel_finds_nothing_to_stop(runs):
     cancel = CliRunner().invoke(cli, ["cancel", *args])
     assert "no job was queued or running" in cancel.output
     print(f"SLURM grid test: {runs['seconds']:.0f} s in all, inline run {runs['inline_seconds']:.0f} s")
+
+
+def test_a_rerun_submits_only_unfinished_work_and_cancel_stops_it(runs):
+    """Last (it replaces the grid record): the finished run again submits the broken method's jobs and the
+    closing job, nothing else; inline run-all is refused beside them; cancel stops them."""
+    args = with_sets(on_slurm(runs["root"]))
+    again = pipelines("run-all", "--detach", "--no-progress", *args)
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, output
+    state = GridState.load(layouts(runs)[1].grid.state)
+    submitted = {t.key for t in state.tasks if t.id}
+    assert submitted == {"fuse/broken", "metrics/broken", "detect/broken/seed0", "detect/broken/seed1", "compare"}
+    assert all(t.state == "skipped" for t in state.tasks if t.key not in submitted)
+    inline = CliRunner().invoke(cli, ["run-all", "--no-progress", *args, "-s", "run.executor=inline"])
+    assert inline.exit_code == 1 and "still queued or running" in inline.output, inline.output
+    cancel = CliRunner().invoke(cli, ["cancel", *args])
+    assert cancel.exit_code == 0 and "cancelled" in cancel.output, cancel.output
+    ids = [t.id for t in state.tasks if t.id]
+    end = time.time() + 60
+    while [s for s, _ in squeue(ids).values() if s in LIVE] and time.time() < end:
+        time.sleep(1)
+    assert not [s for s, _ in squeue(ids).values() if s in LIVE]

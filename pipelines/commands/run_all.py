@@ -36,11 +36,31 @@ def command(config_source: str, overrides: tuple[str, ...], data: str | None, de
     else:
         if detach:
             raise click.UsageError("--detach goes with run.executor=slurm (inline runs in this process)")
+        _refuse_beside_a_live_grid(build_config(config_source, overrides, values))
         config = build_config(config_source, overrides, values, log_name="run-all")
         summary = run_all(config, progress=not no_progress)
         click.echo(format_summary(config, summary))
     if summary is not None and summary.failures:
         sys.exit(1)
+
+
+def _refuse_beside_a_live_grid(config: object) -> None:
+    """Inline run-all would write what the run's queued SLURM jobs are about to write: refused, saying how
+    to wait or stop them (pending jobs hold no lock yet, so the locks alone would not stop it)."""
+    from pipelines.config import run_layout
+    from pipelines.executors.state import GridState, SlurmError
+
+    state = GridState.load(run_layout(config).grid.state)
+    if state is None or not state.live:
+        return
+    try:
+        state.refresh()
+    except SlurmError:  # no SLURM on this machine: the record cannot be checked, nor its jobs write here
+        return
+    if state.live:
+        raise click.ClickException(f"{run_layout(config).grid.state}: {len(state.live)} SLURM job(s) of this run are "
+                                   "still queued or running; wait for them (`pipelines status`), stop them "
+                                   "(`pipelines cancel`), or run with -s run.executor=slurm to re-attach")
 
 
 def _on_slurm(config_source: str, overrides: tuple[str, ...], values: dict, detach: bool) -> object:
