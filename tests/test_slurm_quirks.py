@@ -56,22 +56,28 @@ def test_a_dependency_on_a_job_that_does_not_exist_is_accepted(slurm, tmp_path):
 
 def test_a_requeued_job_runs_again_with_its_restart_count(slurm, tmp_path):
     job = sbatch(tmp_path, "echo restart=${SLURM_RESTART_COUNT:-0}; sleep 30", "--requeue", "--open-mode=append")
-    wait_for(job, {"RUNNING"})
-    subprocess.run(["scontrol", "requeue", job], check=True)
-    end = time.time() + 60
-    while "restart=1" not in (tmp_path / f"{job}.out").read_text() and time.time() < end:
-        time.sleep(0.5)
-    assert "restart=0" in (tmp_path / f"{job}.out").read_text()
-    assert "restart=1" in (tmp_path / f"{job}.out").read_text()
-    subprocess.run(["scancel", job], check=True)
+    out = tmp_path / f"{job}.out"
+
+    def printed(text: str) -> bool:
+        end = time.time() + 90
+        while time.time() < end and not (out.is_file() and text in out.read_text()):
+            time.sleep(0.5)
+        return out.is_file() and text in out.read_text()
+
+    try:
+        assert printed("restart=0")
+        subprocess.run(["scontrol", "requeue", job], check=True)
+        assert printed("restart=1")
+    finally:
+        subprocess.run(["scancel", job], check=True)
 
 
 def test_a_time_limit_warns_the_jobs_step_before_the_limit(slurm, tmp_path):
-    """``--signal=USR2@50`` on a one-minute job: the step gets USR2 within 30 s of its start, long before the
-    limit (SLURM looks at time limits every 30 s and warns as soon as the warning is due before its next
-    look: up to 30 s before the 10 s asked; so a job may be warned while it starts)."""
+    """``--signal=USR2@20`` on a one-minute job: the step gets USR2 10-40 s after its start, before the limit
+    (SLURM looks at time limits every 30 s and warns as soon as the warning falls due before its next look:
+    up to 30 s before the 20 s asked; a job may thus be warned while it is still starting)."""
     step = "trap 'echo warned \\$SECONDS; exit 0' USR2; while true; do sleep 0.2; done"
-    job = sbatch(tmp_path, f"srun bash -c \"{step}\"", "--time=1", "--signal=USR2@50")
-    assert wait_for(job, {"COMPLETED", "TIMEOUT", "FAILED"}, timeout=120)[0] == "COMPLETED"
+    job = sbatch(tmp_path, f"srun bash -c \"{step}\"", "--time=1", "--signal=USR2@20")
+    assert wait_for(job, {"COMPLETED", "TIMEOUT", "FAILED"}, timeout=150)[0] == "COMPLETED"
     warned = int((tmp_path / f"{job}.out").read_text().split("warned ")[1].split()[0])
-    assert warned <= 32, warned
+    assert warned <= 42, warned

@@ -28,9 +28,9 @@ from pipelines.config import load_config, run_layout
 from pipelines.executors.state import LIVE, GridState, squeue
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["average", "max", "s4fusion"]  # and "broken", whose fused set cannot be made
+METHODS = ["average", "s4fusion"]  # and "broken", whose fused set cannot be made
 SEEDS = [0, 1]
-TRAIN_EPOCHS = 6
+TRAIN_EPOCHS = 3  # warned after its first, it resumes for the others
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -171,7 +171,7 @@ def test_no_job_is_left_in_the_queue(runs):
 def test_jobs_running_at_once_got_distinct_gpus(runs):
     on_gpu = [t for t in runs["state"].tasks if t.kind in ("train", "detect") or t.key == "fuse/s4fusion"]
     on_gpu = [t for t in on_gpu if t.state == "done"]
-    assert len(on_gpu) >= 7 and all(t.info["gpus"] for t in on_gpu)
+    assert len(on_gpu) >= 6 and all(t.info["gpus"] for t in on_gpu)
     for a in on_gpu:
         for b in on_gpu:
             overlap = a is not b and a.info["start"] < b.info["end"] and b.info["start"] < a.info["end"]
@@ -182,7 +182,7 @@ def test_a_second_run_all_while_the_grid_is_live_attaches_and_submits_nothing(ru
     assert "re-attaching to the run's grid" in runs["attached"]
     state = runs["state"]
     assert {t.key: t.id for t in state.tasks} == runs["submitted"]
-    named = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%k|%A"], capture_output=True, text=True).stdout
+    named = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%k|%F"], capture_output=True, text=True).stdout
     run = str(layouts(runs)[1].root)
     ours = {line.split("|")[1] for line in named.splitlines() if line.split("|")[0] == run}
     assert ours
