@@ -15,6 +15,7 @@ it. ``pipelines.config.run_layout`` builds the :class:`RunLayout` of a config::
     <root>/metrics/<method>/{metrics,entropy}.csv per image (MethodMetrics), metrics/summary.csv
     <root>/compare/<task>{,_intervals}.csv, metric*.csv, manifest.json   intervals and tests (CompareFiles)
     <report>/index.html, figures/, tables/        the report (ReportFiles)
+    <root>/slurm/grid.json, jobs/                 run-all's SLURM job graph: ids, states, logs (GridFiles)
     <benchmark>/manifest.json                     the prepared benchmark (its other files: fusionbench.benchmark)
 
 A folder whose work is marked done by a manifest (the benchmark, a fused set, the compare stage) names it
@@ -237,6 +238,28 @@ class ReportFiles:
 
 
 @dataclass(frozen=True)
+class GridFiles:
+    """The job graph ``run-all`` submitted to SLURM (``run.executor=slurm``)."""
+
+    folder: Path
+
+    @property
+    def state(self) -> Path:
+        """Every job's key, SLURM id, state and log paths; what ``status``, ``cancel`` and a second run-all read."""
+        return self.folder / "grid.json"
+
+    @property
+    def jobs(self) -> Path:
+        """submitit's files: each job's script, pickled call, result and logs (``executor.folder`` moves it)."""
+        return self.folder / "jobs"
+
+    @property
+    def submit_lock(self) -> Path:
+        """Held while a run-all submits, so two cannot submit the same grid."""
+        return self.folder / ".submit.lock"
+
+
+@dataclass(frozen=True)
 class RunLayout:
     """Every path of one run: ``root`` holds what the stages produce, ``benchmark`` the prepared
     benchmark (may be shared between runs), ``report`` the generated report."""
@@ -284,6 +307,10 @@ class RunLayout:
     @property
     def compare(self) -> CompareFiles:
         return CompareFiles(self.root / "compare")
+
+    @property
+    def grid(self) -> GridFiles:
+        return GridFiles(self.root / "slurm")
 
     @property
     def pages(self) -> ReportFiles:

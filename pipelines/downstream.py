@@ -106,6 +106,21 @@ def run_unit(config: Config, task_name: str, model: str, method: str, seed: int)
     return task.run(unit)
 
 
+def unit_done(config: Config, task_name: str, model: str, method: str, seed: int) -> bool:
+    """What :func:`run_unit` would reuse: finished results, made with this run's bootstrap, whose evidence loads
+    and whose protocol (settings and data identities) is today's. The SLURM submitter skips such a unit."""
+    task = get_task(task_name)
+    try:
+        unit = make_unit(config, task, model, method, seed)
+        files = task.files(unit.folder)
+        if not (files.results.is_file() and files.protocol.is_file()):
+            return False
+        recorded = {**task.recorded_before, **json.loads(files.protocol.read_text())}
+        return recorded == {**recorded, **task.protocol(unit)} and _reusable(task, files, unit)
+    except (OSError, ValueError, FusionBenchError):
+        return False
+
+
 def _reusable(task: Task, files: Any, unit: Unit) -> bool:
     """Finished results made with this run's bootstrap whose evidence loads."""
     try:

@@ -13,8 +13,9 @@ from fusion.engine import FUSE_IO_MODULES, Shard, fuse_set
 from fusion.learned.architecture import learned_methods
 from fusion.learned.checkpoint import checkpoint_identity
 from fusion.registry import build_fuser, code_identity, is_learned
-from fusionbench.benchmark import Benchmark
-from fusionbench.fused_set import check_method_name
+from fusionbench.benchmark import Benchmark, BenchmarkError
+from fusionbench.errors import FusionBenchError
+from fusionbench.fused_set import check_method_name, is_complete, manifest_path, read_manifest
 from pipelines.config import run_layout
 from pipelines.devices import apply_scan_backend, runtime_identity, torch_device
 from pipelines.schema import Config
@@ -70,6 +71,33 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
     fingerprint = {"method": method, "options": options,
                    "code": code_identity("external" if source else method, extra_modules=FUSE_IO_MODULES)}
     return fuser, fingerprint, info
+
+
+def is_current(config: Config, method: str) -> bool:
+    """True when ``method``'s fused set is complete and was made with what the config asks for now: a
+    submitter skips its job then. Cheap where it can be: a learned set's weights are compared by identity
+    (its runtime is known only to the device of its job, which checks it again)."""
+    try:
+        benchmark = Benchmark(run_layout(config).benchmark)
+    except BenchmarkError:
+        return False
+    manifest = read_manifest(manifest_path(benchmark, method)) or {}
+    recorded = manifest.get("fingerprint") or {}
+    if not manifest.get("complete"):
+        return False
+    section = config.method_options(method)
+    if is_learned(method) and not section.get("from"):
+        try:
+            weights = checkpoint_identity(resolve_weights(config, method))
+        except (FileNotFoundError, FusionBenchError):
+            return False
+        options = {k: v for k, v in (recorded.get("options") or {}).items() if k != "runtime"}
+        wanted = {"weights": weights, **{k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section}}
+        if options != wanted or recorded.get("code") != code_identity(method, extra_modules=FUSE_IO_MODULES):
+            return False
+    elif recorded != build_method(config, method)[1]:
+        return False
+    return is_complete(benchmark, method)
 
 
 def fuse_method(config: Config, method: str, *, weights: str | Path | None = None,

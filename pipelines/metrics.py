@@ -30,7 +30,7 @@ from tqdm import tqdm
 from fusion.color import luminance
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import PerceptionSource, decision_entropy
-from fusionbench.benchmark import Benchmark
+from fusionbench.benchmark import Benchmark, BenchmarkError
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from fusionbench.fused_set import check_method_name, is_complete
@@ -123,6 +123,21 @@ def _entropy_current(config: Config, method: str, stems: list[str], stamp: float
     if not files.entropy_source.is_file() or not _up_to_date(files.entropy, stems, stamp):
         return False
     return json.loads(files.entropy_source.read_text()) == {"kind": source.kind, "detail": source.detail}
+
+
+def is_current(config: Config, method: str) -> bool:
+    """True when ``method``'s per-image metrics (and entropies, when configured) are newer than its fused
+    set: a submitter skips its job then (the job itself checks the rows and the convention)."""
+    try:
+        fused_manifest = Benchmark(run_layout(config).benchmark).fused_dir(method) / MANIFEST
+    except BenchmarkError:
+        return False
+    files = run_layout(config).metrics.method(method)
+    wanted = [files.per_image, *((files.entropy, files.entropy_source) if config.metrics.entropy else ())]
+    if not fused_manifest.is_file() or not all(path.is_file() for path in wanted):
+        return False
+    stamp = fused_manifest.stat().st_mtime
+    return all(path.stat().st_mtime >= stamp for path in wanted)
 
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:

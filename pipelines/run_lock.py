@@ -6,8 +6,13 @@ other's detector trainings). Commands that write across a whole run (``prepare``
 life. Commands that write one method's outputs (``fuse``, ``detect``, ``train-fusion``) hold that lock
 shared, plus an exclusive lock for each method (and fuse shard) they write, so one detector per GPU
 and a fused set's shards still run side by side, while the same method twice, or a method beside a
-whole-run writer, is refused at once with the holder's pid and command line (recorded in the lock
+whole-run writer, is refused at once with the holder's host, pid and command line (recorded in the lock
 file). The kernel drops a lock when its process dies, so a lock left by a killed run is taken over.
+
+On a cluster the jobs of one run lock the same files from several nodes: that holds where the shared
+filesystem makes ``flock`` coherent across nodes (NFSv4; Lustre mounted ``-o flock``; not Lustre ``-o
+localflock`` nor NFSv3 without a lock manager, where each node sees only its own locks). A record's pid
+is probed only when it was written on this host: a pid of another node means nothing here.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import socket
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,6 +30,7 @@ from fusionbench.errors import FusionBenchError
 
 LOCK_NAME = ".fusionbench.lock"
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+HOST = socket.gethostname()
 
 
 class RunLockedError(FusionBenchError):
@@ -43,7 +50,7 @@ def file_lock(path: Path, *, shared: bool = False, argv: list[str] | None = None
             what = path.parent if path.name == LOCK_NAME else path.parent / path.name[1:].removesuffix(".lock")
             raise RunLockedError(f"{what}: in use by {_describe_holders(path)}; wait for it to finish "
                                  f"(two writers would overwrite each other's results)") from None
-        me = {"pid": os.getpid(), "argv": list(sys.argv if argv is None else argv)}
+        me = {"host": HOST, "pid": os.getpid(), "argv": list(sys.argv if argv is None else argv)}
         holders = [*(_live_holders(path) if shared else []), me]
         os.ftruncate(fd, 0)
         os.pwrite(fd, "".join(json.dumps(h) + "\n" for h in holders).encode(), 0)
@@ -79,7 +86,8 @@ def method_lock_path(stage_root: Path, method: str, part: str = "") -> Path:
 
 
 def _live_holders(path: Path) -> list[dict]:
-    """The holders recorded in ``path`` whose process is still running."""
+    """The holders recorded in ``path`` whose process is still running (one on another host is kept: its
+    pid cannot be probed from here; the lock itself, not this record, is what excludes)."""
     holders = []
     try:
         lines = path.read_text().splitlines()
@@ -88,7 +96,8 @@ def _live_holders(path: Path) -> list[dict]:
     for line in lines:
         try:
             holder = json.loads(line)
-            os.kill(int(holder["pid"]), 0)
+            if holder.get("host", HOST) == HOST:
+                os.kill(int(holder["pid"]), 0)
         except (ValueError, KeyError, TypeError, ProcessLookupError):
             continue
         except PermissionError:  # alive, owned by another user
@@ -101,4 +110,5 @@ def _describe_holders(path: Path) -> str:
     holders = _live_holders(path)
     if not holders:
         return "another process (it has not recorded its pid yet)"
-    return ", ".join(f"pid {h['pid']} ({' '.join(map(str, h.get('argv', [])))})" for h in holders)
+    return ", ".join(f"pid {h['pid']} on {h.get('host', HOST)} ({' '.join(map(str, h.get('argv', [])))})"
+                     for h in holders)

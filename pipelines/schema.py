@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, create_model, field_validator
 
 from fusionbench.settings import Section, Seed
 
@@ -39,7 +39,11 @@ class RunSection(Section):
     root: Path = Field(Path("runs"), description="folder holding every run folder")
     seed: Seed = Field(0, description="seed of learned-fuser training (data order, crops, initialisation)")
     device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda | cuda:N | GPU indices as "
-                                            "ultralytics takes them (0 or 0,1; a stage uses the first)")
+                                            "ultralytics takes them (0 or 0,1; a stage uses the first); a "
+                                            "SLURM job uses the GPUs SLURM gave it")
+    executor: Literal["inline", "slurm"] = Field("inline", description="where run-all runs the stages: inline (this "
+                                                 "process, one stage after another) | slurm (a job graph submitted "
+                                                 "through submitit; settings in the executor section)")
 
     @field_validator("name")
     @classmethod
@@ -239,6 +243,53 @@ def default_tasks() -> dict[str, list[str]]:
     return {name: list(task.default_models) for name, task in tasks().items() if task.default}
 
 
+# --- executor ----------------------------------------------------------------------------------
+
+JOB_KINDS = {"train": "a learned fuser's training", "fuse": "one method's fused set (a classical fuser asks for "
+             "no GPU)", "downstream": "one (task, model, method, seed) run: a detector, a segmenter, ...",
+             "metrics": "one method's fusion metrics", "compare": "the closing job: summaries, compare, report"}
+
+
+def _per_kind(name: str, what: str, **defaults: int) -> type[Section]:
+    """A section with one number per kind of job of the grid (:mod:`pipelines.grid`)."""
+    fields: dict[str, Any] = {kind: (int, Field(defaults[kind], ge=0, description=f"{what}: {doc}"))
+                              for kind, doc in JOB_KINDS.items()}
+    return create_model(name, __base__=Section, **fields)
+
+
+JobMinutes = _per_kind("JobMinutes", "time limit in minutes (warned before it, a job requeues itself)",
+                       train=720, fuse=120, downstream=240, metrics=60, compare=60)
+JobGpus = _per_kind("JobGpus", "GPUs (train > 1: DDP over that many GPUs of one node)",
+                    train=1, fuse=1, downstream=1, metrics=0, compare=0)
+JobCpus = _per_kind("JobCpus", "CPUs", train=8, fuse=8, downstream=8, metrics=8, compare=2)
+JobMemory = _per_kind("JobMemory", "memory in GB (0: the cluster's default)",
+                      train=32, fuse=32, downstream=32, metrics=16, compare=16)
+
+
+class ExecutorSection(Section):
+    """SLURM settings of ``run.executor=slurm``: what every job of the grid asks for. The defaults run on a
+    plain cluster (no partition, account or QOS named: the cluster's defaults apply)."""
+
+    partition: Optional[str] = Field(None, description="SLURM partition (null: the cluster's default)")
+    account: Optional[str] = Field(None, description="SLURM account to charge (null: your default)")
+    qos: Optional[str] = Field(None, description="SLURM quality of service (null: the default)")
+    constraint: Optional[str] = Field(None, description="node features, e.g. a100|h100 (null: any node)")
+    time: JobMinutes = Field(default_factory=JobMinutes)
+    gpus: JobGpus = Field(default_factory=JobGpus)
+    cpus: JobCpus = Field(default_factory=JobCpus)
+    mem_gb: JobMemory = Field(default_factory=JobMemory)
+    array_parallelism: int = Field(256, ge=1, description="seed jobs of one array running at once")
+    signal_delay_s: int = Field(120, ge=1, description="seconds before the time limit at which SLURM warns a job "
+                                                       "(USR2): it then requeues itself to resume")
+    max_requeues: int = Field(20, ge=0, description="times a job may requeue itself at its time limit")
+    setup: list[str] = Field(default_factory=list, description="shell lines each job runs first, e.g. 'module load "
+                                                               "cuda' or 'source /path/venv/bin/activate'")
+    sbatch: dict[str, Any] = Field(default_factory=dict, description="further sbatch options for every job, e.g. "
+                                                                    "{exclude: node7, mail_type: FAIL}")
+    folder: Optional[Path] = Field(None, description="job scripts and logs (null: <run dir>/slurm/jobs)")
+    poll_s: float = Field(5.0, gt=0, description="seconds between two looks at squeue while run-all waits")
+
+
 # --- the whole config --------------------------------------------------------------------------
 
 class Config(Section):
@@ -264,6 +315,7 @@ class Config(Section):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     report: ReportSection = Field(default_factory=ReportSection)
     stats: StatsSection = Field(default_factory=StatsSection)
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
 
     _source: Optional[Path] = PrivateAttr(None)
 

@@ -19,9 +19,11 @@ import torch
 import torch.distributed as dist
 
 from fusion.learned.architecture import LearnedMethod, build_options, learned_method
+from fusion.learned.checkpoint import read_payload
 from fusion.learned.data import TrainPair, fit_crop, folder_pairs, take_fraction, training_pairs
 from fusion.learned.trainer import Trainer, TrainSettings
 from fusionbench.benchmark import Benchmark, Pair
+from fusionbench.errors import FusionBenchError
 from pipelines.config import run_layout
 from pipelines.devices import apply_scan_backend, torch_device
 from pipelines.perception import perception_network
@@ -82,6 +84,19 @@ def training_device(config: Config) -> torch.device:
     if dist.get_rank():
         logging.getLogger().setLevel(logging.WARNING)  # one process tells the story
     return device
+
+
+def is_trained(config: Config, method: str) -> bool:
+    """True when ``method``'s last.pt has all the epochs the config asks for (what :func:`train_fusion`
+    skips; a submitter does not submit it then)."""
+    last = run_layout(config).fusion(method).last
+    if not last.is_file():
+        return False
+    try:
+        epoch = read_payload(last).get("epoch", 0)
+    except FusionBenchError:
+        return False
+    return int(epoch) >= train_settings(config, learned_method(method)).epochs
 
 
 def train_fusion(config: Config, method: str = "s4fusion", resume: bool = True, force: bool = False) -> Path:

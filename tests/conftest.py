@@ -178,3 +178,26 @@ def labelled_scenes(tmp_path_factory, segmentation_scene) -> list[tuple[Path, Pa
         write_index_png(folder / "masks" / f"s{i:02d}.png", truth, generated_palette(5))
         pairs.append((folder / f"s{i:02d}.png", folder / "masks" / f"s{i:02d}.png"))
     return pairs
+
+
+@pytest.fixture(scope="session")
+def slurm() -> str:
+    """A running SLURM that this machine submits to (``scripts/slurm_local.sh up``, as ``.ci/run`` does).
+    Under CI=true its absence fails the run: the SLURM tests are the executor's only real test."""
+    import shutil
+    import subprocess
+
+    problem = None
+    if shutil.which("sbatch") is None:
+        problem = "sbatch not found (apt-get install slurmctld slurmd slurm-client munge; scripts/slurm_local.sh up)"
+    else:
+        probe = subprocess.run(["sinfo", "-h", "-o", "%t %G"], capture_output=True, text=True, timeout=30)
+        if probe.returncode or not probe.stdout.strip():
+            problem = f"no SLURM answers (scripts/slurm_local.sh up): {probe.stderr.strip() or 'sinfo: no nodes'}"
+        elif "gpu" not in probe.stdout:
+            problem = f"the SLURM here has no GPUs (real or fake) in its nodes: {probe.stdout.strip()}"
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true needs a SLURM to test against: {problem}")
+    if problem:
+        pytest.skip(problem)
+    return os.environ.get("SLURM_CONF", "")

@@ -2,6 +2,7 @@
 methods (or shards) run side by side, and a dead holder's lock is taken over."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.run_lock import LOCK_NAME, RunLockedError, file_lock, method_lock_path
+from pipelines.run_lock import HOST, LOCK_NAME, RunLockedError, file_lock, method_lock_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_a_second_run_all_is_refused_with_the_holders_pid_and_command(tmp_path, 
     holder = holders([(run / LOCK_NAME, False)])
     result = run_cli("run-all", "-s", f"run.root={tmp_path / 'runs'}", "-s", "run.name=r", "--no-progress")
     assert result.exit_code == 2, result.output
-    assert f"{run}: in use by pid {holder.pid} (-c run-all -c sample)" in result.output
+    assert f"{run}: in use by pid {holder.pid} on {HOST} (-c run-all -c sample)" in result.output
     assert not (run / "logs").exists() and not (run / "benchmark").exists()  # refused before any work
 
 
@@ -107,3 +108,16 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, holders):
     holder.wait()
     with file_lock(path, argv=["pipelines", "detect"]):
         assert f'"pid": {os.getpid()}' in path.read_text()
+
+
+def test_a_record_from_another_host_is_kept_and_only_this_hosts_pids_are_probed(tmp_path):
+    """On a cluster a lock file holds records of other nodes: their pids mean nothing here, so they are
+    never probed (a dead local pid is dropped, a remote one is kept and named with its host)."""
+    path = tmp_path / LOCK_NAME
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path.write_text(json.dumps({"host": "node-b", "pid": dead.pid, "argv": ["detect"]}) + "\n"
+                    + json.dumps({"host": HOST, "pid": dead.pid, "argv": ["fuse"]}) + "\n")
+    with file_lock(path, shared=True, argv=["metrics"]):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["host"], r["argv"]) for r in records] == [("node-b", ["detect"]), (HOST, ["metrics"])]
