@@ -43,7 +43,8 @@ def _layout_paths() -> list[Path]:
     layout = RunLayout(Path("run"), Path("bench"), Path("report"))
     runs = layout.task("t").model("m")
     objects = [layout, layout.fusion("m"), layout.task("t"), runs, runs.method("m"), runs.method("m").seed(0),
-               layout.metrics, layout.metrics.method("m"), layout.compare, layout.compare.task("t"), layout.pages]
+               layout.metrics, layout.metrics.method("m"), layout.compare, layout.compare.task("t"), layout.pages,
+               layout.grid]
     return [layout.log("stage"), *(path for obj in objects for path in _properties(obj))]
 
 
