@@ -53,7 +53,6 @@ PROTOCOL_ARGS = {
     "data": "data.benchmark and --method (the fused set)", "epochs": "detect.epochs", "imgsz": "detect.imgsz",
     "batch": "detect.batch", "workers": "detect.workers", "seed": "detect.seeds", "device": "run.device",
     "amp": "detect.amp", "resume": "detect.resume", "project": "run.root", "name": "run.name",
-    "model": "tasks.detection (the detector rows)",
     "exist_ok": "nothing (the protocol resumes in its own folder)", "deterministic": "nothing (always true)",
     "plots": "nothing (always false)", "verbose": "nothing (always false)",
 }

@@ -24,5 +24,5 @@ class Section(BaseModel):
 def check_seeds(value: list[int]) -> list[int]:
     """A task's seed list: distinct seeds in [0, 2**32)."""
     if len(set(value)) != len(value) or not all(0 <= seed < SEED_LIMIT for seed in value):
-        raise ValueError(f"{value}: distinct seeds in [0, 2**32), e.g. [0, 1, 2]")
+        raise ValueError("distinct seeds in [0, 2**32), e.g. [0, 1, 2]")
     return value

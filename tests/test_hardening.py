@@ -383,7 +383,7 @@ def test_every_argument_the_protocol_gives_ultralytics_is_kept_out_of_train_args
     """The schema's list of protocol arguments is the one detection.yolo.train passes (no more, no less)."""
     import ultralytics
 
-    from pipelines.schema import DETECT_PROTOCOL_ARGS
+    from detection.task import PROTOCOL_ARGS as DETECT_PROTOCOL_ARGS
 
     given: dict = {}
 
@@ -409,7 +409,7 @@ SLOW_FUSE = '''
 import sys, time
 from pathlib import Path
 
-import pipelines.fuse as fuse
+import fusion.engine as fuse
 from pipelines.cli import main
 
 fused = Path(sys.argv[1])
