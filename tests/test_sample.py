@@ -69,7 +69,7 @@ def test_boxes_are_exact():
         scene.ir[:] = 0
         for obj in scene.objects:
             scene.objects = [obj]
-            ir, _vi, boxes, _shown = _draw_objects(scene, frame=2)
+            ir, _vi, boxes, _shown, _labels = _draw_objects(scene, frame=2)
             rows, cols = np.nonzero(ir)
             assert boxes[0][1] == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
             checked += 1
@@ -123,3 +123,29 @@ def test_sample_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(list((out / "Ir").iterdir())) == 4
     assert json.loads((out / "sample.json").read_text())["params"]["width"] == 64
+
+
+def test_masks_label_every_drawn_object_and_the_background(tmp_path):
+    """The segmentation masks agree with the boxes: each object's pixels (camouflaged ones too) carry its class,
+    object classes appear only inside that class's boxes, and the background is the scene's regions."""
+    from PIL import Image
+
+    from pipelines.sample import SEGMENTATION_CLASSES
+
+    out = make_sample(tmp_path / "s", pairs=8, width=128, height=96, seed=3)
+    assert (out / "masks" / "classes.txt").read_text().split() == list(SEGMENTATION_CLASSES)
+    info = json.loads((out / "sample.json").read_text())
+    objects = {name: SEGMENTATION_CLASSES.index(name) for name in M3FD_CLASSES}
+    for stem, frame in info["frames"].items():
+        mask = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
+        assert mask.shape == (96, 128) and mask.max() < len(SEGMENTATION_CLASSES)
+        inside = {index: np.zeros_like(mask, bool) for index in objects.values()}
+        for obj in frame["objects"]:
+            x1, y1, x2, y2 = obj["box"]
+            inside[objects[obj["class"]]][y1:y2, x1:x2] = True
+        for name, index in objects.items():
+            assert not np.any((mask == index) & ~inside[index]), (stem, name)  # no pixel outside its boxes
+        for obj in frame["objects"]:
+            x1, y1, x2, y2 = obj["box"]
+            assert np.any(mask[y1:y2, x1:x2] == objects[obj["class"]]), (stem, obj)  # hidden ones too
+        assert {SEGMENTATION_CLASSES.index("sky"), SEGMENTATION_CLASSES.index("road")} <= set(np.unique(mask).tolist())
