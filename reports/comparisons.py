@@ -46,10 +46,6 @@ class Comparisons:
         return None if tests is None else tests[tests["model"] == model].reset_index(drop=True)
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
-
-
 def _interval(low: Any, high: Any, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return "n/a"

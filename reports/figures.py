@@ -8,15 +8,11 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a display
-import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fusionbench.files import atomic_write_bytes  # noqa: E402
-
-GT_COLOUR = (0, 255, 0)
-PRED_COLOUR = (255, 64, 32)
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -59,19 +55,6 @@ def curves(series: dict[str, pd.DataFrame], x: str, path: Path, title: str) -> N
     figure.suptitle(title)
     figure.tight_layout()
     _save(figure, path)
-
-
-def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[float]], colour: tuple[int, int, int],
-               labels: Sequence[str] = ()) -> np.ndarray:
-    """Boxes given as COCO ``[x, y, w, h]`` pixels drawn on a copy of an RGB uint8 image."""
-    out = np.ascontiguousarray(image.copy())
-    thickness = max(1, round(max(out.shape[:2]) / 300))
-    for k, (x, y, w, h) in enumerate(boxes):
-        cv2.rectangle(out, (round(x), round(y)), (round(x + w), round(y + h)), colour, thickness)
-        if k < len(labels):
-            cv2.putText(out, labels[k], (round(x), max(10, round(y) - 2)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.35 * max(1.0, out.shape[1] / 400), colour, 1, cv2.LINE_AA)
-    return out
 
 
 def qualitative_grid(name: str, tiles: list[tuple[str, np.ndarray | None]], path: Path, columns: int = 6) -> None:
