@@ -25,7 +25,8 @@ def reduced(root: Path, methods: list[str] = METHODS, *extra: str) -> list[str]:
         "sample.pairs=16", "sample.width=128", "sample.height=96",
         f"fusion.methods=[{','.join(methods)}]", "fusion.workers=1",
         "fusion.train.epochs=1", "fusion.train.crop=49", "fusion.train.batch_size=2",
-        "detect.epochs=2", "detect.imgsz=64", "detect.batch=4", "report.qualitative=2", *extra,
+        "detect.epochs=2", "detect.imgsz=64", "detect.batch=4", "report.qualitative=2",
+        "tasks.segmentation=[]", *extra,  # segmentation through run-all: tests/test_segmentation_task.py
     ]
 
 
