@@ -75,9 +75,17 @@ def _check_classes(n_classes: int, ignore: int) -> None:
         raise MaskError(f"ignore value {ignore}: it must be at least the class count {n_classes} and at most 255")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _open(path: Path) -> Image.Image:
+    """The mask as PIL reads it. Masks are PNG files: anything else is refused before PIL guesses a format (an
+    imported ultralytics hooks PIL's opening of unidentified files to install a HEIF plugin)."""
     if not path.is_file():
         raise MaskError(f"{path}: mask file not found")
+    with open(path, "rb") as handle:
+        if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise MaskError(f"{path}: not a readable mask image (not a PNG file; masks are class-index PNGs)")
     try:
         with Image.open(path) as image:
             image.load()  # decodes now: a truncated or corrupt file fails here, not later

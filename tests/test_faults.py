@@ -128,7 +128,7 @@ def test_detect_reports_each_failing_method_and_goes_on(sample_benchmark, tmp_pa
         for handler in [h for h in logging.getLogger().handlers if getattr(h, "_pipelines", False)]:
             logging.getLogger().removeHandler(handler)
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "2 of 2 methods failed" in result.output
+    assert "2 of 2 runs failed" in result.output
     assert "gff: " in result.output and "max: " in result.output and "fused set 'max' is missing" in result.output
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import get_args
 
 import cv2
 import numpy as np
@@ -170,8 +169,11 @@ def test_duplicate_stem_across_llvip_folders(tmp_path):
         in str(caught.value)
 
 
-def test_schema_names_every_registered_layout():
-    assert get_args(DataSection.model_fields["layout"].annotation) == (AUTO, *LAYOUTS)
+def test_the_schema_takes_every_registered_layout_and_no_other():
+    for name in (AUTO, *LAYOUTS):
+        assert DataSection(layout=name).layout == name
+    with pytest.raises(ValueError, match="expected auto or one of m3fd"):
+        DataSection(layout="m3fdd")
 
 
 def test_llvip_config_uses_the_official_split(tmp_path):
