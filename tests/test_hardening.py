@@ -345,6 +345,8 @@ def test_a_damaged_fused_image_is_one_line_naming_it(tmp_path: Path, convention:
     ("methods.gff.eps1=0", "methods.gff: eps1 = 0: Input should be greater than 0"),
     ("methods.laplacian.levels=2.5", "methods.laplacian: levels = 2.5: Input should be a valid integer"),
     ("methods.dwt.wavelet=nope", "methods.dwt: dwt: unknown discrete wavelet 'nope'"),
+    ("methods.s4fusion.train.lr_peak=.nan", "methods.s4fusion: s4fusion.train: lr_peak = nan: Input should be a finite"),
+    ("methods.smfnet.train.lr_gamma=2", "methods.smfnet: smfnet.train: lr_gamma = 2: Input should be less than or equal"),
     ("report.compare_to=[nope]", "report.compare_to = ['nope']: 'nope' is neither a configured method (ir, vi, "),
     ("stats.bootstrap=100000000000", "stats.bootstrap = 100000000000: at most 1,000,000: the draws are held at "
                                      "once, 100,000,000,000 x test images x 8 bytes = 745,058 GiB per 1,000 test"),
