@@ -515,3 +515,21 @@ def test_the_entropy_of_an_image_does_not_depend_on_the_others(tmp_path: Path):
     alone = [image_entropies(model, [path], torch.device("cpu"))[0] for path in paths]
     assert together == alone  # bit-equal, not approximately
     assert image_entropies(model, paths[::-1], torch.device("cpu")) == alone[::-1]
+
+
+def test_sigterm_in_process_exits_143_and_the_callers_handler_comes_back(monkeypatch):
+    """`main` handles SIGTERM only while it runs: a caller in the same process (pytest) keeps its own handler."""
+    import signal
+
+    import pipelines.cli as cli_module
+
+    def sigterm_arrives(*_args, **_kwargs):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)  # what the interpreter does when the signal arrives
+
+    monkeypatch.setattr(cli_module.cli, "main", sigterm_arrives)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main([])
+    assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
