@@ -1,6 +1,7 @@
 """Issue #22's observations outside the freshness rule: no code from checkpoints, inputs never outputs,
 damaged inputs, the schema, SIGTERM, one-line user errors in run-all, and performance knobs outside
-every identity. Each test failed on the code before its fix."""
+every identity. Each observation's test failed on the code before its fix; a few beside them check that
+what must keep working (a real checkpoint, the default references, a truncated image under `exact`) still does."""
 from __future__ import annotations
 
 import logging
