@@ -83,7 +83,7 @@ def main(args: list[str] | None = None) -> None:
     """Run a command. A :class:`FusionBenchError` is one clean line and exit 2 (:class:`UserError`);
     Ctrl-C and SIGTERM say how to resume and exit 130 and 143; any other exception is a bug and keeps its
     traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort) as stop:
@@ -95,6 +95,8 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # a caller in the same process (a test) keeps its own
 
 
 if __name__ == "__main__":

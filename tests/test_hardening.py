@@ -1,6 +1,7 @@
 """Issue #22's observations outside the freshness rule: no code from checkpoints, inputs never outputs,
 damaged inputs, the schema, SIGTERM, one-line user errors in run-all, and performance knobs outside
-every identity. Each test failed on the code before its fix."""
+every identity. Each observation's test failed on the code before its fix; a few beside them check that
+what must keep working (a real checkpoint, the default references, a truncated image under `exact`) still does."""
 from __future__ import annotations
 
 import logging
@@ -345,6 +346,8 @@ def test_a_damaged_fused_image_is_one_line_naming_it(tmp_path: Path, convention:
     ("methods.gff.eps1=0", "methods.gff: eps1 = 0: Input should be greater than 0"),
     ("methods.laplacian.levels=2.5", "methods.laplacian: levels = 2.5: Input should be a valid integer"),
     ("methods.dwt.wavelet=nope", "methods.dwt: dwt: unknown discrete wavelet 'nope'"),
+    ("methods.s4fusion.train.lr_peak=.nan", "methods.s4fusion: s4fusion.train: lr_peak = nan: Input should be a finite"),
+    ("methods.smfnet.train.lr_gamma=2", "methods.smfnet: smfnet.train: lr_gamma = 2: Input should be less than or equal"),
     ("report.compare_to=[nope]", "report.compare_to = ['nope']: 'nope' is neither a configured method (ir, vi, "),
     ("stats.bootstrap=100000000000", "stats.bootstrap = 100000000000: at most 1,000,000: the draws are held at "
                                      "once, 100,000,000,000 x test images x 8 bytes = 745,058 GiB per 1,000 test"),
@@ -513,3 +516,21 @@ def test_the_entropy_of_an_image_does_not_depend_on_the_others(tmp_path: Path):
     alone = [image_entropies(model, [path], torch.device("cpu"))[0] for path in paths]
     assert together == alone  # bit-equal, not approximately
     assert image_entropies(model, paths[::-1], torch.device("cpu")) == alone[::-1]
+
+
+def test_sigterm_in_process_exits_143_and_the_callers_handler_comes_back(monkeypatch):
+    """`main` handles SIGTERM only while it runs: a caller in the same process (pytest) keeps its own handler."""
+    import signal
+
+    import pipelines.cli as cli_module
+
+    def sigterm_arrives(*_args, **_kwargs):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)  # what the interpreter does when the signal arrives
+
+    monkeypatch.setattr(cli_module.cli, "main", sigterm_arrives)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main([])
+    assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before

@@ -24,10 +24,11 @@ import math
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
+from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
@@ -50,6 +51,9 @@ class TrainingError(FusionBenchError, ValueError):
     """Training settings, data or an earlier run's checkpoint that this training cannot use."""
 
 
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a learning rate, a gradient norm
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Hyper-parameters shared by every architecture (defaults: S4Fusion's paper, Sec. IV-A1).
@@ -61,20 +65,20 @@ class TrainSettings:
     shares). amp: None (automatic, see :mod:`.precision`), "bf16", "fp16" or "none".
     """
 
-    epochs: int = 800
-    batch_size: int = 20
-    crop: int | None = None
-    workers: int = 8
+    epochs: Annotated[int, Field(ge=1)] = 800
+    batch_size: Annotated[int, Field(ge=1)] = 20
+    crop: Annotated[int, Field(ge=8)] | None = None
+    workers: Annotated[int, Field(ge=0)] = 8
     optimizer: str = "adamw"
     lr_schedule: str = "warmup_cosine"
-    lr_start: float = 3e-4
-    lr_peak: float = 1.5e-3
-    lr_end: float = 6e-4
-    warmup_epochs: int = 10
-    lr_step_epochs: int = 20
-    lr_gamma: float = 0.5
-    weight_decay: float = 0.01
-    grad_clip: float | None = None
+    lr_start: Positive = 3e-4
+    lr_peak: Positive = 1.5e-3
+    lr_end: Positive = 6e-4
+    warmup_epochs: Annotated[int, Field(ge=0)] = 10
+    lr_step_epochs: Annotated[int, Field(ge=1)] = 20
+    lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.5
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.01
+    grad_clip: Positive | None = None
     flips: bool = True
     stage_epochs: tuple[int, ...] | None = None
     amp: str | None = None
