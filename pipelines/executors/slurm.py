@@ -34,6 +34,8 @@ from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
 
+JOB_SETUP = ["export TQDM_DISABLE=1"]  # a job's log is a file: no progress bars in it (tqdm reads this on import)
+
 
 class GridCall(submitit.helpers.Checkpointable):
     """What a job runs: one task of the grid with the run's config. Checkpointable: warned before its time
@@ -119,7 +121,7 @@ def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) ->
     parameters: dict[str, Any] = {
         "job_name": f"{config.run.name}:{job.key}", "comment": str(run_layout(config).root), "time": res.minutes, "cpus_per_task": res.cpus,
         "signal_delay_s": section.signal_delay_s, "array_parallelism": section.array_parallelism,
-        "setup": list(section.setup), "additional_parameters": extra, "stderr_to_stdout": True,
+        "setup": [*JOB_SETUP, *section.setup], "additional_parameters": extra, "stderr_to_stdout": True,
         "ntasks_per_node": res.gpus if ddp else 1,
     }
     if res.gpus:
