@@ -29,7 +29,7 @@ from pipelines.config import run_layout
 from pipelines.executors.state import DONE, SKIPPED, GridState, TaskRecord, need, wait
 from pipelines.grid import Job, Task, is_done, plan, run_task
 from pipelines.logs import FORMAT
-from pipelines.run_lock import file_lock
+from pipelines.run_lock import file_lock, folders_locked
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,6 @@ def run_grid(config: Config, detach: bool = False) -> GridState:
 
 def prepare_and_submit(config: Config) -> GridState:
     from pipelines.prepare import prepare_from_config
-    from pipelines.run_lock import folders_locked
 
     layout = run_layout(config)
     with file_lock(layout.grid.submit_lock):  # a second submitter is refused, naming this one
@@ -189,7 +188,8 @@ def as_run_summary(config: Config, state: GridState) -> Any:
         detail = "; ".join(f"{t.key} {t.state}: {t.detail} (log {t.log})" for t in failed)
         summary.steps.append(Step(stages[kind], method, not failed, seconds, detail))
     index = run_layout(config).pages.index
-    summary.report = index if index.is_file() and not summary.failures else None
+    closing = [t for t in state.tasks if t.kind == "compare"]
+    summary.report = index if index.is_file() and closing and closing[0].state == DONE else None
     return summary
 
 
