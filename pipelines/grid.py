@@ -13,6 +13,7 @@ and one closing job (detection summaries, metrics summary, compare, report): 33 
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import ExitStack
@@ -133,17 +134,9 @@ def plan(config: Config) -> list[Job]:
     return jobs
 
 
-def is_done(config: Config, task: Task) -> bool:
-    """The submitter's test: True when the task's stage says its work is current (a task without a test
-    always runs: its steps skip what is current themselves)."""
-    return task.done is not None and bool(task.done.call(config, *task.done.args, **task.done.kwargs))
-
-
 def detection_done(config: Config, method: str, seed: int) -> bool:
     """A (method, seed) detector whose results hold the current protocol and bootstrap (what detect_seed
     skips; its inputs' identity is the fused set's, whose own job decides whether it is redone)."""
-    import json
-
     from pipelines.detect import bootstrap_settings, detect_protocol
 
     files = run_layout(config).detect.method(method).seed(seed)
@@ -197,9 +190,16 @@ def build_report(config: Config) -> Path:
 
 # --- running a task (the same in every executor) -----------------------------------------------
 
+def is_done(config: Config, task: Task) -> bool:
+    """The submitter's test: True when the task's stage says its work is current (a task without a test
+    always runs: its steps skip what is current themselves)."""
+    return task.done is not None and bool(task.done.call(config, *task.done.args, **task.done.kwargs))
+
+
 def run_task(config: Config, task: Task, lock_files: bool = True) -> dict[str, Any]:
-    """Hold the task's locks (``lock_files=False``: a DDP rank beside the one that holds them) and run its steps in order; a failed step is logged and the next one still
-    runs (as in inline run-all); raises :class:`GridError` naming every failed step."""
+    """Hold the task's locks (``lock_files=False``: a DDP rank beside the one that holds them) and run its
+    steps in order; a failed step is logged and the next one still runs (as in inline run-all); raises
+    :class:`GridError` naming every failed step."""
     start = time.time()
     failed = []
     with ExitStack() as stack:

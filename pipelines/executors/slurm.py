@@ -119,7 +119,8 @@ def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) ->
     ddp = job.kind == "train" and res.gpus > 1
     extra: dict[str, Any] = {"requeue": True, **({"hold": True} if hold else {}), **section.sbatch}
     parameters: dict[str, Any] = {
-        "job_name": f"{config.run.name}:{job.key}", "comment": str(run_layout(config).root), "time": res.minutes, "cpus_per_task": res.cpus,
+        "job_name": f"{config.run.name}:{job.key}", "comment": str(run_layout(config).root),
+        "time": res.minutes, "cpus_per_task": res.cpus,
         "signal_delay_s": section.signal_delay_s, "array_parallelism": section.array_parallelism,
         "setup": [*JOB_SETUP, *section.setup], "additional_parameters": extra, "stderr_to_stdout": True,
         "ntasks_per_node": res.gpus if ddp else 1,
