@@ -140,6 +140,8 @@ def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) ->
 def run_grid(config: Config, detach: bool = False) -> GridState:
     """``run-all`` with ``run.executor=slurm``: re-attach to the run's live grid, or prepare, plan and submit
     one; then wait for it unless ``detach``. Never holds the run's exclusive lock while jobs run."""
+    for tool in ("sbatch", "squeue", "scancel"):  # before any work: one line saying what is missing
+        need(tool)
     layout = run_layout(config)
     state = GridState.load(layout.grid.state)
     if state is not None:
