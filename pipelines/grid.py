@@ -139,12 +139,6 @@ def plan(config: Config) -> list[Job]:
     return jobs
 
 
-def is_done(config: Config, task: Task) -> bool:
-    """The submitter's test: True when the task's stage says its work is current (a task without a test
-    always runs: its steps skip what is current themselves)."""
-    return task.done is not None and bool(task.done.call(config, *task.done.args, **task.done.kwargs))
-
-
 def fused_methods(config: Config) -> list[str]:
     """The configured methods whose fused set is complete: what the closing steps compare (inline run-all
     uses the sets fused in its run)."""
@@ -192,9 +186,16 @@ def build_report(config: Config) -> Path:
 
 # --- running a task (the same in every executor) -----------------------------------------------
 
+def is_done(config: Config, task: Task) -> bool:
+    """The submitter's test: True when the task's stage says its work is current (a task without a test
+    always runs: its steps skip what is current themselves)."""
+    return task.done is not None and bool(task.done.call(config, *task.done.args, **task.done.kwargs))
+
+
 def run_task(config: Config, task: Task, lock_files: bool = True) -> dict[str, Any]:
-    """Hold the task's locks (``lock_files=False``: a DDP rank beside the one that holds them) and run its steps in order; a failed step is logged and the next one still
-    runs (as in inline run-all); raises :class:`GridError` naming every failed step."""
+    """Hold the task's locks (``lock_files=False``: a DDP rank beside the one that holds them) and run its
+    steps in order; a failed step is logged and the next one still runs (as in inline run-all); raises
+    :class:`GridError` naming every failed step."""
     start = time.time()
     failed = []
     with ExitStack() as stack:

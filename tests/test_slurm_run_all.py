@@ -47,7 +47,8 @@ def overrides(root: Path, name: str, *extra: str) -> list[str]:
 
 def on_slurm(root: Path) -> list[str]:
     per_kind = ("train", "fuse", "downstream", "metrics", "compare")
-    return overrides(root, "slurm", "run.executor=slurm", "executor.poll_s=1", f"executor.setup=[export PYTHONPATH={REPO}]",
+    return overrides(root, "slurm", "run.executor=slurm", "executor.poll_s=1",
+                     f"executor.setup=[export PYTHONPATH={REPO}]",
                      *(f"executor.cpus.{k}=1" for k in per_kind), *(f"executor.mem_gb.{k}=0" for k in per_kind),
                      *(f"executor.time.{k}=10" for k in per_kind))
 
@@ -70,8 +71,9 @@ def disturb(state_path: Path, last_epoch: Path, detecting: Path, stop: threading
     while not stop.is_set() and len(done) < len(actions):
         state = GridState.load(state_path)
         for task in state.tasks if state else ():
-            if task.key in actions and task.key not in done and task.state == "running" and actions[task.key][0].is_file():
-                subprocess.run([*actions[task.key][1], task.id], check=True)
+            ready, command = actions.get(task.key, (None, None))
+            if ready and task.key not in done and task.state == "running" and ready.is_file():
+                subprocess.run([*command, task.id], check=True)
                 done[task.key] = task.id
         time.sleep(0.5)
 

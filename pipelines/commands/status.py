@@ -1,4 +1,5 @@
-"""``pipelines status``: every job of the run's SLURM grid (pending, running, done, failed) with its log's last lines."""
+"""``pipelines status``: every job of the run's SLURM grid (pending, running, done, failed), with the last lines
+of the logs of running and failed ones."""
 from __future__ import annotations
 
 import click

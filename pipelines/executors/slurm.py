@@ -30,10 +30,12 @@ from pipelines.config import run_layout
 from pipelines.executors.state import DONE, SKIPPED, GridState, TaskRecord, need, wait
 from pipelines.grid import Job, Task, is_done, plan, run_task
 from pipelines.logs import FORMAT
-from pipelines.run_lock import file_lock
+from pipelines.run_lock import file_lock, folders_locked
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
+
+JOB_SETUP = ["export TQDM_DISABLE=1"]  # a job's log is a file: no progress bars in it (tqdm reads this on import)
 
 
 class GridCall(submitit.helpers.Checkpointable):
@@ -118,9 +120,10 @@ def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) ->
     ddp = job.kind == "train" and res.gpus > 1
     extra: dict[str, Any] = {"requeue": True, **({"hold": True} if hold else {}), **section.sbatch}
     parameters: dict[str, Any] = {
-        "job_name": f"{config.run.name}:{job.key}", "comment": str(run_layout(config).root), "time": res.minutes, "cpus_per_task": res.cpus,
+        "job_name": f"{config.run.name}:{job.key}", "comment": str(run_layout(config).root),
+        "time": res.minutes, "cpus_per_task": res.cpus,
         "signal_delay_s": section.signal_delay_s, "array_parallelism": section.array_parallelism,
-        "setup": list(section.setup), "additional_parameters": extra, "stderr_to_stdout": True,
+        "setup": [*JOB_SETUP, *section.setup], "additional_parameters": extra, "stderr_to_stdout": True,
         "ntasks_per_node": res.gpus if ddp else 1,
     }
     if res.gpus:
@@ -138,6 +141,8 @@ def sbatch_parameters(config: Config, job: Job, after: list[str], hold: bool) ->
 def run_grid(config: Config, detach: bool = False) -> GridState:
     """``run-all`` with ``run.executor=slurm``: re-attach to the run's live grid, or prepare, plan and submit
     one; then wait for it unless ``detach``. Never holds the run's exclusive lock while jobs run."""
+    for tool in ("sbatch", "squeue", "scancel"):  # before any work: one line saying what is missing
+        need(tool)
     layout = run_layout(config)
     state = GridState.load(layout.grid.state)
     if state is not None:
@@ -155,7 +160,6 @@ def run_grid(config: Config, detach: bool = False) -> GridState:
 
 def prepare_and_submit(config: Config) -> GridState:
     from pipelines.prepare import prepare_from_config
-    from pipelines.run_lock import folders_locked
 
     layout = run_layout(config)
     with file_lock(layout.grid.submit_lock):  # a second submitter is refused, naming this one
@@ -189,7 +193,8 @@ def as_run_summary(config: Config, state: GridState) -> Any:
         detail = "; ".join(f"{t.key} {t.state}: {t.detail} (log {t.log})" for t in failed)
         summary.steps.append(Step(stage, method, not failed, seconds, detail))
     index = run_layout(config).pages.index
-    summary.report = index if index.is_file() and not summary.failures else None
+    closing = [t for t in state.tasks if t.kind == "compare"]
+    summary.report = index if index.is_file() and closing and closing[0].state == DONE else None
     return summary
 
 
