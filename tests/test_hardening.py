@@ -457,7 +457,8 @@ def test_sigterm_saves_fuse_progress_says_how_to_resume_and_exits_143(sample_ben
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
     saved = json.loads((root / "fused" / "gff" / "manifest.json").read_text())["images"]
-    assert len(saved) >= 3 and not saved.keys() - set(fused.read_text().split())
+    listed = set(fused.read_text().split())  # fused before the signal; the last one may still be in flight
+    assert len(saved) >= len(listed) - 1 >= 2 and not saved.keys() - listed
     rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", *command], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     total = len(Benchmark(root).pairs())
