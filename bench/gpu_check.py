@@ -2,6 +2,12 @@
 
     python bench/gpu_check.py                  # a GPU (about 8 minutes on one H100/H200); no mamba-ssm needed
     python bench/gpu_check.py --device cpu     # dry run: Triton's interpreter, small sizes, GPU-only rows skipped
+    python bench/gpu_check.py --compile-only   # no GPU needed: the Triton kernels compiled for sm_80 and sm_90
+
+``--compile-only`` compiles the Triton scan kernels (fusion.scan_compile) at the block shapes the launch
+rule picks for each of S4Fusion's scan sizes at --batch (default 1) and at the edge shapes, and prints
+per shape and target ptxas's registers, spill bytes, shared memory and the programs per launch; it
+writes bench/results/gpu_compile.json.
 
 Rows:
   scan <backend>        every scan backend (cpu, triton, mamba) against the float64 reference and the
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -388,11 +395,44 @@ CHECKS: list[tuple[str, Callable]] = [
 ]
 
 
+def compile_report(n_batch: int, out: Path) -> int:
+    """--compile-only: the resource table of every launched shape on sm_80 and sm_90."""
+    from fusion import scan_compile
+
+    per_size = scan_compile.launch_shapes(n_batch, scan_compile.s4fusion_scan_sizes())
+    edges = scan_compile.edge_shapes()
+    shapes = sorted({s for shapes in per_size.values() for s in shapes} | set(edges), key=str)
+    start = time.perf_counter()
+    reports = {(r.shape, r.capability): r for r in scan_compile.compile_all(shapes)}
+    print(f"{'scan (D, groups, N)':>19}  {'kernel':<8} {'BLOCK_D':>7} {'BLOCK_N':>7} {'warps':>5} "
+          f"{'programs':>8}  {'sm_80 regs/spill B/smem B':>25}  {'sm_90 regs/spill B/smem B':>25}")
+    rows = [(str(size), shape, n_batch * size[0] // shape.block_d) for size, group in per_size.items()
+            for shape in group] + [("edge", shape, None) for shape in edges]
+    for label, shape, programs in rows:
+        cells = [f"{r.registers:>5} / {r.spill_bytes:>4} / {r.shared_bytes:>6}"
+                 for r in (reports[shape, c] for c in scan_compile.CAPABILITIES)]
+        print(f"{label:>19}  {shape.kernel:<8} {shape.block_d:>7} {shape.block_n:>7} {shape.num_warps:>5} "
+              f"{'' if programs is None else programs:>8}  {cells[0]:>25}  {cells[1]:>25}")
+    print(f"{len(reports)} compilations in {time.perf_counter() - start:.0f} s (batch {n_batch}; "
+          f"programs = batch x D / BLOCK_D)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"batch": n_batch, "rows": [
+        {"scan": label, "programs": programs, **asdict(shape),
+         **{f"sm_{c}": {k: v for k, v in asdict(reports[shape, c]).items() if k != "shape"}
+            for c in scan_compile.CAPABILITIES}} for label, shape, programs in rows]}, indent=1))
+    print(f"written {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu (a dry run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--compile-only", action="store_true", help="no GPU: compile the Triton kernels, print resources")
+    parser.add_argument("--batch", type=int, default=1, help="with --compile-only: the batch the launches are sized for")
     args = parser.parse_args()
+    if args.compile_only:
+        return compile_report(args.batch, RESULTS.with_name("gpu_compile.json") if args.out == RESULTS else args.out)
     if args.device == "cpu":  # read when triton is imported: before torch pulls it in
         os.environ["TRITON_INTERPRET"] = "1"
     os.environ.setdefault("YOLO_OFFLINE", "1")

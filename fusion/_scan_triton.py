@@ -30,8 +30,8 @@ INTERPRETED: bool = bool(knobs.runtime.interpret)
 BLOCK_L = 32  # steps per chunk: the length of the associative scans, and the spacing of stored states
 # BLOCK_D * BLOCK_N * BLOCK_L elements per tile, per kernel: bounds the registers a program needs
 # (see launch_config, and the compile report of bench/gpu_check.py --compile-only)
-TILES = {"forward": 4096, "backward": 2048}
-NUM_WARPS = 4
+TILES = {"forward": 4096, "backward": 1024}
+NUM_WARPS = 4  # warps per program at these tiles (more where one channel's tile is larger)
 MIN_PROGRAMS = 264  # two programs per SM of a 132-SM H100
 
 
@@ -196,9 +196,10 @@ def launch_config(kernel: str, n_batch: int, n_dim: int, b_groups: int, c_groups
     channels of one B group and of one C group (a program never straddles groups), at most
     TILES[kernel] // (BLOCK_N * BLOCK_L): the largest tiles whose programs ptxas compiles without
     spills at NUM_WARPS warps on sm_80 and sm_90 (``bench/gpu_check.py --compile-only`` prints the
-    report; the backward spills at the forward's tile). Within that, BLOCK_D is halved while the
-    grid has fewer than MIN_PROGRAMS programs: each program walks the whole sequence, so a small
-    batch x channel product would otherwise leave most of a large GPU's SMs idle.
+    report: the backward at 2048 elements still spills on sm_80 at BLOCK_N 64, at 4096 on both).
+    Where one channel's tile alone is larger, the warps grow with it instead. Within the tile,
+    BLOCK_D is halved while the grid has fewer than MIN_PROGRAMS programs: each program walks the
+    whole sequence, so a small batch x channel product would otherwise leave most SMs idle.
     """
     block_n = triton.next_power_of_2(n_state)
     common = math.gcd(n_dim // b_groups, n_dim // c_groups)
@@ -207,7 +208,7 @@ def launch_config(kernel: str, n_batch: int, n_dim: int, b_groups: int, c_groups
         block_d //= 2
     while block_d > 1 and n_batch * (n_dim // block_d) < MIN_PROGRAMS:
         block_d //= 2
-    return block_d, block_n, NUM_WARPS
+    return block_d, block_n, NUM_WARPS * max(1, block_n * BLOCK_L // TILES[kernel])
 
 
 def scan_forward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,

@@ -12,6 +12,7 @@ a child process without it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -21,6 +22,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from fusionbench.errors import FusionBenchError
 
@@ -58,6 +60,37 @@ class Report:
     seconds: float
 
 
+def s4fusion_scan_sizes() -> list[tuple[int, int, int]]:
+    """(channels, groups, N) of S4Fusion's grouped scans, both topologies: every DirectionalSSM
+    scans its K directions' d_inner channels as K groups (the image size only sets the length)."""
+    from fusion.s4fusion.model import S4Fusion, S4FusionConfig
+    from fusion.s4fusion.ssm import DIRECTIONS, DirectionalSSM
+
+    return sorted({(DIRECTIONS * m.d_inner, DIRECTIONS, m.d_state)
+                   for topology in ("released", "paper")
+                   for m in S4Fusion(S4FusionConfig(topology=topology)).modules()
+                   if isinstance(m, DirectionalSSM)})
+
+
+def launch_shapes(n_batch: int, sizes: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], list[Shape]]:
+    """The forward and backward variants fusion._scan_triton.launch_config picks for each
+    (channels, groups, N) at batch ``n_batch``."""
+    from fusion._scan_triton import launch_config
+
+    return {size: [Shape(kernel, *launch_config(kernel, n_batch, size[0], size[1], size[1], size[2]))
+                   for kernel in KERNELS] for size in sizes}
+
+
+def edge_shapes() -> list[Shape]:
+    """The smallest block (one channel, N <= 2) and the largest blocks the rule picks (a large
+    batch), at N = 16 and at N = 64 (the largest state of mamba-ssm's examples), both kernels."""
+    from fusion._scan_triton import launch_config
+
+    return [Shape(kernel, *launch_config(kernel, n_batch, 64, 1, 1, n_state))
+            for n_batch, n_state in ((1, 2), (64, 16), (64, 64)) for kernel in KERNELS
+            if n_batch > 1 or n_state == 2]
+
+
 def _signature(fn, constexprs: dict) -> dict[str, str]:
     """Triton types of a scan kernel's arguments: pointers float32, sizes int32."""
     return {name: "constexpr" if name in constexprs else "*fp32" if name.endswith("_ptr") else "i32"
@@ -82,8 +115,7 @@ def compile_shape(shape: Shape, capability: int, module=None) -> Report:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    if module is None:
-        from fusion import _scan_triton as module
+    module = module or _load_module(None)
     if module.INTERPRETED:
         raise KernelCompileError("Triton interprets in this process (TRITON_INTERPRET=1): "
                                  "compile in a process without it (compile_in_subprocess)")
@@ -95,7 +127,8 @@ def compile_shape(shape: Shape, capability: int, module=None) -> Report:
     log = io.StringIO()
     start = time.perf_counter()
     try:
-        with knobs.nvidia.scope(), contextlib.redirect_stdout(log):
+        with knobs.compilation.scope(), knobs.nvidia.scope(), contextlib.redirect_stdout(log):
+            knobs.compilation.always_compile = True  # Triton's cache would skip ptxas and its report
             knobs.nvidia.dump_ptxas_log = True  # ptxas -v's report, printed by Triton
             compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32),
                                       options={"num_warps": shape.num_warps})
@@ -107,17 +140,30 @@ def compile_shape(shape: Shape, capability: int, module=None) -> Report:
                   time.perf_counter() - start)
 
 
-def _compile_job(job: tuple[Shape, int]) -> Report | str:
+def _load_module(module_file: str | None):
+    if module_file is None:
+        from fusion import _scan_triton
+
+        return _scan_triton
+    spec = importlib.util.spec_from_file_location(Path(module_file).stem, module_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compile_job(job: tuple[Shape, int, str | None]) -> Report | str:
+    shape, capability, module_file = job
     try:
-        return compile_shape(*job)
+        return compile_shape(shape, capability, _load_module(module_file))
     except KernelCompileError as error:
         return str(error)
 
 
-def compile_all(shapes: list[Shape], capabilities=CAPABILITIES, workers: int | None = None) -> list[Report]:
+def compile_all(shapes: list[Shape], capabilities=CAPABILITIES, workers: int | None = None,
+                module_file: str | None = None) -> list[Report]:
     """Every shape on every target, in ``workers`` processes (default: one per CPU); raises one
     KernelCompileError listing every variant that failed."""
-    jobs = [(shape, capability) for shape in shapes for capability in capabilities]
+    jobs = [(shape, capability, module_file) for shape in shapes for capability in capabilities]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -130,10 +176,13 @@ def compile_all(shapes: list[Shape], capabilities=CAPABILITIES, workers: int | N
     return results
 
 
-def compile_in_subprocess(shapes: list[Shape], capabilities=CAPABILITIES) -> list[Report]:
-    """:func:`compile_all` in a child process without TRITON_INTERPRET (usable from the tests)."""
+def compile_in_subprocess(shapes: list[Shape], capabilities=CAPABILITIES,
+                          module_file: str | None = None) -> list[Report]:
+    """:func:`compile_all` in a child process without TRITON_INTERPRET (usable from the tests);
+    ``module_file``: the kernels' module as a file (default fusion._scan_triton)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    request = json.dumps({"shapes": [asdict(s) for s in shapes], "capabilities": list(capabilities)})
+    request = json.dumps({"shapes": [asdict(s) for s in shapes], "capabilities": list(capabilities),
+                          "module_file": module_file})
     done = subprocess.run([sys.executable, "-m", "fusion.scan_compile"], input=request, env=env,
                           capture_output=True, text=True)
     if done.returncode:
@@ -147,7 +196,8 @@ def _main() -> None:
     compile error is the last line of stderr."""
     request = json.loads(sys.stdin.read())
     try:
-        reports = compile_all([Shape(**s) for s in request["shapes"]], request["capabilities"])
+        reports = compile_all([Shape(**s) for s in request["shapes"]], request["capabilities"],
+                              module_file=request["module_file"])
     except KernelCompileError as error:
         sys.exit(" | ".join(str(error).splitlines()))
     print(json.dumps([asdict(r) for r in reports]))
