@@ -13,6 +13,8 @@ Rows:
   scan <backend>        every scan backend (cpu, triton, mamba) against the float64 reference and the
                         CPU kernel: outputs within 1e-4, gradients within 1e-3 (relative to the max);
                         the per-backend counters prove which backend ran
+  scan speed <backend>  forward and forward+backward ms of the GPU backends and a PyTorch loop at
+                        S4Fusion's largest cross scan
   s4fusion <backend>    S4Fusion on the GPU against the CPU, TF32 off (output within 1e-4)
   train <amp>           6 S4Fusion training steps in bf16 and in fp16: finite losses
   fuse <backend> b<N>   1024x768 fusion throughput at batch 1 and 8 per GPU backend (pairs/s)
@@ -123,6 +125,54 @@ def check_scans(device, small: bool) -> list[Row]:
         detail = ", ".join(f"{k} {v:.1e}" for k, v in errors.items()) + f"; calls {counts}"
         rows.append(row(name, ok, detail))
     scan.set_scan_backend("auto")
+    return rows
+
+
+def check_scan_speed(device, small: bool) -> list[Row]:
+    """Forward and forward+backward milliseconds of each GPU backend and of a plain PyTorch loop
+    (bench/bench_scan.py's baseline) at S4Fusion's largest cross scan (D 576, N 18, 2L 17,280)."""
+    if device.type == "cpu":
+        raise Skip("GPU only")
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_scan import layer_inputs, torch_loop_scan
+
+    from fusion import scan
+
+    inputs = {k: v.to(device) for k, v in layer_inputs(576, 4, 18, 17280).items()}
+
+    def timed_ms(fn, backward: bool) -> float:
+        leaves = {k: v.clone().requires_grad_(backward) for k, v in inputs.items()}
+        fn(leaves, backward)  # warm-up: compilation, allocator
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(leaves, backward)
+        torch.cuda.synchronize()
+        return 1000 * (time.perf_counter() - start)
+
+    def backend_run(leaves, backward):
+        with torch.set_grad_enabled(backward):
+            out = scan.selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                         leaves["D"], None, leaves["delta_bias"], delta_softplus=True)
+            if backward:
+                out.sum().backward()
+
+    def loop_run(leaves, backward):  # the loop takes (batch, N, L) B and C: group 0's
+        with torch.set_grad_enabled(backward):
+            out = torch_loop_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"][:, 0], leaves["C"][:, 0],
+                                  leaves["D"], leaves["delta_bias"])
+            if backward:
+                out.sum().backward()
+
+    rows = []
+    for backend in gpu_backends():
+        scan.set_scan_backend(backend)
+        rows.append(row(f"scan speed {backend}", True, f"forward {timed_ms(backend_run, False):.1f} ms, "
+                        f"forward+backward {timed_ms(backend_run, True):.1f} ms (D 576, N 18, L 17280)"))
+    scan.set_scan_backend("auto")
+    rows.append(row("scan speed pytorch loop", True, f"forward {timed_ms(loop_run, False):.0f} ms, "
+                    f"forward+backward {timed_ms(loop_run, True):.0f} ms (same sizes, one group)"))
     return rows
 
 
@@ -389,7 +439,7 @@ def skipped(check: str, reason: str) -> Row:
 
 
 CHECKS: list[tuple[str, Callable]] = [
-    ("scan", check_scans), ("s4fusion vs cpu", check_s4fusion_vs_cpu), ("train bf16/fp16", check_training),
+    ("scan", check_scans), ("scan speed", check_scan_speed), ("s4fusion vs cpu", check_s4fusion_vs_cpu), ("train bf16/fp16", check_training),
     ("fuse 1024x768 b1/b8", check_throughput), ("yolo 1 epoch", check_yolo),
     ("run-all sample vi+s4fusion", check_run_all), ("ddp 2 processes", check_ddp),
 ]

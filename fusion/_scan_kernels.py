@@ -114,8 +114,8 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
     the chunk states are empty arrays: inference writes (and page-faults) a third less memory.
 
     Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
-    divides both group sizes), so one step updates an (N, block) state with contiguous inner
-    loops and one exp call over N * block values. Work items are (batch, part of the blocks); an
+    divides both group sizes), so one step updates an (N, block) state in contiguous inner loops
+    that compute each decay exp(dt A) in place (vectorised, no pass over a buffer). Work items are (batch, part of the blocks); an
     item walks the chunks in time order and, within a chunk, its blocks, gathering each block's
     u and delta of the chunk into small (chunk, block) buffers (delta becomes dt there).
     """
