@@ -301,23 +301,28 @@ def bench_before(revision: str, repeats: int, threads: int) -> dict:
 
 
 def print_before(best: dict, revision: str) -> None:
-    print(f"{'D x G x N x L':>22} | {'fwd now':>8} {'before':>8} {'x':>5} | {'f+b now':>8} {'before':>8} {'x':>5}"
-          " | max rel diff fwd / grads")
+    print(f"{'D x G x N x L':>22} | {'fwd now':>8} {'before':>8} {'x':>5} {'x cpu':>5} | {'f+b now':>8} "
+          f"{'before':>8} {'x':>5} {'x cpu':>5} | max rel diff fwd / grads")
     totals = {name: {mode: 0.0 for _, mode in MODES} for name in best}
     for key, row in best["after"].items():
         old = best["before"][key]
         cells = []
         for _, mode in MODES:
-            cells.append(f"{row[f'{mode}_s']:>8.2f} {old[f'{mode}_s']:>8.2f} {old[f'{mode}_s'] / row[f'{mode}_s']:>5.2f}")
+            cells.append(f"{row[f'{mode}_s']:>8.2f} {old[f'{mode}_s']:>8.2f} {old[f'{mode}_s'] / row[f'{mode}_s']:>5.2f} "
+                         f"{old[f'{mode}_cpu_s'] / row[f'{mode}_cpu_s']:>5.2f}")
             for name, r in (("after", row), ("before", old)):
                 totals[name][mode] += r["calls"] * r[f"{mode}_s"]
+                totals[name][f"{mode}_cpu"] = totals[name].get(f"{mode}_cpu", 0.0) + r["calls"] * r[f"{mode}_cpu_s"]
         print(f"{key:>22} | {cells[0]} | {cells[1]} | {row['forward_max_rel_diff']:.1e} / "
               f"{row['forward_backward_max_rel_diff']:.1e}")
     after, before = totals["after"], totals["before"]
     print(f"{'S4Fusion 480x640 (x calls)':>22} | {after['forward']:>8.2f} {before['forward']:>8.2f} "
-          f"{before['forward'] / after['forward']:>5.2f} | {after['forward_backward']:>8.2f} "
-          f"{before['forward_backward']:>8.2f} {before['forward_backward'] / after['forward_backward']:>5.2f}")
-    print(f"seconds: wall clock, best of the rounds; before = git {revision}")
+          f"{before['forward'] / after['forward']:>5.2f} {before['forward_cpu'] / after['forward_cpu']:>5.2f} | "
+          f"{after['forward_backward']:>8.2f} {before['forward_backward']:>8.2f} "
+          f"{before['forward_backward'] / after['forward_backward']:>5.2f} "
+          f"{before['forward_backward_cpu'] / after['forward_backward_cpu']:>5.2f}")
+    print(f"seconds: wall clock, best of the rounds ('x cpu': CPU seconds of all threads); before = git {revision}; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
