@@ -21,8 +21,13 @@ FLOPs at 480x640 (padded to 481x649), in both topologies:
 The released forward skips the finest-scale fusion layer (its output is never read); the paper
 topology runs it, so the two differ by that layer's cost.
 
+``--before REV``: the same fusion by the code at git revision REV (``fusion`` and ``fusionbench`` from
+``git archive REV``) in the same run, the two alternating in fresh processes --rounds times (a slow
+spell of a shared machine then hits both alike); the fused images are compared (max |after - before|).
+
     python bench/bench_model.py                     # both sizes, 2 threads
     python bench/bench_model.py --sizes 480x640
+    python bench/bench_model.py --sizes 480x640 --before 413e273   # against an earlier revision
     python bench/bench_model.py --device cuda       # a GPU (then bench/protocol_time.py uses it)
 
 Writes bench/results/model.json.
@@ -35,6 +40,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,9 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "model.json"
 
 
-def child(height: int, width: int, threads: int, flops: bool, device: str, repeats: int) -> dict:
+def child(height: int, width: int, threads: int, flops: bool, device: str, repeats: int,
+          save: str | None = None) -> dict:
     """Runs in a fresh process: time the fusion (best of ``repeats``, and optionally count FLOPs)
-    at height x width."""
+    at height x width; ``save``: write the fused image there (.npy)."""
     import numpy as np
     import torch
 
@@ -66,6 +73,8 @@ def child(height: int, width: int, threads: int, flops: bool, device: str, repea
         out = fuser(ir, vi)  # a numpy image: the device has finished
         runs.append((time.perf_counter() - wall, time.process_time() - cpu))
     wall_s, cpu_s = min(runs)
+    if save:
+        np.save(save, out)
     result = {"size": f"{height}x{width}", "wall_s": wall_s, "cpu_s": cpu_s, "repeats": repeats,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "out_shape": list(out.shape),
               "padded": "x".join(str(s) for s in pad_to_valid(torch.zeros(1, 1, height, width))[0].shape[-2:])}
@@ -76,6 +85,26 @@ def child(height: int, width: int, threads: int, flops: bool, device: str, repea
         result["flops"] = {topology: count_flops(S4Fusion(S4FusionConfig(topology=topology)), x)
                            for topology in ("released", "paper")}
     return result
+
+
+def export_revision(revision: str, tree: Path) -> Path:
+    """``fusion`` and ``fusionbench`` at git ``revision``, extracted into ``tree``."""
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fusion", "fusionbench"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def run_child(args, env: dict, tree: Path | None, height: int, width: int, flops: str, save: Path) -> dict:
+    """One :func:`child` in a fresh process, importing ``fusion`` from ``tree`` (None: this checkout)."""
+    child_env = {**env, "PYTHONPATH": str(tree or ROOT)}
+    run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--device", args.device,
+                          "--repeats", str(args.repeats), "--child", f"{height},{width},{flops}",
+                          "--save", str(save)], env=child_env, capture_output=True, text=True, cwd=ROOT)
+    if run.returncode:
+        raise SystemExit(f"benchmark at {height}x{width} ({tree or 'this tree'}) failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def count_flops(model, x) -> dict:
@@ -126,38 +155,58 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--repeats", type=int, default=3, help="fusions per size; the fastest counts")
+    parser.add_argument("--before", help="git revision whose fusion is timed too, alternating with this tree's")
+    parser.add_argument("--rounds", type=int, default=1, help="with --before: alternations of the two")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         height, width, flops = args.child.split(",")
         print(json.dumps(child(int(height), int(width), args.threads, flops == "1", args.device,
-                               args.repeats)))
+                               args.repeats, args.save)))
         return
 
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's and numba's OpenMP pools must not spin-wait
-    timings = []
-    for size in args.sizes.split(","):
-        height, width = (int(v) for v in size.lower().split("x"))
-        flops = "1" if (height, width) == (480, 640) else "0"
-        run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads),
-                              "--device", args.device, "--repeats", str(args.repeats), "--child",
-                              f"{height},{width},{flops}"], env=env, capture_output=True, text=True, cwd=ROOT)
-        if run.returncode:
-            raise SystemExit(f"benchmark at {size} failed:\n{run.stderr}")
-        timings.append(json.loads(run.stdout.strip().splitlines()[-1]))
-        t = timings[-1]
-        print(f"{t['size']:>9} (padded {t['padded']}): {t['wall_s']:6.2f} s wall, {t['cpu_s']:6.2f} s CPU, "
-              f"peak RSS {t['peak_rss_gb']:.2f} GiB"
-              + (f", peak GPU {t['peak_gpu_gb']:.2f} GiB" if "peak_gpu_gb" in t else ""), flush=True)
-        for topology, f in t.get("flops", {}).items():
-            print(f"          FLOPs ({topology} topology): dense {f['dense_gflops']:.2f} G, scan {f['scan_gflops']:.2f} G "
-                  f"({f['scan_calls']} scan calls)")
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"after": None}
+        if args.before:
+            trees["before"] = export_revision(args.before, Path(tmp) / "before")
+        timings, before = [], []
+        for size in args.sizes.split(","):
+            height, width = (int(v) for v in size.lower().split("x"))
+            flops = "1" if (height, width) == (480, 640) and not args.before else "0"
+            best: dict[str, dict] = {}
+            for _ in range(args.rounds if args.before else 1):
+                for name, tree in trees.items():
+                    t = run_child(args, env, tree, height, width, flops, Path(tmp) / f"{name}.npy")
+                    if name not in best or t["wall_s"] < best[name]["wall_s"]:
+                        best[name] = t
+            t = best["after"]
+            timings.append(t)
+            print(f"{t['size']:>9} (padded {t['padded']}): {t['wall_s']:6.2f} s wall, {t['cpu_s']:6.2f} s CPU, "
+                  f"peak RSS {t['peak_rss_gb']:.2f} GiB"
+                  + (f", peak GPU {t['peak_gpu_gb']:.2f} GiB" if "peak_gpu_gb" in t else ""), flush=True)
+            if args.before:
+                import numpy as np
+
+                b = best["before"]
+                b["max_abs_diff_after_before"] = float(np.abs(
+                    np.load(Path(tmp) / "after.npy").astype(np.float64) - np.load(Path(tmp) / "before.npy")).max())
+                before.append(b)
+                print(f"{'before':>9} ({args.before}): {b['wall_s']:6.2f} s wall, {b['cpu_s']:6.2f} s CPU, "
+                      f"peak RSS {b['peak_rss_gb']:.2f} GiB; x{b['wall_s'] / t['wall_s']:.2f} wall, "
+                      f"x{b['cpu_s'] / t['cpu_s']:.2f} CPU; max |after - before| "
+                      f"{b['max_abs_diff_after_before']:.1e} (images in [0, 1])", flush=True)
+            for topology, f in t.get("flops", {}).items():
+                print(f"          FLOPs ({topology} topology): dense {f['dense_gflops']:.2f} G, scan {f['scan_gflops']:.2f} G "
+                      f"({f['scan_calls']} scan calls)")
     params = parameter_counts()
     for name, c in params.items():
         print(f"{name:>28}: {c['total']:>9,} parameters ({c['fusion_layers']:>9,} in the fusion layers)")
     result = {"device": args.device, "threads": args.threads, "omp_wait_policy": env["OMP_WAIT_POLICY"], "load_average": os.getloadavg(), "timings": timings, "parameters": params,
-              "scan_flops_formula": "sum over scan calls of 9*B*D*L*N + 2*B*D*L"}
+              "scan_flops_formula": "sum over scan calls of 9*B*D*L*N + 2*B*D*L",
+              "before": {"revision": args.before, "rounds": args.rounds, "timings": before} if args.before else None}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))

@@ -20,7 +20,13 @@ a warm start (loading that cache), both for a tiny forward+backward.
     python bench/bench_scan.py
     python bench/bench_scan.py --lengths 8192 32768 --repeats 1
 
-Writes bench/results/scan.json.
+``--before REV`` instead times the CPU scan at S4Fusion's layer sizes (the grouped scans of its
+480x640 forward), forward and forward+backward, for this checkout and for ``fusion`` at git
+revision REV, each in fresh processes alternating --repeats times (the best counts), with
+--threads numba threads; outputs and gradients of the two are compared. Writes
+bench/results/scan_before.json.
+
+    python bench/bench_scan.py --before 413e273 --repeats 3
 """
 from __future__ import annotations
 
@@ -229,6 +235,96 @@ def print_table(rows: list[dict]) -> None:
           "machine); * = extrapolated linearly from the first-round rate at the largest measured length")
 
 
+# (channels D, groups, N, length L) of S4Fusion's grouped scans at 480x640 (padded to 481x649), as
+# recorded from its forward: 18 calls, of these five sizes (calls per size in the last column)
+S4FUSION_480X640 = ((288, 4, 12, 34560, 3), (576, 4, 12, 8640, 6), (1152, 4, 12, 2160, 3),
+                    (576, 4, 18, 17280, 3), (1152, 4, 18, 4320, 3))
+
+
+def layer_inputs(dim: int, groups: int, n_state: int, length: int) -> dict[str, torch.Tensor]:
+    """S4Fusion-like inputs: A = -(1..N) per channel, softplus(delta + bias) around 1e-3 .. 1e-1."""
+    g = torch.Generator().manual_seed(dim + n_state)
+    dt = torch.exp(torch.rand(dim, generator=g) * 4.6 - 6.9)
+    return {"u": torch.randn(1, dim, length, generator=g),
+            "delta": torch.randn(1, dim, length, generator=g) * 0.5,
+            "A": -torch.arange(1, n_state + 1, dtype=torch.float32).repeat(dim, 1),
+            "B": torch.randn(1, groups, n_state, length, generator=g),
+            "C": torch.randn(1, groups, n_state, length, generator=g),
+            "D": torch.ones(dim), "delta_bias": dt + torch.log(-torch.expm1(-dt))}
+
+
+def layers_worker(out: Path) -> None:
+    """In a child process (PYTHONPATH picks the fusion package): each layer size once forward
+    (no_grad) and once forward+backward; CPU and wall seconds, and the outputs for comparison."""
+    results = {}
+    first = layer_inputs(8, 4, 12, 300)
+    run_once(numba_scan, first, True)()  # numba compile or cache load
+    for dim, groups, n_state, length, calls in S4FUSION_480X640:
+        inputs = layer_inputs(dim, groups, n_state, length)
+        key = f"{dim}x{groups}x{n_state}x{length}"
+        row = {"calls": calls}
+        for backward, mode in MODES:
+            start, cpu = time.perf_counter(), time.process_time()
+            result = run_once(numba_scan, inputs, backward)()
+            row[f"{mode}_s"], row[f"{mode}_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
+            tensors = result if backward else [result]
+            torch.save([t.detach() for t in tensors], out.with_name(f"{out.stem}-{key}-{mode}.pt"))
+        results[key] = row
+    out.write_text(json.dumps(results))
+
+
+def bench_before(revision: str, repeats: int, threads: int) -> dict:
+    """This checkout against ``revision`` at S4Fusion's layer sizes, alternating fresh processes."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    best: dict[str, dict] = {"after": {}, "before": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "before"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fusion", "fusionbench"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        for _ in range(repeats):
+            for name, path in (("after", ROOT), ("before", tree)):
+                out = Path(tmp) / f"{name}.json"
+                subprocess.run([sys.executable, __file__, "--layers-worker", str(out)], check=True,
+                               env={**env, "PYTHONPATH": str(path)}, cwd=ROOT)
+                for key, row in json.loads(out.read_text()).items():
+                    kept = best[name].setdefault(key, dict(row))
+                    for field, value in row.items():
+                        kept[field] = min(kept[field], value)
+        for key, row in best["after"].items():
+            for _, mode in MODES:
+                after, before = (torch.load(Path(tmp) / f"{name}-{key}-{mode}.pt") for name in ("after", "before"))
+                row[f"{mode}_max_rel_diff"] = max(float((a.double() - b.double()).abs().max() / b.abs().max())
+                                                  for a, b in zip(after, before))
+    return best
+
+
+def print_before(best: dict, revision: str) -> None:
+    print(f"{'D x G x N x L':>22} | {'fwd now':>8} {'before':>8} {'x':>5} {'x cpu':>5} | {'f+b now':>8} "
+          f"{'before':>8} {'x':>5} {'x cpu':>5} | max rel diff fwd / grads")
+    totals = {name: {mode: 0.0 for _, mode in MODES} for name in best}
+    for key, row in best["after"].items():
+        old = best["before"][key]
+        cells = []
+        for _, mode in MODES:
+            cells.append(f"{row[f'{mode}_s']:>8.2f} {old[f'{mode}_s']:>8.2f} {old[f'{mode}_s'] / row[f'{mode}_s']:>5.2f} "
+                         f"{old[f'{mode}_cpu_s'] / row[f'{mode}_cpu_s']:>5.2f}")
+            for name, r in (("after", row), ("before", old)):
+                totals[name][mode] += r["calls"] * r[f"{mode}_s"]
+                totals[name][f"{mode}_cpu"] = totals[name].get(f"{mode}_cpu", 0.0) + r["calls"] * r[f"{mode}_cpu_s"]
+        print(f"{key:>22} | {cells[0]} | {cells[1]} | {row['forward_max_rel_diff']:.1e} / "
+              f"{row['forward_backward_max_rel_diff']:.1e}")
+    after, before = totals["after"], totals["before"]
+    print(f"{'S4Fusion 480x640 (x calls)':>22} | {after['forward']:>8.2f} {before['forward']:>8.2f} "
+          f"{before['forward'] / after['forward']:>5.2f} {before['forward_cpu'] / after['forward_cpu']:>5.2f} | "
+          f"{after['forward_backward']:>8.2f} {before['forward_backward']:>8.2f} "
+          f"{before['forward_backward'] / after['forward_backward']:>5.2f} "
+          f"{before['forward_backward_cpu'] / after['forward_backward_cpu']:>5.2f}")
+    print(f"seconds: wall clock, best of the rounds ('x cpu': CPU seconds of all threads); before = git {revision}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
@@ -236,7 +332,23 @@ def main() -> None:
     parser.add_argument("--baseline-limit", type=float, default=60.0,
                         help="extrapolate the baseline where one run would take longer (s)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scan.json")
+    parser.add_argument("--before", help="git revision: time S4Fusion's layer sizes against it instead")
+    parser.add_argument("--threads", type=int, default=2, help="numba threads with --before")
+    parser.add_argument("--layers-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.layers_worker:
+        torch.set_num_threads(1)
+        layers_worker(args.layers_worker)
+        return
+    if args.before:
+        best = bench_before(args.before, args.repeats, args.threads)
+        print_before(best, args.before)
+        out = ROOT / "bench" / "results" / "scan_before.json"
+        atomic_write_text(out, json.dumps({"revision": args.before, "threads": args.threads,
+                                           "repeats": args.repeats, "layers": S4FUSION_480X640,
+                                           "load_average_at_end": os.getloadavg(), **best}, indent=2))
+        print(f"wrote {out}")
+        return
 
     torch.set_num_threads(1)
     first = first_call_seconds()

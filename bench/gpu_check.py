@@ -2,11 +2,19 @@
 
     python bench/gpu_check.py                  # a GPU (about 8 minutes on one H100/H200); no mamba-ssm needed
     python bench/gpu_check.py --device cpu     # dry run: Triton's interpreter, small sizes, GPU-only rows skipped
+    python bench/gpu_check.py --compile-only   # no GPU needed: the Triton kernels compiled for sm_80 and sm_90
+
+``--compile-only`` compiles the Triton scan kernels (fusion.scan_compile) at the block shapes the launch
+rule picks for each of S4Fusion's scan sizes at --batch (default 1) and at the edge shapes, and prints
+per shape and target ptxas's registers, spill bytes, shared memory and the programs per launch; it
+writes bench/results/gpu_compile.json.
 
 Rows:
   scan <backend>        every scan backend (cpu, triton, mamba) against the float64 reference and the
                         CPU kernel: outputs within 1e-4, gradients within 1e-3 (relative to the max);
                         the per-backend counters prove which backend ran
+  scan speed <backend>  forward and forward+backward ms of the GPU backends and a PyTorch loop at
+                        S4Fusion's largest cross scan
   s4fusion <backend>    S4Fusion on the GPU against the CPU, TF32 off (output within 1e-4)
   train <amp>           6 S4Fusion training steps in bf16 and in fp16: finite losses
   fuse <backend> b<N>   1024x768 fusion throughput at batch 1 and 8 per GPU backend (pairs/s)
@@ -28,6 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -116,6 +125,54 @@ def check_scans(device, small: bool) -> list[Row]:
         detail = ", ".join(f"{k} {v:.1e}" for k, v in errors.items()) + f"; calls {counts}"
         rows.append(row(name, ok, detail))
     scan.set_scan_backend("auto")
+    return rows
+
+
+def check_scan_speed(device, small: bool) -> list[Row]:
+    """Forward and forward+backward milliseconds of each GPU backend and of a plain PyTorch loop
+    (bench/bench_scan.py's baseline) at S4Fusion's largest cross scan (D 576, N 18, 2L 17,280)."""
+    if device.type == "cpu":
+        raise Skip("GPU only")
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_scan import layer_inputs, torch_loop_scan
+
+    from fusion import scan
+
+    inputs = {k: v.to(device) for k, v in layer_inputs(576, 4, 18, 17280).items()}
+
+    def timed_ms(fn, backward: bool) -> float:
+        leaves = {k: v.clone().requires_grad_(backward) for k, v in inputs.items()}
+        fn(leaves, backward)  # warm-up: compilation, allocator
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(leaves, backward)
+        torch.cuda.synchronize()
+        return 1000 * (time.perf_counter() - start)
+
+    def backend_run(leaves, backward):
+        with torch.set_grad_enabled(backward):
+            out = scan.selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
+                                         leaves["D"], None, leaves["delta_bias"], delta_softplus=True)
+            if backward:
+                out.sum().backward()
+
+    def loop_run(leaves, backward):  # the loop takes (batch, N, L) B and C: group 0's
+        with torch.set_grad_enabled(backward):
+            out = torch_loop_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"][:, 0], leaves["C"][:, 0],
+                                  leaves["D"], leaves["delta_bias"])
+            if backward:
+                out.sum().backward()
+
+    rows = []
+    for backend in gpu_backends():
+        scan.set_scan_backend(backend)
+        rows.append(row(f"scan speed {backend}", True, f"forward {timed_ms(backend_run, False):.1f} ms, "
+                        f"forward+backward {timed_ms(backend_run, True):.1f} ms (D 576, N 18, L 17280)"))
+    scan.set_scan_backend("auto")
+    rows.append(row("scan speed pytorch loop", True, f"forward {timed_ms(loop_run, False):.0f} ms, "
+                    f"forward+backward {timed_ms(loop_run, True):.0f} ms (same sizes, one group)"))
     return rows
 
 
@@ -382,17 +439,50 @@ def skipped(check: str, reason: str) -> Row:
 
 
 CHECKS: list[tuple[str, Callable]] = [
-    ("scan", check_scans), ("s4fusion vs cpu", check_s4fusion_vs_cpu), ("train bf16/fp16", check_training),
+    ("scan", check_scans), ("scan speed", check_scan_speed), ("s4fusion vs cpu", check_s4fusion_vs_cpu), ("train bf16/fp16", check_training),
     ("fuse 1024x768 b1/b8", check_throughput), ("yolo 1 epoch", check_yolo),
     ("run-all sample vi+s4fusion", check_run_all), ("ddp 2 processes", check_ddp),
 ]
+
+
+def compile_report(n_batch: int, out: Path) -> int:
+    """--compile-only: the resource table of every launched shape on sm_80 and sm_90."""
+    from fusion import scan_compile
+
+    per_size = scan_compile.launch_shapes(n_batch, scan_compile.s4fusion_scan_sizes())
+    edges = scan_compile.edge_shapes()
+    shapes = sorted({s for shapes in per_size.values() for s in shapes} | set(edges), key=str)
+    start = time.perf_counter()
+    reports = {(r.shape, r.capability): r for r in scan_compile.compile_all(shapes)}
+    print(f"{'scan (D, groups, N)':>19}  {'kernel':<8} {'BLOCK_D':>7} {'BLOCK_N':>7} {'warps':>5} "
+          f"{'programs':>8}  {'sm_80 regs/spill B/smem B':>25}  {'sm_90 regs/spill B/smem B':>25}")
+    rows = [(str(size), shape, n_batch * size[0] // shape.block_d) for size, group in per_size.items()
+            for shape in group] + [("edge", shape, None) for shape in edges]
+    for label, shape, programs in rows:
+        cells = [f"{r.registers:>5} / {r.spill_bytes:>4} / {r.shared_bytes:>6}"
+                 for r in (reports[shape, c] for c in scan_compile.CAPABILITIES)]
+        print(f"{label:>19}  {shape.kernel:<8} {shape.block_d:>7} {shape.block_n:>7} {shape.num_warps:>5} "
+              f"{'' if programs is None else programs:>8}  {cells[0]:>25}  {cells[1]:>25}")
+    print(f"{len(reports)} compilations in {time.perf_counter() - start:.0f} s (batch {n_batch}; "
+          f"programs = batch x D / BLOCK_D)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"batch": n_batch, "rows": [
+        {"scan": label, "programs": programs, **asdict(shape),
+         **{f"sm_{c}": {k: v for k, v in asdict(reports[shape, c]).items() if k != "shape"}
+            for c in scan_compile.CAPABILITIES}} for label, shape, programs in rows]}, indent=1))
+    print(f"written {out}")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu (a dry run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--compile-only", action="store_true", help="no GPU: compile the Triton kernels, print resources")
+    parser.add_argument("--batch", type=int, default=1, help="with --compile-only: the batch the launches are sized for")
     args = parser.parse_args()
+    if args.compile_only:
+        return compile_report(args.batch, RESULTS.with_name("gpu_compile.json") if args.out == RESULTS else args.out)
     if args.device == "cpu":  # read when triton is imported: before torch pulls it in
         os.environ["TRITON_INTERPRET"] = "1"
     os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 # The scans may reorder float64 sums (so that dot products over N vectorise) and fuse multiply-adds;
 # no other fast-math licence: inf, NaN and signed zeros keep their IEEE meaning.
@@ -32,31 +34,41 @@ LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
 
 
-@njit(cache=True, inline="always")
-def _exp_taylor(r: float) -> float:
-    """sum_{i <= 12} r**i / i!, by Horner's rule written out (so that it vectorises)."""
-    return 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-        1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
-            1 / 39916800 + r * (1 / 479001600))))))))))))
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float64 whose IEEE-754 bit pattern is the int64 ``bits`` (a register move, which
+    vectorises; numpy's view needs an array in memory)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
 @njit(cache=True, fastmath={"contract"})
-def _exp_into(x, out, half, rest):
-    """out[i] = exp(x[i]) for 1-D arrays, in loops that LLVM vectorises (calls to libm's exp are
-    not vectorised and cost ~3x more). Exact to ~1 ulp over the whole double range: 2**k is built
-    from its IEEE-754 bits as two factors 2**(k//2) * 2**(k - k//2), so underflow to 0 and
-    overflow to inf happen as in libm; half and rest are int64 work arrays of x's size."""
-    for i in range(x.size):
-        v = min(max(x[i], -746.0), 710.0)
-        k = math.floor(v * LOG2E + 0.5)
-        r = v - k * LN2_HI - k * LN2_LO
-        out[i] = _exp_taylor(r)
-        ki = np.int64(k)
-        half[i] = ((ki >> 1) + 1023) << 52
-        rest[i] = (ki - (ki >> 1) + 1023) << 52
-    half_f, rest_f = half.view(np.float64), rest.view(np.float64)
-    for i in range(x.size):
-        out[i] = out[i] * half_f[i] * rest_f[i]
+def _exp_taylor(r: float) -> float:
+    """sum_{i <= 12} r**i / i! for |r| <= ln(2) / 2, by Estrin's scheme: short independent chains
+    instead of Horner's twelve dependent multiply-adds (the latency that bounded the scans)."""
+    r2 = r * r
+    r4 = r2 * r2
+    mid = (1 / 24 + r * (1 / 120)) + (1 / 720 + r * (1 / 5040)) * r2
+    high = (1 / 40320 + r * (1 / 362880)) + (1 / 3628800 + r * (1 / 39916800)) * r2
+    tail = (mid + (high + (1 / 479001600) * r4) * r4) * r4  # below 7e-4: its rounding is lost
+    return 1.0 + ((r + (1 / 2 + r * (1 / 6)) * r2) + tail)  # one rounding of the leading 1
+
+
+@njit(cache=True, fastmath={"contract"})
+def _exp(x: float) -> float:
+    """exp(x), exact to ~1 ulp over the whole double range, in operations that LLVM vectorises
+    when it is called in a loop (libm's exp is a call per value, ~3x slower): 2**k is built from
+    its IEEE-754 bits as two factors 2**(k//2) * 2**(k - k//2), so underflow to 0 and overflow to
+    inf happen as in libm. Called, not inlined by numba, so the callers' reassociation licence
+    cannot touch the reduction."""
+    v = min(max(x, -746.0), 710.0)
+    k = np.floor(v * LOG2E + 0.5)
+    r = v - k * LN2_HI - k * LN2_LO
+    ki = np.int64(np.int32(k))  # via int32: AVX2 converts four doubles to int32 at once
+    half = ki >> 1
+    return (_exp_taylor(r) * _float_from_bits((half + 1023) << 52)
+            * _float_from_bits((ki - half + 1023) << 52))
 
 
 @njit(cache=True, inline="always")
@@ -68,41 +80,29 @@ def _atanh_over_s(s2: float) -> float:
             1 / 25 + s2 * (1 / 27 + s2 * (1 / 29 + s2 * (1 / 31)))))))))))))))
 
 
-@njit(cache=True, fastmath={"contract"})
-def _softplus_into(x, out, scratch, half, rest):
-    """out[i] = softplus(x[i]) = max(x, 0) + log1p(exp(-|x|)) for 1-D arrays, vectorised like
-    _exp_into: log1p(e) for 0 <= e <= 1 is 2 atanh(e / (2 + e)), a short even series without
-    cancellation, so small values keep full relative precision. NaN stays NaN. scratch is a
-    float64 work array of x's size; one loop per stage, as fusing them (or exp in place) stops
-    LLVM from vectorising and costs ~3x."""
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _softplus_into(x, out):
+    """out[i] = softplus(x[i]) = max(x, 0) + log1p(exp(-|x|)) for 1-D arrays: log1p(e) for
+    0 <= e <= 1 is 2 atanh(e / (2 + e)), a short even series without cancellation, so small
+    values keep full relative precision. NaN stays NaN. Two loops, each of which LLVM vectorises
+    (as one loop it stays scalar, ~5x slower); numpy's error model: no zero-division check."""
     for i in range(x.size):
-        scratch[i] = -abs(x[i])
-    _exp_into(scratch, out, half, rest)
+        out[i] = _exp(-abs(x[i]))
     for i in range(x.size):
-        scratch[i] = out[i] / (2.0 + out[i])
-    for i in range(x.size):
-        s = scratch[i]
+        s = out[i] / (2.0 + out[i])
         out[i] = (0.0 if x[i] <= 0.0 else x[i]) + 2.0 * s * _atanh_over_s(s * s)
 
 
 @njit(cache=True)
-def _workspace(size):
-    """Per-thread buffers for _exp_into and _softplus_into over up to ``size`` values: inputs,
-    outputs and the two int64 scratch arrays."""
-    return np.empty(size), np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64)
-
-
-@njit(cache=True)
-def _chunk_decay(dt, A, workspace):
-    """workspace[1][k * N + n] = exp(dt[k] * A[n]) for the len(dt) steps of one chunk of one
-    channel (a _workspace of at least len(dt) * N values)."""
-    n_state = A.size
-    exponents, decay, half, rest = workspace
-    for k in range(dt.size):
-        for n in range(n_state):
-            exponents[k * n_state + n] = dt[k] * A[n]
-    used = dt.size * n_state
-    _exp_into(exponents[:used], decay[:used], half[:used], rest[:used])
+def _step_sizes(raw, softplus, dt, u, dtu):
+    """dt = softplus(raw) (or raw) rounded to float32, as mamba-ssm computes it, and dt * u."""
+    if softplus:
+        _softplus_into(raw, dt)
+    else:
+        dt[:] = raw
+    for i in range(raw.size):
+        dt[i] = np.float32(dt[i])
+        dtu[i] = dt[i] * u[i]
 
 
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
@@ -114,8 +114,8 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
     the chunk states are empty arrays: inference writes (and page-faults) a third less memory.
 
     Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
-    divides both group sizes), so one step updates an (N, block) state with contiguous inner
-    loops and one exp call over N * block values. Work items are (batch, part of the blocks); an
+    divides both group sizes), so one step updates an (N, block) state in contiguous inner loops
+    that compute each decay exp(dt A) in place (vectorised, no pass over a buffer). Work items are (batch, part of the blocks); an
     item walks the chunks in time order and, within a chunk, its blocks, gathering each block's
     u and delta of the chunk into small (chunk, block) buffers (delta becomes dt there).
     """
@@ -136,11 +136,9 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
         first, stop = part * n_blocks // n_parts, (part + 1) * n_blocks // n_parts
         states = np.zeros((stop - first, n_state, block))  # running state of each block
         # one block's chunk, time-major so that a step reads `block` contiguous values
-        u_chunk, dt_chunk = np.empty((chunk, block)), np.empty((chunk, block))
-        dtu_chunk, y_chunk = np.empty((chunk, block)), np.empty((chunk, block))
-        exponents, decay, half, rest = _workspace(n_state * block)  # one step of one block
-        inputs, step_sizes, chunk_half, chunk_rest = _workspace(chunk * block)  # a block's chunk
-        chunk_scratch = np.empty(chunk * block)
+        raw_chunk, u_chunk = np.empty((chunk, block)), np.empty((chunk, block))
+        dt_chunk, dtu_chunk = np.empty((chunk, block)), np.empty((chunk, block))
+        y_chunk = np.empty((chunk, block))
         for c in range(n_chunks):
             t0 = c * chunk
             steps = min(length, t0 + chunk) - t0
@@ -148,37 +146,25 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, chunk, n_parts, blo
                 d0 = blk * block
                 gb, gc = d0 // b_per_group, d0 // c_per_group
                 h = states[blk - first]
-                used = steps * block
                 for j in range(block):
                     if for_backward:
                         for n in range(n_state):
                             starts[b, d0 + j, c, n] = h[n, j]
                     for k in range(steps):
-                        inputs[k * block + j] = delta[b, d0 + j, t0 + k] + delta_bias[d0 + j]
+                        raw_chunk[k, j] = delta[b, d0 + j, t0 + k] + delta_bias[d0 + j]
                         u_chunk[k, j] = u[b, d0 + j, t0 + k]
-                if softplus:
-                    _softplus_into(inputs[:used], step_sizes[:used], chunk_scratch[:used],
-                                   chunk_half[:used], chunk_rest[:used])
-                else:
-                    step_sizes[:used] = inputs[:used]
-                for k in range(steps):
-                    for j in range(block):
-                        dt_chunk[k, j] = np.float32(step_sizes[k * block + j])
-                        dtu_chunk[k, j] = dt_chunk[k, j] * u_chunk[k, j]
+                used = steps * block
+                _step_sizes(raw_chunk.ravel()[:used], softplus, dt_chunk.ravel()[:used],
+                            u_chunk.ravel()[:used], dtu_chunk.ravel()[:used])
                 for k in range(steps):
                     t = t0 + k
                     dt_k, dtu_k, y_k = dt_chunk[k], dtu_chunk[k], y_chunk[k]
-                    for n in range(n_state):
-                        A_n = A_T[n, d0:d0 + block]
-                        for j in range(block):
-                            exponents[n * block + j] = dt_k[j] * A_n[j]
-                    _exp_into(exponents, decay, half, rest)
                     y_k[:] = 0.0
                     for n in range(n_state):
                         B_tn, C_tn = B[b, gb, t, n], C[b, gc, t, n]
-                        h_n, decay_n = h[n], decay[n * block:(n + 1) * block]
+                        h_n, A_n = h[n], A_T[n, d0:d0 + block]
                         for j in range(block):
-                            h_n[j] = decay_n[j] * h_n[j] + dtu_k[j] * B_tn
+                            h_n[j] = _exp(dt_k[j] * A_n[j]) * h_n[j] + dtu_k[j] * B_tn
                             y_k[j] += C_tn * h_n[j]
                 for j in range(block):
                     for k in range(steps):
@@ -221,8 +207,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, chunk, starts, dy, dlast, n_parts
     adjoint = dlast.copy()  # dLoss/dh per channel, carried backwards in time
     for item in prange(n_batch * n_parts):
         b, part = item // n_parts, item % n_parts
-        workspace = _workspace(chunk * n_state)
-        decay = workspace[1]
+        decay = np.empty((chunk, n_state))  # exp(dt_t * A_n) over the chunk
         states = np.empty((chunk + 1, n_state))  # states[k + 1] = h at step t0 + k
         for c in range(n_chunks - 1, -1, -1):
             t0 = c * chunk
@@ -230,18 +215,19 @@ def scan_backward(u, dt, softplus, A, B, C, D, chunk, starts, dy, dlast, n_parts
             for d in range(part * n_dim // n_parts, (part + 1) * n_dim // n_parts):
                 gb, gc = d // b_per_group, d // c_per_group
                 adj, A_d, dA_d = adjoint[b, d], A[d], dA[b, d]
-                _chunk_decay(dt[b, d, t0:t1], A_d, workspace)
                 states[0] = starts[b, d, c]
                 for t in range(t0, t1):
                     k = t - t0
-                    decay_t = decay[k * n_state:(k + 1) * n_state]
+                    decay_t = decay[k]
+                    for n in range(n_state):
+                        decay_t[n] = _exp(dt[b, d, t] * A_d[n])
                     B_t, before, after = B[b, gb, t], states[k], states[k + 1]
                     dt_u = np.float64(dt[b, d, t]) * u[b, d, t]  # as the forward scan
                     for n in range(n_state):
                         after[n] = decay_t[n] * before[n] + dt_u * B_t[n]
                 for t in range(t1 - 1, t0 - 1, -1):
                     k = t - t0
-                    decay_t = decay[k * n_state:(k + 1) * n_state]
+                    decay_t = decay[k]
                     B_t, C_t, before, after = B[b, gb, t], C[b, gc, t], states[k], states[k + 1]
                     dB_t, dC_t = dB[part, b, gb, t], dC[part, b, gc, t]
                     # float64 factors: numba multiplies two float32 values in float32

@@ -28,7 +28,11 @@ from triton import knobs
 INTERPRETED: bool = bool(knobs.runtime.interpret)
 
 BLOCK_L = 32  # steps per chunk: the length of the associative scans, and the spacing of stored states
-TILE = 4096  # BLOCK_D * BLOCK_N * BLOCK_L elements per tile: bounds the registers a program needs
+# BLOCK_D * BLOCK_N * BLOCK_L elements per tile, per kernel: bounds the registers a program needs
+# (see launch_config, and the compile report of bench/gpu_check.py --compile-only)
+TILES = {"forward": 4096, "backward": 1024}
+NUM_WARPS = 4  # warps per program at these tiles (more where one channel's tile is larger)
+MIN_PROGRAMS = 264  # two programs per SM of a 132-SM H100
 
 
 @triton.jit
@@ -184,15 +188,27 @@ def _scan_backward_kernel(
     tl.atomic_add(dA_ptr + d[:, None] * n_state + n[None, :], dA, mask=dn_mask)
 
 
-def _blocks(n_dim: int, b_groups: int, c_groups: int, n_state: int) -> tuple[int, int]:
-    """(BLOCK_D, BLOCK_N): BLOCK_D is the largest power of two that divides the channels of one
-    B group and of one C group (so a program never straddles groups) within the tile budget."""
+def launch_config(kernel: str, n_batch: int, n_dim: int, b_groups: int, c_groups: int,
+                  n_state: int) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_N, num_warps) of ``kernel`` ("forward" or "backward") for these sizes.
+
+    BLOCK_N is N rounded up to a power of two. BLOCK_D is a power of two that divides the
+    channels of one B group and of one C group (a program never straddles groups), at most
+    TILES[kernel] // (BLOCK_N * BLOCK_L): the largest tiles whose programs ptxas compiles without
+    spills at NUM_WARPS warps on sm_80 and sm_90 (``bench/gpu_check.py --compile-only`` prints the
+    report: the backward at 2048 elements still spills on sm_80 at BLOCK_N 64, at 4096 on both).
+    Where one channel's tile alone is larger, the warps grow with it instead. Within the tile,
+    BLOCK_D is halved while the grid has fewer than MIN_PROGRAMS programs: each program walks the
+    whole sequence, so a small batch x channel product would otherwise leave most SMs idle.
+    """
     block_n = triton.next_power_of_2(n_state)
     common = math.gcd(n_dim // b_groups, n_dim // c_groups)
-    block_d = max(1, TILE // (block_n * BLOCK_L))
+    block_d = max(1, TILES[kernel] // (block_n * BLOCK_L))
     while common % block_d:
         block_d //= 2
-    return block_d, block_n
+    while block_d > 1 and n_batch * (n_dim // block_d) < MIN_PROGRAMS:
+        block_d //= 2
+    return block_d, block_n, NUM_WARPS * max(1, block_n * BLOCK_L // TILES[kernel])
 
 
 def scan_forward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -202,7 +218,8 @@ def scan_forward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch
     """(out, last state, chunk-start states or None) in float32; B and C are (batch, G, N, L)."""
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
-    block_d, block_n = _blocks(n_dim, B.shape[1], C.shape[1], n_state)
+    block_d, block_n, num_warps = launch_config("forward", n_batch, n_dim, B.shape[1], C.shape[1],
+                                                n_state)
     n_chunks = triton.cdiv(length, BLOCK_L)
     out = torch.empty(u.shape, dtype=torch.float32, device=u.device)
     last = torch.empty(n_batch, n_dim, n_state, dtype=torch.float32, device=u.device)
@@ -212,7 +229,8 @@ def scan_forward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch
         u, delta, A, B, C, D, delta_bias, out, starts, last,
         n_dim, length, n_state, n_chunks, B.shape[1], C.shape[1],
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-        STORE_STARTS=for_backward, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=BLOCK_L)
+        STORE_STARTS=for_backward, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=BLOCK_L,
+        num_warps=num_warps)
     return out, last, starts
 
 
@@ -223,7 +241,8 @@ def scan_backward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torc
     """float32 (du, ddelta, dA, dB, dC) of the scan without its skip term's dD and bias's sum."""
     n_batch, n_dim, length = u.shape
     n_state = A.shape[1]
-    block_d, block_n = _blocks(n_dim, B.shape[1], C.shape[1], n_state)
+    block_d, block_n, num_warps = launch_config("backward", n_batch, n_dim, B.shape[1], C.shape[1],
+                                                n_state)
     du = torch.empty(u.shape, dtype=torch.float32, device=u.device)
     ddelta = torch.empty(u.shape, dtype=torch.float32, device=u.device)
     dA = torch.zeros(A.shape, dtype=torch.float32, device=u.device)
@@ -233,7 +252,8 @@ def scan_backward(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torc
         u, delta, A, B, C, D, delta_bias, starts, dy, dlast, du, ddelta, dA, dB, dC,
         n_dim, length, n_state, starts.shape[2], B.shape[1], C.shape[1],
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-        HAS_DLAST=dlast is not None, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=BLOCK_L)
+        HAS_DLAST=dlast is not None, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=BLOCK_L,
+        num_warps=num_warps)
     return du, ddelta, dA, dB, dC
 
 

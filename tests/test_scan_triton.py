@@ -29,11 +29,37 @@ def check_triton(inputs, softplus=True, return_last_state=True):
 
 @pytest.mark.parametrize("dim, b_groups, c_groups", [
     (4, None, None),  # (batch, N, L) form
-    (8, 2, 4),  # different B and C groups: programs of 2 channels
+    (8, 2, 4),  # different B and C groups
     (6, 3, None),  # group size 2, dim not a power of two
     (5, None, None)])  # odd channel count: programs of 1 channel
 def test_groups_match_reference(interpreted_kernels, dim, b_groups, c_groups):
     check_triton(make_inputs(dim=dim, b_groups=b_groups, c_groups=c_groups, length=40, seed=dim))
+
+
+BLOCK_SHAPES = [(n_state, block_d) for n_state, block_n in ((12, 16), (18, 32)) for block_d in (1, 2, 4, 8)
+                if block_d * block_n * 32 <= 4096]  # every (BLOCK_N, BLOCK_D) within the forward's tile
+
+
+@pytest.mark.parametrize("n_state, block_d", BLOCK_SHAPES)
+def test_every_block_shape_the_launch_rule_can_pick(interpreted_kernels, monkeypatch, n_state, block_d):
+    """Groups of block_d channels, the minimum program count off (these grids are tiny): the rule
+    launches the forward at block_d and the backward at block_d or its own tile's limit, S4Fusion's
+    N = 12 and 18 (BLOCK_N 16 and 32); each against the float64 reference."""
+    assert interpreted_kernels.TILES["forward"] == 4096
+    monkeypatch.setattr(interpreted_kernels, "MIN_PROGRAMS", 0)
+    picked = []
+    rule = interpreted_kernels.launch_config
+
+    def recording_rule(kernel, *sizes):
+        picked.append((kernel, *rule(kernel, *sizes)[:2]))
+        return picked[-1][1:] + (interpreted_kernels.NUM_WARPS,)
+
+    monkeypatch.setattr(interpreted_kernels, "launch_config", recording_rule)
+    check_triton(make_inputs(dim=2 * block_d, b_groups=2, c_groups=2, n_state=n_state, length=35,
+                             seed=block_d))
+    block_n = 16 if n_state == 12 else 32
+    backward_d = min(block_d, interpreted_kernels.TILES["backward"] // (block_n * 32))
+    assert picked == [("forward", block_d, block_n), ("backward", backward_d, block_n)]
 
 
 @pytest.mark.parametrize("with_d, with_z, with_bias, softplus", [
