@@ -157,10 +157,12 @@ def test_a_detector_requeued_while_it_runs_starts_again_and_gives_the_same_resul
 def test_a_failed_method_does_not_stop_the_others_and_the_summary_names_its_jobs_and_logs(runs):
     state, output = runs["state"], runs["attached"]
     failed = {t.key: t for t in state.tasks if t.state == "failed"}
-    assert set(failed) == {"fuse/broken", *(f"detection/yolov5s/broken/seed{s}" for s in SEEDS)}, output
+    # its fuse job, and what needs its fused set: metrics (a method asked for must have one) and the detectors
+    assert set(failed) == {"fuse/broken", "metrics/broken", *(f"detection/yolov5s/broken/seed{s}" for s in SEEDS)}, output
     assert all(t.state == "done" for t in state.tasks if t.key not in failed)
-    assert runs["attached_rc"] == 1 and "2 step(s) failed" in output  # the fuse job and the detect array
+    assert runs["attached_rc"] == 1 and "3 step(s) failed" in output  # fuse, metrics and the detector array
     assert "FAILED fuse broken" in output and failed["fuse/broken"].log in output
+    assert "FAILED metrics broken" in output and "no fused set 'broken'" in output
     assert "FAILED detection/yolov5s broken" in output and failed["detection/yolov5s/broken/seed1"].log in output
     assert "no_such_results" in Path(failed["fuse/broken"].log).read_text()
 
