@@ -116,6 +116,7 @@ def detector(name: str, config: str, weights: str, summary: str) -> Model:
 
 MODELS = {model.name: model for model in (
     detector("yolov5s", "yolov5s.yaml", "yolov5su.pt", "YOLOv5s (ultralytics' YOLOv5su head)"),
+    detector("yolov5n", "yolov5n.yaml", "yolov5nu.pt", "YOLOv5n (ultralytics' YOLOv5nu head)"),
     detector("yolov8s", "yolov8s.yaml", "yolov8s.pt", "YOLOv8s"),
     detector("yolo11s", "yolo11s.yaml", "yolo11s.pt", "YOLO11s"),
 )}

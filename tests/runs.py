@@ -1,14 +1,15 @@
-"""Shortcuts the tests use to reach a run's detection results (the default detector of the detection task)."""
+"""Shortcuts the tests use to reach a run's detection results (the sample config's detector)."""
 from __future__ import annotations
 
 from typing import Any
 
 from detection.task import DetectionFiles
 from fusionbench.layout import ModelRuns
-from pipelines.config import run_layout
+from pipelines.config import load_config, run_layout
 from pipelines.downstream import run_method, run_unit
 
-TASK, MODEL = "detection", "yolov5s"
+TASK = "detection"
+MODEL = load_config("sample").tasks[TASK][0]
 
 
 def detector(config: Any, model: str = MODEL) -> ModelRuns:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from runs import unit_files
 from scipy.stats import wilcoxon
 from test_map_statistics import synthetic
 
 from detection.matches import to_bytes
 from pipelines.compare import run_compare
 from pipelines.config import load_config, run_layout
+from runs import MODEL, unit_files
 
 METHODS = ["ir", "vi", "average", "max"]
 
@@ -90,5 +90,5 @@ def test_a_method_missing_a_seed_is_left_out_and_named(tmp_path, caplog):
     out = run_compare(config, METHODS)
     rows = pd.read_csv(run_layout(config).compare.task("detection").tests)
     assert "average" not in set(rows.method) | set(rows.reference)
-    assert "no detection/yolov5s results for average" in caplog.text
+    assert f"no detection/{MODEL} results for average" in caplog.text
     assert run_layout(config).compare.folder == out

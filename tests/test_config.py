@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from runs import detector
 
 from pipelines.cli import cli
 from pipelines.config import ConfigError, describe_keys, load_config, run_layout
 from pipelines.schema import Config, RunSection
+from runs import MODEL, detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_run_folders_follow_the_config(tmp_path: Path):
     config = load_config("sample", [f"run.root={tmp_path}", "run.name=r1"])
     assert run_layout(config).root == tmp_path / "r1"
     assert run_layout(config).benchmark == tmp_path / "r1" / "benchmark"
-    assert detector(config).method("vi").folder == tmp_path / "r1" / "detection" / "yolov5s" / "vi"
+    assert detector(config).method("vi").folder == tmp_path / "r1" / "detection" / MODEL / "vi"
     explicit = load_config("sample", [f"data.benchmark={tmp_path / 'b'}"])
     assert run_layout(explicit).benchmark == tmp_path / "b"
     with pytest.raises(ConfigError, match="run.name"):

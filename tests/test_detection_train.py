@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from runs import detect_method, detect_seed, detector, unit_files
 
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.offline import use_offline_ultralytics
@@ -42,6 +41,7 @@ from pipelines.cli import cli
 from pipelines.config import ConfigError, load_config, run_layout
 from pipelines.downstream import DownstreamError
 from pipelines.fuse import fuse_method
+from runs import detect_method, detect_seed, detector, unit_files
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
 
@@ -302,3 +302,19 @@ def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
     second = detect_seed(config, "vi", 0)
     assert second["fused_set"] != first["fused_set"]
     assert json.loads(protocol.read_text())["fused_set"] == second["fused_set"]
+
+
+@pytest.mark.parametrize("row", sorted(MODELS))
+def test_every_detector_row_builds_offline_at_the_scale_its_name_says(row, tmp_path):
+    """A registry row is usable only if ultralytics builds its model config without a download, at the scale
+    (n, s, ...) the row's name and summary promise (ultralytics reads the scale from the file name)."""
+    use_offline_ultralytics(tmp_path)
+    from ultralytics import YOLO
+
+    model = MODELS[row]
+    with network_refused() as attempts:
+        built = YOLO(model.options["config"], task="detect").model
+    assert attempts == []
+    assert built.yaml["scale"] == row[-1] and model.summary.lower().startswith(row)
+    parameters = sum(p.numel() for p in built.parameters())
+    assert (parameters < 4e6) if row.endswith("n") else (parameters > 7e6)

@@ -33,6 +33,7 @@ from fusionbench.benchmark import Benchmark
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
+from runs import MODEL
 
 
 class RunsCommand:
@@ -241,7 +242,7 @@ def test_detect_force_checks_its_fused_set_before_deleting(fused_run):
     """Observation (low): `detect --force` deleted the method's results before finding its fused set missing."""
     _, config_file = fused_run
     config = load_config(config_file)
-    results = run_layout(config).task("detection").model("yolov5s").method("gff").folder / "seed0" / "results.json"
+    results = run_layout(config).task("detection").model(MODEL).method("gff").folder / "seed0" / "results.json"
     results.parent.mkdir(parents=True)
     results.write_text("{}")
     result = CliRunner().invoke(cli, ["detect", "-c", str(config_file), "-m", "gff", "--force"])

@@ -30,6 +30,7 @@ from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.registry import build_fuser, is_learned, method_info, validate_method_options
 from fusionbench.images import write_image
+from runs import MODEL
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def test_toy_method_runs_through_train_fusion_fuse_detect_and_report(tmp_path):
     assert arch is TOY and config == ToyConfig(width=3) and payload["epoch"] == 2 and payload["stage"] == "fuse"
     fused = sorted(bench.fused_dir("toy").glob("images/*/*.png"))
     assert len(fused) == 10
-    assert (run / "detection" / "yolov5s" / "toy" / "seed0" / "results.json").is_file()
+    assert (run / "detection" / MODEL / "toy" / "seed0" / "results.json").is_file()
     html = (tmp_path / "report" / "index.html").read_text()
     assert "toy" in html
     # how the learned set was computed, as its fuse manifest recorded it (not the report machine's state)

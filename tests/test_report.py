@@ -15,8 +15,9 @@ import pytest
 from fusionbench.benchmark import Benchmark
 from pipelines.config import load_config
 from reports.tables import MISSING, Table
+from runs import MODEL
 
-SECTIONS = ("results", "detection-yolov5s", "fusion", "entropy", "training", "summary")
+SECTIONS = ("results", f"detection-{MODEL}", "fusion", "entropy", "training", "summary")
 
 
 class Links(HTMLParser):
@@ -55,11 +56,11 @@ def sample_run(sample_raw, tmp_path_factory):
     """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> `pipelines metrics` ->
     `pipelines report`, the last two through the command line."""
     from click.testing import CliRunner
-    from runs import detect_method
 
     from pipelines.cli import cli
     from pipelines.fuse import fuse_method
     from pipelines.prepare import prepare_benchmark
+    from runs import detect_method
 
     root = tmp_path_factory.mktemp("report_run")
     prepare_benchmark(sample_raw, root / "benchmark")
@@ -97,9 +98,9 @@ def test_report_has_every_section_and_no_broken_links(sample_run):
         if target.suffix == ".png":
             assert cv2.imread(str(target)) is not None, f"{link}: not a readable PNG"
     figures = {Path(link).name for link in parser.links if link.endswith(".png")}
-    assert {"entropy_all.png", "entropy_ir_vs_average.png", "detection_yolov5s_validation.png"} <= figures
-    assert len([f for f in figures if f.startswith("detection_yolov5s_grid")]) == 2
-    for name in ("detection_yolov5s", "detection_yolov5s_per_class", "fusion_metrics"):
+    assert {"entropy_all.png", "entropy_ir_vs_average.png", f"detection_{MODEL}_validation.png"} <= figures
+    assert len([f for f in figures if f.startswith(f"detection_{MODEL}_grid")]) == 2
+    for name in (f"detection_{MODEL}", f"detection_{MODEL}_per_class", "fusion_metrics"):
         assert f"tables/{name}.csv" in parser.links and f"tables/{name}.tex" in parser.links
 
     lists = {Path(link).name: index.parent / link for link in parser.links if link.startswith("split_lists/")}
@@ -114,7 +115,7 @@ def test_report_has_every_section_and_no_broken_links(sample_run):
 def test_report_tables_hold_the_run_results(sample_run):
     config, index, detected = sample_run
     tables = index.parent / "tables"
-    map50 = pd.read_csv(tables / "detection_yolov5s.csv", index_col="method", keep_default_na=False)
+    map50 = pd.read_csv(tables / f"detection_{MODEL}.csv", index_col="method", keep_default_na=False)
     entry = detected["statistics"]["map50"]
     assert float(map50.at["average", "mAP@50"]) == pytest.approx(100 * entry["mean"])
     assert map50.at["average", "± sd (n seeds)"] == "n=1"  # the sample's one seed: no sd
@@ -122,7 +123,7 @@ def test_report_tables_hold_the_run_results(sample_run):
     for method, paper in (("ir", 73.8), ("vi", 79.3)):  # not detected: missing, with the paper's value beside
         assert map50.at[method, "mAP@50"] == MISSING and map50.at[method, "mAP@50:95"] == MISSING
         assert float(map50.at[method, "paper mAP@50 (S4Fusion Table VI, M3FD)"]) == paper
-    per_class = pd.read_csv(tables / "detection_yolov5s_per_class.csv", index_col="method", keep_default_na=False)
+    per_class = pd.read_csv(tables / f"detection_{MODEL}_per_class.csv", index_col="method", keep_default_na=False)
     assert per_class.loc["ir"].tolist() == [MISSING] * len(per_class.columns)
     car = detected["statistics"]["ap50/Car"]
     assert per_class.at["average", "Car"].startswith(f"{100 * car['mean']:.1f} [")

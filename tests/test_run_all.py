@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from runs import detector, unit_files
 
 import detection.yolo
 import pipelines.compare
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.run_all import run_all
+from runs import MODEL, detector, unit_files
 
 METHODS = ["ir", "vi", "average", "s4fusion"]
 
@@ -59,13 +59,13 @@ def test_run_all_runs_every_stage_and_builds_the_report(finished_run):
         assert run_layout(config).metrics.method(method).per_image.is_file(), method
     for name in ("detection.csv", "detection_intervals.csv", "metrics.csv", "metric_intervals.csv", "manifest.json"):
         assert (run_layout(config).compare.folder / name).is_file(), name
-    assert "detection yolov5s (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
+    assert f"detection {MODEL} (mAP@50" in output and "[" in output.split("test mAP@50")[1]  # intervals in the summary
     summary = detector(config).summary.read_text().splitlines()
     assert [line.split(",")[0] for line in summary[1:]] == sorted(METHODS)
     index = run_layout(config).pages.index
     assert str(index) in output and index.is_file()
     html = index.read_text()
-    assert "figures/forest_detection_yolov5s.png" in html and "after Holm" in html and "95% interval" in html
+    assert f"figures/forest_detection_{MODEL}.png" in html and "after Holm" in html and "95% interval" in html
     for method in METHODS:
         assert method in html
 

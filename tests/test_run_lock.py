@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.run_lock import HOST, LOCK_NAME, RunLockedError, file_lock, method_lock_path
+from runs import MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def test_methods_and_shards_run_side_by_side_but_never_twice(tmp_path, holders, 
     run, bench = tmp_path / "runs" / "sample", tmp_path / "runs" / "sample" / "benchmark"
     args = ["-s", f"run.root={tmp_path / 'runs'}"]
     holder = holders([(run / LOCK_NAME, True), (bench / LOCK_NAME, True),
-                      (method_lock_path(run / "detection" / "yolov5s", "ir"), False),
+                      (method_lock_path(run / "detection" / MODEL, "ir"), False),
                       (method_lock_path(bench / "fused", "gff"), True),
                       (method_lock_path(bench / "fused", "gff", "shard-1-of-2"), False)])
     refused = f"in use by pid {holder.pid}"
