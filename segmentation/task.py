@@ -65,8 +65,9 @@ class SegmentationSettings(Section):
                           "starts random, only with allow_random")
     allow_random: bool = Field(False, description="accept a randomly initialised segmenter (logged, marked)")
     epochs: int = Field(100, ge=1, description="segmenter training epochs per method")
-    imgsz: int = Field(512, ge=32, multiple_of=32, description="input size of training and prediction (segformer_b0: "
-                                                               "resized to a square; yolo26n_sem: long side, letter-boxed)")
+    imgsz: int = Field(512, ge=32, multiple_of=32,
+                       description="input size of training and prediction (segformer_b0: resized to a square; "
+                                   "yolo26n_sem: long side, letter-boxed)")
     batch: int = Field(8, ge=1, description="segmenter batch size (images per optimizer step)")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (cosine decay to 1% of it)")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")

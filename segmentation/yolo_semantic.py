@@ -14,7 +14,8 @@ AdamW (betas 0.9, 0.999) at ``lr`` with cosine decay to 1 % of it, ``weight_deca
 optimizer step, ``epochs`` epochs, no warm-up. For that, ultralytics' own defaults are overridden: its
 gradient accumulation up to 64 images (``nbs``), its 3 warm-up epochs, its early stopping (``patience``)
 and its AMP (whose CUDA self-test downloads a model). The rest is ultralytics' recipe: its loss, its
-augmentation (mosaic, HSV, translation, scale, horizontal flips), weight decay on convolution weights only.
+augmentation (mosaic, HSV, translation, scale, horizontal flips), weight decay on convolution weights only,
+the EMA of the weights (what is validated and kept).
 Seeded, ``deterministic=True`` (as the detection rows).
 
 **Selection**: ultralytics validates after every epoch and keeps ``best.pt`` by its fitness, the val mIoU
@@ -134,7 +135,8 @@ def write_dataset(folder: str | os.PathLike, samples: Mapping[str, Sequence[Samp
         for image, mask in pairs:
             image = Path(image)
             indices = read_mask(mask, len(classes), ignore, size=image_shape(image))
-            _write_png(folder / "masks" / split / f"{image.stem}.png", np.where(indices == ignore, 255, indices).astype(np.uint8))
+            ignored = np.where(indices == ignore, 255, indices).astype(np.uint8)
+            _write_png(folder / "masks" / split / f"{image.stem}.png", ignored)
             if colour == "grey":
                 target = folder / "images" / split / f"{image.stem}.png"
                 _write_png(target, np.round(read_input(image, "grey")[..., 0] * 255).astype(np.uint8))
