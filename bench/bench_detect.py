@@ -79,8 +79,8 @@ def main() -> None:
 
     import torch
 
-    from detection.offline import install_amp_check_weights, use_offline_ultralytics
-    from detection.yolo import TrainSettings, cpu_threads, write_data_yaml
+    from detection.yolo import TrainSettings, write_data_yaml
+    from fusionbench.ultralytics_offline import cpu_threads, install_amp_check_weights, use_offline_ultralytics
 
     amp = AMP[args.amp]
     workers = args.workers if args.workers is not None else 0 if args.device == "cpu" else min(8, os.cpu_count() or 1)

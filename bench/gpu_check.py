@@ -322,8 +322,8 @@ def check_yolo(device, small: bool) -> list[Row]:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_detect import SOURCE, build_dataset
 
-    from detection.offline import use_offline_ultralytics
     from detection.yolo import write_data_yaml
+    from fusionbench.ultralytics_offline import use_offline_ultralytics
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -351,9 +351,9 @@ def check_run_all(device, small: bool) -> list[Row]:
     from pipelines.run_all import run_all
 
     with tempfile.TemporaryDirectory() as tmp:
-        import detection.offline
+        from fusionbench.ultralytics_offline import use_offline_ultralytics
 
-        detection.offline.use_offline_ultralytics(Path(tmp) / "ultralytics")
+        use_offline_ultralytics(Path(tmp) / "ultralytics")
         counts = trainer_devices()
         scan.reset_scan_calls()
         start = time.perf_counter()

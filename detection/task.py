@@ -33,15 +33,15 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from detection import coco_eval, map_statistics, matches, yolo
-from detection.offline import install_amp_check_weights, use_offline_ultralytics
 from fusionbench.benchmark import SPLITS, Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes, atomic_write_text, sha256_file
 from fusionbench.fused_set import fused_set_identity
 from fusionbench.layout import UnitFiles
-from fusionbench.settings import Section, check_seeds
+from fusionbench.settings import Section, check_seeds, check_weights, weights_for
 from fusionbench.stats import Draws, percentile_interval
 from fusionbench.tasks import Model, Statistic, Task, Unit, register_task
+from fusionbench.ultralytics_offline import cpu_threads, install_amp_check_weights, use_offline_ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -156,23 +156,12 @@ class DetectionFiles(UnitFiles):
 
 def model_weights(settings: DetectionSettings, model: Model) -> Path | None:
     """The weights given for ``model`` (a plain path is every listed detector's: checked by :func:`check`)."""
-    if isinstance(settings.weights, dict):
-        return settings.weights.get(model.name)
-    return settings.weights
+    return weights_for(settings.weights, model.name)
 
 
 def check(settings: DetectionSettings, models: Sequence[str]) -> None:
     """A plain weights path cannot serve two detectors; a mapping names only listed ones."""
-    if settings.weights is None:
-        return
-    if not isinstance(settings.weights, dict):
-        if len(models) > 1:
-            raise ValueError(f"weights is one file but {len(models)} detectors are listed ({', '.join(models)}): "
-                             "give {model: path} per detector")
-        return
-    unknown = sorted(set(settings.weights) - set(models))
-    if unknown:
-        raise ValueError(f"weights for {', '.join(unknown)}: not a listed detector ({', '.join(models)})")
+    check_weights(settings.weights, models, "detector")
 
 
 # --- one unit: train, predict, evaluate -------------------------------------------------------
@@ -258,7 +247,7 @@ def run(unit: Unit) -> dict[str, Any]:
                                unit.model.options["weights"])
     benchmark = unit.benchmark
     data_yaml = yolo.write_data_yaml(files.data_yaml, unit.fused_dir, benchmark.classes)
-    with yolo.cpu_threads(settings.cpu_threads):
+    with cpu_threads(settings.cpu_threads):
         train_dir = yolo.train(data_yaml, files.train, source, train)
         chosen = yolo.select(train_dir, settings.select_by)
         log.info("%s %s seed %d: evaluating epoch %d (selected by %s) on the test split", unit.model.name,

@@ -1,8 +1,8 @@
 """YOLO detectors through ultralytics: train on an image folder, select an epoch on val, predict.
 
 Works on a YOLO dataset folder (``images/{train,val,test}`` beside ``labels/{train,val,test}``) and
-knows nothing of how the images were made. Call ``detection.offline.use_offline_ultralytics`` before
-anything here, so ultralytics is imported offline.
+knows nothing of how the images were made. Call ``fusionbench.ultralytics_offline.use_offline_ultralytics``
+before anything here, so ultralytics is imported offline.
 
 Model: ultralytics cannot load checkpoints of the original YOLOv5 repository (``yolov5s.pt``); it trains
 its own "u" variant, ``yolov5su.pt`` (YOLOv5s backbone and neck with ultralytics' anchor-free split head
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -30,7 +30,7 @@ import yaml
 from detection.coco_eval import ImageDetections
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
-from fusionbench.unpickling import refusal_message, refused_global
+from fusionbench.ultralytics_offline import DamagedCheckpointError, load_checkpoint, training_finished
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ TRAIN_LOG = "results.csv"  # ultralytics' per-epoch log in its training folder
 
 
 AMP_MODES = (False, True, "fp16", "bf16")  # ultralytics 8.4's amp: off, fp16 (True is fp16), bf16
-
-
-class CheckpointRefusedError(FusionBenchError):
-    """A checkpoint that names code outside ultralytics' model format: it is not loaded."""
-
-
-class DamagedCheckpointError(FusionBenchError):
-    """A checkpoint that cannot be read (empty, truncated, not a checkpoint)."""
 
 
 class TrainSettingsError(FusionBenchError):
@@ -127,25 +119,6 @@ def write_data_yaml(path: str | Path, root: str | Path, classes: Sequence[str]) 
     return path
 
 
-@contextmanager
-def cpu_threads(count: int | None = None) -> Iterator[None]:
-    """Run ultralytics on ``count`` CPU threads (default: all cores), then give the caller its own setting.
-
-    Ultralytics sets torch's process-wide thread count to ``cpu_count - 1`` whenever it selects a device:
-    one thread on a 2-core machine, and every later stage of the same process would inherit it.
-    """
-    import torch
-    from ultralytics.utils import torch_utils
-
-    before, default = torch.get_num_threads(), torch_utils.NUM_THREADS
-    torch_utils.NUM_THREADS = max(1, int(count or os.cpu_count() or 1))
-    try:
-        yield
-    finally:
-        torch_utils.NUM_THREADS = default
-        torch.set_num_threads(before)
-
-
 def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: TrainSettings,
           callbacks: Mapping[str, Callable] | None = None) -> Path:
     """Train into ``train_dir`` (ultralytics' folder: weights/, results.csv); resume an interrupted run,
@@ -182,24 +155,6 @@ def train(data_yaml: str | Path, train_dir: str | Path, source: str, settings: T
     return train_dir
 
 
-def load_checkpoint(path: Path) -> dict:
-    """An ultralytics checkpoint read by ultralytics' restricted loader (``weights_only`` plus its allow-list of
-    model classes): a planted or downloaded file cannot run code. Raises :class:`CheckpointRefusedError` for a
-    file that names anything else, :class:`DamagedCheckpointError` for one that cannot be read at all."""
-    from ultralytics.nn.tasks import torch_safe_load
-
-    try:
-        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, KeyError ... for a damaged file
-        name = refused_global(error)
-        if name:
-            raise CheckpointRefusedError(refusal_message(path, name)) from None
-        cause = error.__cause__ or error
-        raise DamagedCheckpointError(f"{path}: cannot be loaded ({type(cause).__name__}: "
-                                     f"{str(cause).splitlines()[0] if str(cause) else 'empty'})") from None
-    return checkpoint
-
-
 def _readable_checkpoint(path: Path) -> bool:
     """Whether ``path`` loads as an ultralytics checkpoint; a truncated file does not (a refused one raises)."""
     try:
@@ -217,11 +172,6 @@ def _refuse_code_in(weights_dir: Path) -> None:
     for path in sorted(weights_dir.glob("*.pt")):
         with suppress(DamagedCheckpointError):  # a damaged one is ultralytics' to skip or overwrite
             load_checkpoint(path)
-
-
-def training_finished(last: Path) -> bool:
-    """Ultralytics strips the optimizer (epoch -1) from last.pt once the final epoch is done."""
-    return load_checkpoint(last).get("epoch") == -1
 
 
 class Map50Keeper:

@@ -5,7 +5,8 @@ with the same rules as the config schema: unknown keys are errors, values are ch
 """
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,3 +27,26 @@ def check_seeds(value: list[int]) -> list[int]:
     if len(set(value)) != len(value) or not all(0 <= seed < SEED_LIMIT for seed in value):
         raise ValueError("distinct seeds in [0, 2**32), e.g. [0, 1, 2]")
     return value
+
+
+def weights_for(weights: Path | dict[str, Path] | None, model: str) -> Path | None:
+    """The pre-trained weights a task's ``weights`` setting gives ``model``: a plain path is every listed
+    model's (:func:`check_weights` allows it for one listed model only), a mapping gives each its own."""
+    if isinstance(weights, dict):
+        return weights.get(model)
+    return weights
+
+
+def check_weights(weights: Path | dict[str, Path] | None, models: Sequence[str], kind: str) -> None:
+    """A plain weights path cannot serve two models (``kind``: "detector", "segmenter"); a mapping names only
+    listed ones."""
+    if weights is None:
+        return
+    if not isinstance(weights, dict):
+        if len(models) > 1:
+            raise ValueError(f"weights is one file but {len(models)} {kind}s are listed ({', '.join(models)}): "
+                             f"give {{model: path}} per {kind}")
+        return
+    unknown = sorted(set(weights) - set(models))
+    if unknown:
+        raise ValueError(f"weights for {', '.join(unknown)}: not a listed {kind} ({', '.join(models)})")

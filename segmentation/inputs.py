@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from fusionbench.errors import FusionBenchError
-from fusionbench.images import read_vi
+from fusionbench.images import ImageError, read_vi
 
 COLOURS = ("colour", "grey")
 NORMALISATIONS = ("imagenet", "per_method")
@@ -49,6 +50,15 @@ class Preprocessing:
             raise InputError(f"colour {self.colour!r}: expected one of {', '.join(COLOURS)}")
         if self.imgsz < 32 or self.imgsz % 32:
             raise InputError(f"input size {self.imgsz}: SegFormer needs a multiple of 32")
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) from the image file's header (a mask must have it)."""
+    try:
+        with Image.open(path) as opened:
+            return opened.height, opened.width
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: not a readable image ({error})") from error
 
 
 def read_input(path: str | os.PathLike, colour: str) -> np.ndarray:

@@ -27,17 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fusionbench.files import atomic_write_bytes, sha256_file
-from fusionbench.images import ImageError
 from segmentation.confusion import confusion
 from segmentation.inputs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Preprocessing,
     channel_statistics,
+    image_shape,
     read_input,
     resize_mask,
     to_tensor,
@@ -72,7 +71,7 @@ def train_segmenter(train: Sequence[Sample], val: Sequence[Sample], classes: Seq
     if not train or not val:
         raise SegmenterError(f"{len(train)} training and {len(val)} validation images: both are needed")
     for image, mask in [*train, *val]:  # every mask checked before hours of training, not when first drawn
-        read_mask(mask, len(classes), settings.ignore, size=_size(Path(image)))
+        read_mask(mask, len(classes), settings.ignore, size=image_shape(image))
     identity = {"settings": settings.deciding(), "classes": list(classes),
                 "train": [Path(image).stem for image, _ in train], "val": [Path(image).stem for image, _ in val]}
     device = device_of(settings.device)
@@ -105,15 +104,6 @@ def train_segmenter(train: Sequence[Sample], val: Sequence[Sample], classes: Seq
     start = "random" if settings.weights is None else f"{settings.weights} (sha256 {_sha256(settings.weights)})"
     return TrainResult(state["best"][0], state["best"][1], dict(state["history"]), out_dir / "best.pt",
                        preprocessing, start)
-
-
-def _size(image: Path) -> tuple[int, int]:
-    """(height, width) from the image file's header."""
-    try:
-        with Image.open(image) as opened:
-            return opened.height, opened.width
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{image}: not a readable image ({error})") from error
 
 
 def _preprocessing(settings: SegmenterSettings, train: Sequence[Sample]) -> dict:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,26 +15,25 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from network import network_refused
 
 from detection.coco_eval import evaluate, load_ground_truth
-from detection.offline import use_offline_ultralytics
 from detection.task import MODELS, DetectError, protocol_settings, train_settings
 from detection.yolo import (
     MAP50_KEY,
     SCRATCH_CONFIG,
     Map50Keeper,
     TrainSettings,
-    cpu_threads,
     model_source,
     read_selection,
     select,
     train,
-    training_finished,
     val_curve,
     write_data_yaml,
 )
 from fusionbench.benchmark import Benchmark
 from fusionbench.fused_set import FusedSetError, check_fused_set
+from fusionbench.ultralytics_offline import cpu_threads, training_finished, use_offline_ultralytics
 from pipelines.cli import cli
 from pipelines.config import ConfigError, load_config, run_layout
 from pipelines.downstream import DownstreamError
@@ -44,23 +41,6 @@ from pipelines.fuse import fuse_method
 from runs import detect_method, detect_seed, detector, unit_files
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
-
-
-@contextmanager
-def network_refused():
-    """Every connection or name lookup fails and is recorded."""
-    attempts: list[tuple] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled by the test")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket.socket, "connect_ex", refuse)
-        patch.setattr(socket, "create_connection", refuse)
-        patch.setattr(socket, "getaddrinfo", refuse)
-        yield attempts
 
 
 def fused_copy(benchmark: Benchmark, folder: Path, methods: tuple[str, ...]) -> Benchmark:

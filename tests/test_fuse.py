@@ -285,8 +285,8 @@ def test_learned_method_fuses_from_the_trained_checkpoint(sample_benchmark: Benc
 
 
 def test_fused_set_and_labels_load_in_ultralytics(msrs_benchmark: Benchmark, tmp_path: Path):
-    from detection.offline import use_offline_ultralytics
     from detection.yolo import write_data_yaml
+    from fusionbench.ultralytics_offline import use_offline_ultralytics
 
     bench = _copy(msrs_benchmark, tmp_path / "msrs")
     _fuse(bench, "average")

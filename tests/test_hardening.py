@@ -16,45 +16,20 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from planted import plant_pickle, refused
 
-from detection.offline import use_offline_ultralytics
-from detection.yolo import (
-    CheckpointRefusedError,
-    TrainSettings,
-    load_checkpoint,
-    model_source,
-    read_selection,
-    select,
-    train,
-    training_finished,
-    write_data_yaml,
-)
+from detection.yolo import TrainSettings, model_source, read_selection, select, train, write_data_yaml
 from fusionbench.benchmark import Benchmark
+from fusionbench.ultralytics_offline import (
+    CheckpointRefusedError,
+    load_checkpoint,
+    training_finished,
+    use_offline_ultralytics,
+)
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
 from runs import MODEL
-
-
-class RunsCommand:
-    """A pickle that creates ``marker`` when it is loaded by an unrestricted unpickler."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def plant_pickle(path: Path, marker: Path) -> Path:
-    """A checkpoint-shaped file whose loading would run a command."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 0, "model": RunsCommand(marker)}, path)
-    return path
-
-
-def refused(path: Path) -> str:
-    return f"{path}: refused to load: it names posix.system"
 
 
 def run_config(folder: Path, benchmark: Path, methods: tuple[str, ...], report: Path) -> Path:

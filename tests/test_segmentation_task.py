@@ -8,13 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+import segmentation_runs
+from segmentation_runs import float64_scores, unit_files
 
 import segmentation.train
-from fusionbench.benchmark import Benchmark
 from pipelines.compare import TASK_COLUMNS
 from pipelines.config import load_config, run_layout
 from pipelines.downstream import DownstreamError, run_method, run_unit
@@ -25,10 +24,7 @@ METHODS = ["ir", "vi", "average"]
 
 
 def tiny(root: Path, *extra: str) -> list[str]:
-    return [f"run.root={root / 'runs'}", f"report.dir={root / 'report'}", "sample.pairs=16", "sample.width=128",
-            "sample.height=96", f"fusion.methods=[{','.join(METHODS)}]", "fusion.workers=1", "tasks.detection=[]",
-            "segment.epochs=2", "segment.imgsz=64", "segment.eval_every=1", "stats.bootstrap=200",
-            "stats.permutations=200", "metrics.entropy=false", "report.qualitative=1", *extra]
+    return segmentation_runs.tiny(root, METHODS, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +36,7 @@ def segmented(tmp_path_factory):
 
 
 def units(config, method, seed=0) -> SegmentationFiles:
-    return SegmentationFiles(run_layout(config).task("segmentation").model("segformer_b0").method(method).seed(seed).folder)
-
-
-def float64_scores(config, method) -> tuple[float, float]:
-    """mIoU (classes present or predicted) and pixel accuracy from the predicted PNGs and the benchmark's
-    masks, pixel by pixel in float64: independent of the confusion-matrix code."""
-    bench = Benchmark(run_layout(config).benchmark)
-    n = len(bench.segmentation["classes"])
-    inter, union, correct, counted = np.zeros(n), np.zeros(n), 0.0, 0.0
-    for stem in bench.stems("test"):
-        truth = np.asarray(Image.open(bench.mask_path(stem))).astype(np.int64)
-        predicted = np.asarray(Image.open(units(config, method).predicted / f"{stem}.png")).astype(np.int64)
-        valid = truth != 255
-        for k in range(n):
-            t, p = (truth == k) & valid, (predicted == k) & valid
-            inter[k] += float(np.sum(t & p))
-            union[k] += float(np.sum(t | p))
-        correct += float(np.sum((truth == predicted) & valid))
-        counted += float(np.sum(valid))
-    present = union > 0
-    return float(np.mean(inter[present] / union[present])), correct / counted
+    return unit_files(config, "segformer_b0", method, seed)
 
 
 def test_run_all_trains_evaluates_compares_and_reports_segmentation(segmented):
@@ -68,7 +44,7 @@ def test_run_all_trains_evaluates_compares_and_reports_segmentation(segmented):
     assert not summary.failures, [(s.stage, s.method, s.detail) for s in summary.failures]
     for method in METHODS:
         results = json.loads(units(config, method).results.read_text())
-        miou, accuracy = float64_scores(config, method)
+        miou, accuracy = float64_scores(config, "segformer_b0", method)
         assert results["miou"] == pytest.approx(miou, abs=1e-12)
         assert results["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-12)
         assert results["model"] == "segformer_b0" and results["model_source"] == "random"

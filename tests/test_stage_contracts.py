@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from runs import detect_method, detect_seed, detector, unit_files
 
-from detection.offline import use_offline_ultralytics
 from detection.task import DetectError, inputs
-from detection.yolo import TrainSettings, train, training_finished, write_data_yaml
+from detection.yolo import TrainSettings, train, write_data_yaml
 from fusionbench.benchmark import Benchmark
 from fusionbench.files import sha256_file
 from fusionbench.fused_set import FusedSetError, MethodNameError, check_fused_set, is_complete
+from fusionbench.ultralytics_offline import training_finished, use_offline_ultralytics
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
