@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from runs import MODEL, unit_files
 from scipy.stats import wilcoxon
 from test_map_statistics import synthetic
 
 from detection.matches import to_bytes
 from pipelines.compare import run_compare
 from pipelines.config import load_config, run_layout
-from runs import MODEL, unit_files
 
 METHODS = ["ir", "vi", "average", "max"]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from runs import MODEL, detector
 
 from pipelines.cli import cli
 from pipelines.config import ConfigError, describe_keys, load_config, run_layout
 from pipelines.schema import Config, RunSection
-from runs import MODEL, detector
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from network import network_refused
+from runs import detect_method, detect_seed, detector, unit_files
 
 from detection.coco_eval import evaluate, load_ground_truth
 from detection.task import MODELS, DetectError, protocol_settings, train_settings
@@ -38,7 +39,6 @@ from pipelines.cli import cli
 from pipelines.config import ConfigError, load_config, run_layout
 from pipelines.downstream import DownstreamError
 from pipelines.fuse import fuse_method
-from runs import detect_method, detect_seed, detector, unit_files
 
 TINY = TrainSettings(epochs=2, imgsz=128, batch=4, workers=0, seed=0, device="cpu")
 

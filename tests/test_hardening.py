@@ -17,6 +17,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from planted import plant_pickle, refused
+from runs import MODEL
 
 from detection.yolo import TrainSettings, model_source, read_selection, select, train, write_data_yaml
 from fusionbench.benchmark import Benchmark
@@ -29,7 +30,6 @@ from fusionbench.ultralytics_offline import (
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.fuse import fuse_method
-from runs import MODEL
 
 
 def run_config(folder: Path, benchmark: Path, methods: tuple[str, ...], report: Path) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from runs import MODEL
 from torch import nn
 
 from fusion.color import luminance
@@ -30,7 +31,6 @@ from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.registry import build_fuser, is_learned, method_info, validate_method_options
 from fusionbench.images import write_image
-from runs import MODEL
 
 
 @dataclass(frozen=True)

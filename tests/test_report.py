@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from runs import MODEL
 
 from fusionbench.benchmark import Benchmark
 from pipelines.config import load_config
 from reports.tables import MISSING, Table
-from runs import MODEL
 
 SECTIONS = ("results", f"detection-{MODEL}", "fusion", "entropy", "training", "summary")
 
@@ -56,11 +56,11 @@ def sample_run(sample_raw, tmp_path_factory):
     """prepare -> fuse (ir, vi, average) -> detect (average only, 1 epoch) -> `pipelines metrics` ->
     `pipelines report`, the last two through the command line."""
     from click.testing import CliRunner
+    from runs import detect_method
 
     from pipelines.cli import cli
     from pipelines.fuse import fuse_method
     from pipelines.prepare import prepare_benchmark
-    from runs import detect_method
 
     root = tmp_path_factory.mktemp("report_run")
     prepare_benchmark(sample_raw, root / "benchmark")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import MODEL, detector, unit_files
 
 import detection.yolo
 import pipelines.compare
 from pipelines.cli import cli
 from pipelines.config import load_config, run_layout
 from pipelines.run_all import run_all
-from runs import MODEL, detector, unit_files
 
 METHODS = ["ir", "vi", "average", "s4fusion"]
 

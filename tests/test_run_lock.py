@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import MODEL
 
 from pipelines.cli import cli
 from pipelines.run_lock import HOST, LOCK_NAME, RunLockedError, file_lock, method_lock_path
-from runs import MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 
