@@ -77,3 +77,18 @@ def test_a_job_computes_on_the_gpus_slurm_gave_it():
     config = load_config("paper", ["run.executor=slurm", "run.device=cuda:3"])  # no GPU needed here
     assert job_config(config, gpus=1).run.device == "auto" and job_config(config, gpus=0).run.device == "cpu"
     assert config.run.device == "cuda:3"  # the submitter's config is left as it was
+
+
+def test_a_time_limit_warning_while_a_job_starts_waits_for_its_handler():
+    """A job holds SLURM's warning (USR2, whose default action ends a process) from its first line until
+    submitit listens: then the handler gets it, and the job requeues itself instead of dying."""
+    code = ("import os, signal, logging; from pipelines.executors.job import WARNING, hold_warning, release_warning\n"
+            "logging.basicConfig(format='%(message)s')\n"
+            "hold_warning(); os.kill(os.getpid(), WARNING); print('still starting', flush=True)\n"
+            "signal.signal(WARNING, lambda *_: print('handled', flush=True)); release_warning('train/x')\n"
+            "print('ran on', flush=True)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["still", "starting", "handled", "ran", "on"]
+    assert "train/x: warned of its time limit while it started" in done.stderr
