@@ -92,3 +92,18 @@ def test_a_time_limit_warning_while_a_job_starts_waits_for_its_handler():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["still", "starting", "handled", "ran", "on"]
     assert "train/x: warned of its time limit while it started" in done.stderr
+
+
+def test_a_learned_methods_fusion_in_shards_is_an_array_its_dependents_wait_for(tmp_path):
+    config = load_config("paper", [f"run.root={tmp_path}", "executor.fuse_shards=4"])
+    jobs = {job.key: job for job in plan(config)}
+    shards = jobs["fuse/s4fusion"].tasks
+    assert [t.key for t in shards] == [f"fuse/s4fusion/shard-{i}-of-4" for i in range(1, 5)]
+    assert [t.steps[0].kwargs["shard"].index for t in shards] == [1, 2, 3, 4]
+    locks = [{(lock.path.name, lock.shared) for lock in task.locks} for task in shards]
+    assert all((".s4fusion.lock", True) in held for held in locks)  # the method's lock shared by its shards
+    assert [sorted(n for n, shared in held if not shared) for held in locks] == [
+        [f".s4fusion.shard-{i}-of-4.lock"] for i in range(1, 5)]
+    assert jobs["fuse/s4fusion"].resources.gpus == 1 and jobs["fuse/s4fusion"].after == ("train/s4fusion",)
+    assert [t.key for t in jobs["fuse/gff"].tasks] == ["fuse/gff"]  # a classical set stays one job
+    assert jobs["detection/yolov5s/s4fusion"].after == ("fuse/s4fusion",) == jobs["metrics/s4fusion"].after
