@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ["average", "s4fusion"]  # and "broken", whose fused set cannot be made
 SEEDS = [0, 1]
 REQUEUED = "detection/yolov5s/average/seed0"  # requeued by hand once its detector has started
-TRAIN_EPOCHS = 12  # over a minute on SLURM beside the other jobs: its 1-minute time limit cuts it
+TRAIN_EPOCHS = 16  # 4-8 s each on SLURM beside the other jobs: its 1-minute time limit cuts it
 # epochs of a few seconds, so that every allocation (warned 25-55 s after its start) completes some
 TINY_S4FUSION = "{model: {dims: [8, 16, 32], d_state: 4, d_state_fusion: 4, fusion_depth: 1}, loss: {per: 0}}"
 WARNING_S = 5  # executor.signal_delay_s: warned 25-55 s after the start, killed 60-90 s after it
