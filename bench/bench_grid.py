@@ -63,7 +63,7 @@ def paper_grid(checkout: Path, folder: Path) -> dict:
     from pipelines.sample import make_sample
 
     raw = make_sample(folder / "raw", pairs=20, width=128, height=96, seed=0)
-    args = ["-c", "paper", "--data", str(raw), *sets([f"run.root={folder / 'run'}", *PAPER])]
+    args = ["-c", "paper", *sets([f"data.raw={raw}", f"run.root={folder / 'run'}", *PAPER])]
     pipelines(checkout, "prepare", *args)
     start = time.perf_counter()
     out = pipelines(checkout, "run-all", "--detach", "--no-progress", *args)

@@ -71,14 +71,15 @@ def test_the_inline_path_imports_no_engine():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""})
 
 
-def test_planning_the_grid_imports_no_downstream_library(tmp_path):
-    """The submitter plans and tests what is done without the detectors' and segmenters' libraries (their import
-    alone took half a minute under load); torch it still imports, through the learned fusers' registry."""
+def test_planning_the_grid_imports_no_downstream_library_nor_torchvision(tmp_path):
+    """The submitter plans and tests what is done without the detectors' and segmenters' libraries, nor
+    torchvision (their imports took half a minute under load); torch it still imports, through the learned
+    fusers' registry (their architecture modules define their networks)."""
     code = ("import sys; from pipelines.config import load_config; from pipelines.grid import plan, is_done; "
             f"config = load_config('paper', ['run.root={tmp_path}', "
             "'tasks={detection: [yolov5s], segmentation: [segformer_b0]}']); "
             "[is_done(config, task) for job in plan(config) for task in job.tasks]; "
-            "loaded = {'ultralytics', 'segmentation_models_pytorch', 'timm', 'pycocotools'} & set(sys.modules); "
+            "loaded = {'ultralytics', 'segmentation_models_pytorch', 'timm', 'pycocotools', 'torchvision'} & set(sys.modules); "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""})
 
