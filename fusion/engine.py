@@ -326,6 +326,8 @@ def link_labels(benchmark: Benchmark, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     try:
         link.symlink_to(Path("..") / ".." / "labels", target_is_directory=True)
+    except FileExistsError:  # another shard of this set, starting at the same moment, made it
+        return
     except OSError:
         staging = out / ".labels.tmp"
         shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from fusionbench.errors import FusionBenchError
 from fusionbench.unpickling import refusal_message, refused_global
@@ -47,6 +46,8 @@ def build_resnet50(
     weights: str | Path | None = None, use_torchvision: bool = False, allow_random: bool = False
 ) -> tuple[torch.nn.Module, PerceptionSource]:
     """A frozen ResNet50 in eval mode, and where its weights came from."""
+    import torchvision  # here: its import takes seconds, and every command that reads a config imports this module
+
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():

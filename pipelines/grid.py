@@ -10,7 +10,8 @@ fused set), so a failure never leaves a job pending forever.
 
 For the published config (detection with YOLOv5s only): 2 trainings, 10 fused sets, 10 metrics jobs, 10
 detector arrays of 3 seeds and one closing job (summaries, metrics summary, compare, report): 33 jobs, 53
-tasks; each further (task, model) adds 10 arrays of its seeds.
+tasks; each further (task, model) adds 10 arrays of its seeds. With ``executor.fuse_shards=n`` a learned
+method's fused set is an array of n shards (each the ``fuse --shard i/n`` of the command line).
 """
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fusionbench.errors import FusionBenchError
 from pipelines.config import run_layout
 from pipelines.run_lock import LOCK_NAME, file_lock, method_lock_path
 from pipelines.schema import Config
+
+if TYPE_CHECKING:
+    from fusion.engine import Shard
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +97,9 @@ def resources(config: Config, kind: str, gpu: bool = True) -> Resources:
 def plan(config: Config) -> list[Job]:
     """Every job of ``run-all`` for ``config``, dependencies before dependents (prepare excluded: the
     submitter runs it before it plans)."""
+    from fusion.engine import Shard
     from fusion.registry import is_learned
-    from pipelines import downstream, fuse, metrics, train_fusion
+    from pipelines import downstream, metrics, train_fusion
     from pipelines.config import configured_methods, evaluated_tasks
     from pipelines.run_all import methods_to_train
 
@@ -111,11 +116,11 @@ def plan(config: Config) -> list[Job]:
         task = unit(f"train/{m}", Step(f"train-fusion {m}", train_fusion.train_fusion, (m,)),
                     (Lock(method_lock_path(layout.fusion_stage, m)),), Step("trained", train_fusion.is_trained, (m,)))
         jobs.append(Job(task.key, "train", (task,), (), resources(config, "train")))
-    for m in methods:
-        task = unit(f"fuse/{m}", Step(f"fuse {m}", fuse.fuse_method, (m,), {"progress": False}),
-                    (Lock(method_lock_path(layout.benchmark / "fused", m)),), Step("fused", fuse.is_current, (m,)))
+    for m in methods:  # a learned method's set may be a job array of shards
+        shards = config.executor.fuse_shards if is_learned(m) else 1
+        tasks = tuple(unit(*fuse_unit(layout.benchmark / "fused", m, Shard(i, shards))) for i in range(1, shards + 1))
         after = (f"train/{m}",) if m in trained else ()
-        jobs.append(Job(task.key, "fuse", (task,), after, resources(config, "fuse", gpu=is_learned(m))))
+        jobs.append(Job(f"fuse/{m}", "fuse", tasks, after, resources(config, "fuse", gpu=is_learned(m))))
     for m in methods:  # before the downstream jobs: FIFO priority lets these CPU jobs start beside pending GPU jobs
         task = unit(f"metrics/{m}", Step(f"metrics {m}", metrics.run_metrics, ([m],)),
                     (Lock(method_lock_path(layout.metrics.folder, m)),), Step("measured", metrics.is_current, (m,)))
@@ -137,6 +142,21 @@ def plan(config: Config) -> list[Job]:
                    (Lock(layout.root / LOCK_NAME), Lock(layout.benchmark / LOCK_NAME)))
     jobs.append(Job("compare", "compare", (closing,), tuple(j.key for j in jobs), resources(config, "compare")))
     return jobs
+
+
+def fuse_unit(fused: Path, method: str, shard: Shard) -> tuple[str, Step, tuple[Lock, ...], Step]:
+    """A fused set's task (key, call, own locks, done test), whole or one :class:`~fusion.engine.Shard` of it:
+    a shard locks its part and shares the method's lock with the other shards, as ``fuse --shard`` does; the
+    last shard to end completes the set."""
+    from pipelines.fuse import fuse_method, is_current
+
+    done = Step("fused", is_current, (method,))
+    if shard.count == 1:
+        return (f"fuse/{method}", Step(f"fuse {method}", fuse_method, (method,), {"progress": False}),
+                (Lock(method_lock_path(fused, method)),), done)
+    return (f"fuse/{method}/{shard.name}",
+            Step(f"fuse {method} {shard.index}/{shard.count}", fuse_method, (method,), {"progress": False, "shard": shard}),
+            (Lock(method_lock_path(fused, method), shared=True), Lock(method_lock_path(fused, method, shard.name))), done)
 
 
 def fused_methods(config: Config) -> list[str]:

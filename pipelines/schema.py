@@ -278,7 +278,10 @@ class ExecutorSection(Section):
     gpus: JobGpus = Field(default_factory=JobGpus)
     cpus: JobCpus = Field(default_factory=JobCpus)
     mem_gb: JobMemory = Field(default_factory=JobMemory)
-    array_parallelism: int = Field(256, ge=1, description="seed jobs of one array running at once")
+    array_parallelism: int = Field(256, ge=1, description="tasks of one job array running at once (seeds, shards)")
+    fuse_shards: int = Field(1, ge=1, description="a learned method's fusion as a job array of this many shards "
+                                                  "(each fuses every n-th pair on its own GPU; the last to end "
+                                                  "completes the set); 1: one job")
     signal_delay_s: int = Field(120, ge=1, description="seconds before the time limit at which SLURM warns a job "
                                                        "(USR2): it then requeues itself to resume")
     max_requeues: int = Field(20, ge=0, description="times a job may requeue itself at its time limit")

@@ -71,9 +71,52 @@ def test_the_inline_path_imports_no_engine():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""})
 
 
+def test_planning_the_grid_imports_no_downstream_library_nor_torchvision(tmp_path):
+    """The submitter plans and tests what is done without the detectors' and segmenters' libraries, nor
+    torchvision (their imports took half a minute under load); torch it still imports, through the learned
+    fusers' registry (their architecture modules define their networks)."""
+    code = ("import sys; from pipelines.config import load_config; from pipelines.grid import plan, is_done; "
+            f"config = load_config('paper', ['run.root={tmp_path}', "
+            "'tasks={detection: [yolov5s], segmentation: [segformer_b0]}']); "
+            "[is_done(config, task) for job in plan(config) for task in job.tasks]; "
+            "loaded = {'ultralytics', 'segmentation_models_pytorch', 'timm', 'pycocotools', 'torchvision'} & set(sys.modules); "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""})
+
+
 def test_a_job_computes_on_the_gpus_slurm_gave_it():
     from pipelines.executors.slurm import job_config
 
     config = load_config("paper", ["run.executor=slurm", "run.device=cuda:3"])  # no GPU needed here
     assert job_config(config, gpus=1).run.device == "auto" and job_config(config, gpus=0).run.device == "cpu"
     assert config.run.device == "cuda:3"  # the submitter's config is left as it was
+
+
+def test_a_time_limit_warning_while_a_job_starts_waits_for_its_handler():
+    """A job holds SLURM's warning (USR2, whose default action ends a process) from its first line until
+    submitit listens: then the handler gets it, and the job requeues itself instead of dying."""
+    code = ("import os, signal, logging; from pipelines.executors.job import WARNING, hold_warning, release_warning\n"
+            "logging.basicConfig(format='%(message)s')\n"
+            "hold_warning(); os.kill(os.getpid(), WARNING); print('still starting', flush=True)\n"
+            "signal.signal(WARNING, lambda *_: print('handled', flush=True)); release_warning('train/x')\n"
+            "print('ran on', flush=True)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["still", "starting", "handled", "ran", "on"]
+    assert "train/x: warned of its time limit while it started" in done.stderr
+
+
+def test_a_learned_methods_fusion_in_shards_is_an_array_its_dependents_wait_for(tmp_path):
+    config = load_config("paper", [f"run.root={tmp_path}", "executor.fuse_shards=4"])
+    jobs = {job.key: job for job in plan(config)}
+    shards = jobs["fuse/s4fusion"].tasks
+    assert [t.key for t in shards] == [f"fuse/s4fusion/shard-{i}-of-4" for i in range(1, 5)]
+    assert [t.steps[0].kwargs["shard"].index for t in shards] == [1, 2, 3, 4]
+    locks = [{(lock.path.name, lock.shared) for lock in task.locks} for task in shards]
+    assert all((".s4fusion.lock", True) in held for held in locks)  # the method's lock shared by its shards
+    assert [sorted(n for n, shared in held if not shared) for held in locks] == [
+        [f".s4fusion.shard-{i}-of-4.lock"] for i in range(1, 5)]
+    assert jobs["fuse/s4fusion"].resources.gpus == 1 and jobs["fuse/s4fusion"].after == ("train/s4fusion",)
+    assert [t.key for t in jobs["fuse/gff"].tasks] == ["fuse/gff"]  # a classical set stays one job
+    assert jobs["detection/yolov5s/s4fusion"].after == ("fuse/s4fusion",) == jobs["metrics/s4fusion"].after

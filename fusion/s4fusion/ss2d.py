@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import StochasticDepth
 
 from fusion.s4fusion.ssm import DirectionalSSM, dt_rank_for
 
@@ -39,6 +38,8 @@ class VSSBlock(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim)
         self.self_attention = SS2D(dim, d_state=d_state, expand=expand)
+        from torchvision.ops import StochasticDepth  # here: its import takes seconds; reading a config needs none
+
         self.drop_path = StochasticDepth(drop_path, mode="row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ failure). Tasks whose work is current are not submitted, unless something they d
 
 Preemption and time limits: every job is requeueable. SLURM warns a job ``executor.signal_delay_s``
 before its time limit (USR2); submitit then calls :meth:`GridCall.checkpoint`, which resubmits the same
-call, and requeues the job. A job requeued or preempted without warning (``scontrol requeue``, a
+call, and requeues the job. Jobs start in :mod:`pipelines.executors.job`, which holds a warning that
+comes while the job is still starting until submitit listens. A job requeued or preempted without warning (``scontrol requeue``, a
 preemption: SIGTERM, then SIGKILL) starts the same call again. Either way the stage resumes from its own
 files: a learned fuser from its last epoch's checkpoint, a fused set from its manifest, a detector from
 its seed folder (a detector: ``detect.resume``, from last.pt, else from the start, which gives the same
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 import submitit
 
 from pipelines.config import run_layout
+from pipelines.executors.job import release_warning
 from pipelines.executors.state import DONE, SKIPPED, GridState, TaskRecord, need, wait
 from pipelines.grid import Job, Task, is_done, plan, run_task
 from pipelines.logs import FORMAT
@@ -36,6 +39,15 @@ from pipelines.schema import Config
 log = logging.getLogger(__name__)
 
 JOB_SETUP = ["export TQDM_DISABLE=1"]  # a job's log is a file: no progress bars in it (tqdm reads this on import)
+
+
+class GridExecutor(submitit.SlurmExecutor):
+    """submitit's SLURM executor, its jobs started by :mod:`pipelines.executors.job` instead of submitit's
+    own entry point (which it then calls)."""
+
+    @property
+    def _submitit_command_str(self) -> str:
+        return " ".join([self.python, "-u -m pipelines.executors.job", shlex.quote(str(self.folder))])
 
 
 class GridCall(submitit.helpers.Checkpointable):
@@ -49,6 +61,7 @@ class GridCall(submitit.helpers.Checkpointable):
     def __call__(self, task: Task) -> dict[str, Any]:
         logging.basicConfig(level=logging.INFO, format=FORMAT, force=True)  # into this job's own log
         logging.getLogger("submitit").propagate = False  # it writes there itself
+        release_warning(task.key)  # submitit listens now
         rank = distributed_environment()
         config = job_config(self.config, self.gpus)
         log.info("%s: SLURM job %s on %s, CUDA_VISIBLE_DEVICES=%s, run.device=%s, restart %s", task.key,
@@ -100,7 +113,7 @@ def submit(config: Config, jobs: list[Job], hold: bool = False) -> list[TaskReco
                     for t in job.tasks if t not in todo]
         if not todo:
             continue
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=section.max_requeues)  # parameters accumulate
+        executor = GridExecutor(folder=folder, max_num_timeout=section.max_requeues)  # parameters accumulate
         executor.update_parameters(**sbatch_parameters(config, job, after, hold))
         call = GridCall(config, job.resources.gpus)
         submitted = executor.map_array(call, todo) if len(todo) > 1 else [executor.submit(call, todo[0])]
