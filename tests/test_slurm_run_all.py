@@ -13,6 +13,7 @@ shards, a job array its dependents wait for.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import MODEL
 
 from fusion.learned.checkpoint import checkpoint_identity
 from pipelines.cli import cli
@@ -31,12 +33,14 @@ from pipelines.executors.state import LIVE, GridState, squeue
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["average", "s4fusion"]  # and "broken", whose fused set cannot be made
 SEEDS = [0, 1]
-REQUEUED = "detection/yolov5s/average/seed0"  # requeued by hand once its detector has started
+REQUEUED = f"detection/{MODEL}/average/seed0"  # requeued by hand once its detector has started
 # The training's time limit and warning: SLURM warns 85-115 s after the start (it looks every 30 s), a job
 # requeued at once is warned about 100 s after its restart. With a 1-minute limit a restart would get ~40 s,
 # most of it spent importing under load (SLURM tests run beside the inline run: 2 cores, ~5-10 s per epoch).
 TRAIN_MINUTES, WARNING_S = 2, 5
-TRAIN_EPOCHS = 24  # well over 2 minutes of training on SLURM here: the limit cuts it at least once
+# The training must outlast the latest warning (~115 s) on any machine: the fixture times two epochs of it
+# first and sets the epochs for ~150 s at that speed (a SLURM job, on one CPU beside the inline run, is slower)
+TRAINING_SECONDS, TRAINING = 150, {"epochs": 24}
 # epochs of seconds, so that every allocation completes several
 TINY_S4FUSION = "{model: {dims: [8, 16, 32], d_state: 4, d_state_fusion: 4, fusion_depth: 1}, loss: {per: 0}}"
 
@@ -47,7 +51,7 @@ def overrides(root: Path, name: str, *extra: str) -> list[str]:
     return [f"run.root={root / name}", f"report.dir={root / name / 'report'}", "run.name=grid",
             "sample.pairs=16", "sample.width=128", "sample.height=96",
             f"fusion.methods=[{','.join([*METHODS, 'broken'])}]", f"methods.broken.from={root / 'no_such_results'}",
-            "fusion.workers=1", f"fusion.train.epochs={TRAIN_EPOCHS}", "fusion.train.crop=49",
+            "fusion.workers=1", f"fusion.train.epochs={TRAINING['epochs']}", "fusion.train.crop=49",
             "fusion.train.batch_size=2", "fusion.train.warmup_epochs=1", f"methods.s4fusion={TINY_S4FUSION}",
             "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", f"detect.seeds=[{','.join(map(str, SEEDS))}]",
             "metrics.workers=1", "report.qualitative=2", "tasks.segmentation=[]", *extra]
@@ -84,9 +88,24 @@ def requeue_once_running(state_path: Path, key: str, started: Path, stop: thread
         time.sleep(0.5)
 
 
+def epochs_outlasting_the_time_limit(root: Path) -> int:
+    """Epochs of the tiny training that take ~TRAINING_SECONDS here: time epochs 2-3 after a first one (imports
+    and data loading left out), never fewer than 24."""
+    settings = with_sets(overrides(root, "timing"))
+    for command in (["prepare"], ["train-fusion", "--epochs", "1"]):
+        done = CliRunner().invoke(cli, [*command, *settings])
+        assert done.exit_code == 0, done.output
+    start = time.perf_counter()
+    done = CliRunner().invoke(cli, ["train-fusion", "--epochs", "3", *settings])
+    per_epoch = (time.perf_counter() - start) / 2
+    assert done.exit_code == 0, done.output
+    return max(24, math.ceil(TRAINING_SECONDS / per_epoch))
+
+
 @pytest.fixture(scope="module")
 def runs(slurm, tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
+    TRAINING["epochs"] = epochs_outlasting_the_time_limit(root)
     started = time.perf_counter()
     detached = pipelines("run-all", "--detach", "--no-progress", *with_sets(on_slurm(root)))
     detached_out = detached.communicate(timeout=300)[0]
@@ -96,7 +115,7 @@ def runs(slurm, tmp_path_factory):
     attached = pipelines("run-all", "--no-progress", *with_sets(on_slurm(root)))
     stop, disturbed = threading.Event(), {}
     watcher = threading.Thread(target=requeue_once_running, daemon=True, args=(
-        layout.grid.state, REQUEUED, layout.task("detection").model("yolov5s").method("average").seed(0).protocol,
+        layout.grid.state, REQUEUED, layout.task("detection").model(MODEL).method("average").seed(0).protocol,
         stop, disturbed))
     watcher.start()
     inline_start = time.perf_counter()
@@ -126,15 +145,15 @@ def test_the_slurm_grid_gives_the_inline_results(runs):
                 for layout in (inline, slurm)]
         assert {s: e["sha256"] for s, e in sets[0].items()} == {s: e["sha256"] for s, e in sets[1].items()}, method
         for seed in SEEDS:
-            results = [json.loads(layout.task("detection").model("yolov5s").method(method).seed(seed).results.read_text())
+            results = [json.loads(layout.task("detection").model(MODEL).method(method).seed(seed).results.read_text())
                        for layout in (inline, slurm)]
             keep = ("map50", "map50_ci95", "map50_95", "per_class", "selected_epoch", "val_map50_per_epoch")
             assert {k: results[0][k] for k in keep} == {k: results[1][k] for k in keep}, (method, seed)
-        summaries = [json.loads(layout.task("detection").model("yolov5s").method(method).summary.read_text()) for layout in (inline, slurm)]
+        summaries = [json.loads(layout.task("detection").model(MODEL).method(method).summary.read_text()) for layout in (inline, slurm)]
         assert summaries[0]["statistics"] == summaries[1]["statistics"], method
     for name in ("detection.csv", "detection_intervals.csv", "metrics.csv", "metric_intervals.csv"):
         assert (inline.compare.folder / name).read_text() == (slurm.compare.folder / name).read_text(), name
-    assert inline.task("detection").model("yolov5s").summary.read_text() == slurm.task("detection").model("yolov5s").summary.read_text()
+    assert inline.task("detection").model(MODEL).summary.read_text() == slurm.task("detection").model(MODEL).summary.read_text()
     assert inline.metrics.summary.read_text() == slurm.metrics.summary.read_text()
     assert slurm.pages.index.is_file()
 
@@ -159,7 +178,7 @@ def test_a_detector_requeued_while_it_runs_starts_again_and_gives_the_same_resul
     task = next(t for t in runs["state"].tasks if t.key == REQUEUED)
     assert task.state == "done" and task.info["restarts"] == 1, task
     log = Path(task.log).read_text()
-    assert log.count("detection/yolov5s/average/seed0: detection/yolov5s/average seed 0") == 2 and "restart 1" in log
+    assert log.count(f"{REQUEUED}: detection/{MODEL}/average seed 0") == 2 and "restart 1" in log
     # its results are among those compared with the inline run above
 
 
@@ -167,12 +186,12 @@ def test_a_failed_method_does_not_stop_the_others_and_the_summary_names_its_jobs
     state, output = runs["state"], runs["attached"]
     failed = {t.key: t for t in state.tasks if t.state == "failed"}
     # its fuse job, and what needs its fused set: metrics (a method asked for must have one) and the detectors
-    assert set(failed) == {"fuse/broken", "metrics/broken", *(f"detection/yolov5s/broken/seed{s}" for s in SEEDS)}, output
+    assert set(failed) == {"fuse/broken", "metrics/broken", *(f"detection/{MODEL}/broken/seed{s}" for s in SEEDS)}, output
     assert all(t.state == "done" for t in state.tasks if t.key not in failed)
     assert runs["attached_rc"] == 1 and "3 step(s) failed" in output  # fuse, metrics and the detector array
     assert "FAILED fuse broken" in output and failed["fuse/broken"].log in output
     assert "FAILED metrics broken" in output and "no fused set 'broken'" in output
-    assert "FAILED detection/yolov5s broken" in output and failed["detection/yolov5s/broken/seed1"].log in output
+    assert f"FAILED detection/{MODEL} broken" in output and failed[f"detection/{MODEL}/broken/seed1"].log in output
     assert "no_such_results" in Path(failed["fuse/broken"].log).read_text()
 
 
@@ -223,8 +242,8 @@ def test_a_rerun_submits_only_unfinished_work_and_cancel_stops_it(runs):
     assert again.returncode == 0, output
     state = GridState.load(layouts(runs)[1].grid.state)
     submitted = {t.key for t in state.tasks if t.id}
-    assert submitted == {"fuse/broken", "metrics/broken", "detection/yolov5s/broken/seed0",
-                         "detection/yolov5s/broken/seed1", "compare"}
+    assert submitted == {"fuse/broken", "metrics/broken", f"detection/{MODEL}/broken/seed0",
+                         f"detection/{MODEL}/broken/seed1", "compare"}
     assert all(t.state == "skipped" for t in state.tasks if t.key not in submitted)
     inline = CliRunner().invoke(cli, ["run-all", "--no-progress", *args, "-s", "run.executor=inline"])
     assert inline.exit_code == 1 and "still queued or running" in inline.output, inline.output
