@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fusion import code_identity
+from fusionbench import identity
 from fusion.learned.architecture import learned_method
 from fusion.learned.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from fusion.learned.trainer import Trainer, TrainSettings
@@ -42,13 +43,13 @@ def fake_fusers(tmp_path: Path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(code_identity, "PACKAGES", ("fakefusion",))
-    for cached in (code_identity._source_file, code_identity._is_module):
+    for cached in (identity._source_file, identity._is_module):
         cached.cache_clear()
     importlib.invalidate_caches()
     yield root
     for name in [m for m in sys.modules if m.startswith("fakefusion")]:
         del sys.modules[name]
-    for cached in (code_identity._source_file, code_identity._is_module):
+    for cached in (identity._source_file, identity._is_module):
         cached.cache_clear()
 
 
@@ -86,8 +87,8 @@ def test_a_learned_fuser_depends_on_its_architecture(monkeypatch):
     from fusion.registry import code_identity as registry_identity
 
     before = registry_identity("s4fusion")
-    real = code_identity._source_file
-    monkeypatch.setattr(code_identity, "_source_file", lambda module: Path(__file__) if module == "fusion.s4fusion.model"
+    real = identity._source_file
+    monkeypatch.setattr(identity, "_source_file", lambda module: Path(__file__) if module == "fusion.s4fusion.model"
                         else real(module))  # as if the model's source had changed
     assert registry_identity("s4fusion") != before and registry_identity("s4fusion") == registry_identity("s4fusion_add")
 
