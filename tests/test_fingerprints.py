@@ -20,7 +20,7 @@ from fusion.perception import build_resnet50
 from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.losses import LossSettings
 from pipelines.config import load_config
-from pipelines.fuse import build_method
+from pipelines.fusers import build_method
 from pipelines.train_fusion import as_train_pairs
 
 TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), fusion_depth=1, d_state=4, d_state_fusion=4)
