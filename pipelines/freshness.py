@@ -1,0 +1,153 @@
+"""What today's config expects each artifact of a run to be, and why a recorded one is stale.
+
+Shared glue around the one rule (:func:`fusionbench.identity.stale_reasons`): the stage that writes an
+artifact records the identity built here, and every consumer (the stage itself on a rerun, compare, the
+report, ``run-all``'s summary, the SLURM submitter) asks the same functions, so all decide alike.
+
+- per-image metrics and entropies: the fused set's content identity, the split, the convention or the
+  perception weights (by content), the code of the modules that compute them, and the CSV's own hash;
+- a downstream unit: its protocol (settings, data identities, the code identity of the task's modules),
+  the copy of it in its results with their bootstrap, and the hashes of its derived files (predictions,
+  matches, confusion matrices), each checked against the file on disk;
+- a fused set: its fingerprint is the one this config makes (:func:`pipelines.fusers.fingerprint_reasons`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fusion.metrics import get_convention
+from fusionbench.benchmark import Benchmark
+from fusionbench.errors import FusionBenchError
+from fusionbench.fused_set import fused_set_identity
+from fusionbench.identity import code_identity, file_identity, read_identity, stale_reasons
+from fusionbench.layout import UnitFiles
+from fusionbench.tasks import Bootstrap, Task, Unit, get_model
+from pipelines.config import run_layout
+from pipelines.schema import Config
+
+FUSION_PACKAGES = ("fusion", "fusionbench")
+METRIC_CODE = ("fusion.metrics",)  # every metric of every convention, and how files are read for them
+ENTROPY_CODE = ("fusion.perception", "fusion.color", "fusionbench.images")  # ResNet50, luminance, reading
+
+
+# --- fusion metrics --------------------------------------------------------------------------------
+
+def perception_identity(config: Config) -> dict[str, Any]:
+    """Which ResNet50 weights the config gives, by content (a path says nothing of what the file holds)."""
+    section = config.perception
+    if section.weights is not None:
+        return {"kind": "file", "weights": file_identity(Path(section.weights).expanduser())}
+    return {"kind": "torchvision", "weights": "IMAGENET1K_V1"} if section.torchvision else \
+        {"kind": "random", "weights": "seed 0"}
+
+
+def metrics_identity(config: Config, method: str) -> dict[str, Any]:
+    """What ``metrics.csv`` of ``method`` is computed from: fused set, split, convention, metric code."""
+    return {"fused_set": fused_set_identity(Benchmark(run_layout(config).benchmark), method),
+            "split": config.metrics.split, "convention": get_convention(config.metrics.convention).name,
+            "code": code_identity(METRIC_CODE, FUSION_PACKAGES)}
+
+
+def entropy_identity(config: Config, method: str) -> dict[str, Any]:
+    """What ``entropy.csv`` of ``method`` is computed from: fused set, split, perception weights, code."""
+    return {"fused_set": fused_set_identity(Benchmark(run_layout(config).benchmark), method),
+            "split": config.metrics.split, "perception": perception_identity(config),
+            "code": code_identity(ENTROPY_CODE, FUSION_PACKAGES)}
+
+
+def with_content(identity: dict[str, Any], data: Path) -> dict[str, Any]:
+    """``identity`` plus the content hash of the file it describes (what a record holds)."""
+    return {**identity, "csv": file_identity(data)}
+
+
+def metrics_reasons(config: Config, method: str) -> list[str]:
+    """Why ``method``'s per-image metrics (and entropies, when configured) are not what this config makes
+    from today's fused set and code (empty: fresh)."""
+    files = run_layout(config).metrics.method(method)
+    reasons = stale_reasons(read_identity(files.record), with_content(metrics_identity(config, method), files.per_image),
+                            f"metrics of {method} ({files.per_image})")
+    if config.metrics.entropy:
+        reasons += stale_reasons(read_identity(files.entropy_source),
+                                 with_content(entropy_identity(config, method), files.entropy),
+                                 f"entropies of {method} ({files.entropy})")
+    return reasons
+
+
+# --- downstream units ------------------------------------------------------------------------------
+
+def bootstrap(config: Config) -> Bootstrap:
+    """The image bootstrap behind every interval (``stats.bootstrap``, ``stats.seed``)."""
+    return Bootstrap(config.stats.bootstrap, config.stats.seed)
+
+
+def make_unit(config: Config, task: Task, model: str, method: str, seed: int) -> Unit:
+    layout = run_layout(config)
+    runs = layout.task(task.name)
+    return Unit(task=task.name, model=get_model(task.name, model), method=method, seed=seed,
+                settings=config.task_settings(task.name), benchmark=Benchmark(layout.benchmark),
+                folder=runs.model(model).method(method).seed(seed).folder, workspace=runs.workspace,
+                device=None if config.run.device == "auto" else config.run.device, bootstrap=bootstrap(config))
+
+
+def task_code_identity(task: Task) -> str:
+    """The code identity of the modules that compute a unit of ``task`` (its ``code``, else its ``run``'s
+    module), with what they import from their own package."""
+    roots = task.code or (task.run.__module__,)
+    return code_identity(roots, {root.split(".")[0] for root in roots})
+
+
+def unit_protocol(task: Task, unit: Unit) -> dict[str, Any]:
+    """What ``protocol.json`` records: the task's settings and data identities, and its code identity."""
+    return {**task.protocol(unit), "code": task_code_identity(task)}
+
+
+def derived_identity(files: UnitFiles) -> dict[str, str | None]:
+    """Content hashes of a unit's derived files, by name inside its folder (None: missing)."""
+    return {str(path.relative_to(files.folder)): file_identity(path) for path in files.derived}
+
+
+def results_identity(task: Task, unit: Unit, protocol: dict[str, Any]) -> dict[str, Any]:
+    """What a unit's results must record: the task's protocol as it was evaluated, the bootstrap, and the
+    hashes of its derived files as they are on disk now."""
+    return {**{key: value for key, value in protocol.items() if key != "code"},
+            "bootstrap": {"replicates": unit.bootstrap.replicates, "seed": unit.bootstrap.seed},
+            "derived": derived_identity(task.files(unit.folder))}
+
+
+def recorded_results(task: Task, results: dict[str, Any] | None, protocol: dict[str, Any]) -> dict[str, Any] | None:
+    """The part of a unit's ``results.json`` that :func:`results_identity` describes (None: unreadable)."""
+    if results is None:
+        return None
+    return {**{key: results.get(key) for key in protocol if key != "code"},
+            "bootstrap": results.get("bootstrap"), "derived": results.get("derived")}
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing or does not parse (then it is redone, never trusted)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int) -> list[str]:
+    """Why a (task, model, method, seed) unit's results are not what this config makes today: unfinished,
+    other settings or data or code in its protocol, results of another protocol or bootstrap, or derived
+    files whose content differs from what its results recorded (empty: fresh)."""
+    unit = make_unit(config, task, model, method, seed)
+    files = task.files(unit.folder)
+    what = f"{task.name} {model} {method} seed {seed}"
+    if not files.results.is_file():
+        return [f"{what}: not finished ({files.results} missing)"]
+    try:
+        protocol = unit_protocol(task, unit)
+    except (OSError, ValueError, FusionBenchError) as error:
+        return [f"{what}: cannot be checked ({error})"]
+    recorded = read_json(files.protocol)
+    reasons = stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
+                            f"{what} ({files.protocol})")
+    return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
+                                   results_identity(task, unit, protocol), f"{what} ({files.results})")
