@@ -14,6 +14,7 @@ report, ``run-all``'s summary, the SLURM submitter) asks the same functions, so 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from fusionbench.fused_set import fused_set_identity
 from fusionbench.identity import code_identity, file_identity, read_identity, stale_reasons
 from fusionbench.layout import UnitFiles
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model
-from pipelines.config import run_layout
+from pipelines.config import evaluated_tasks, run_layout
 from pipelines.schema import Config
 
 FUSION_PACKAGES = ("fusion", "fusionbench")
@@ -151,3 +152,71 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
                             f"{what} ({files.protocol})")
     return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
                                    results_identity(task, unit, protocol), f"{what} ({files.results})")
+
+
+# --- comparisons -----------------------------------------------------------------------------------
+
+COMPARE_CODE = ("pipelines.compare",)  # the tests and intervals, with the fusionbench statistics they call
+
+
+@dataclass(frozen=True)
+class CompareInputs:
+    """What the compare stage may use for ``methods`` today, and the identity of its output."""
+
+    units: dict[tuple[str, str], dict[str, list[UnitFiles]]]  # (task, model) -> method -> files per seed
+    compared: dict[tuple[str, str], list[str]]                # (task, model) -> methods whose every seed is fresh
+    measured: dict[str, list[Path]]                           # method -> its fresh per-image metric files
+    stale: list[str]                                          # why each left-out unit or metrics file is stale
+    identity: dict[str, Any]
+
+
+def compare_inputs(config: Config, methods: list[str]) -> CompareInputs:
+    """Every unit and metrics file of ``methods`` checked by the one rule: fresh ones are compared, stale ones
+    left out with their reasons, missing ones left out; the identity names all of it, the settings, the
+    compare code and the content hash of every file used (what the report checks the tables against)."""
+    layout = run_layout(config)
+    units, compared, stale = {}, {}, []
+    for task, models in evaluated_tasks(config):
+        seeds = task.seeds(config.task_settings(task.name))
+        for model in models:
+            runs = layout.task(task.name).model(model)
+            units[task.name, model] = {m: [task.files(runs.method(m).seed(s).folder) for s in seeds] for m in methods}
+            compared[task.name, model] = []
+            for method in methods:
+                if not all(files.results.is_file() for files in units[task.name, model][method]):
+                    continue  # missing: listed as such by the compare stage
+                reasons = [line for s in seeds for line in unit_reasons(config, task, model, method, s)]
+                stale += reasons
+                if not reasons:
+                    compared[task.name, model].append(method)
+    measured = {}
+    for method in methods:
+        files = layout.metrics.method(method)
+        if not files.per_image.is_file():
+            continue
+        reasons = metrics_reasons(config, method)
+        stale += reasons
+        if not reasons:
+            measured[method] = [files.per_image, *((files.entropy,) if config.metrics.entropy else ())]
+    used = [path for key, found in compared.items() for m in found for f in units[key][m] for path in f.evidence]
+    used += [path for paths in measured.values() for path in paths]
+    stats = config.stats
+    identity = {"settings": {"bootstrap": stats.bootstrap, "permutations": stats.permutations, "alpha": stats.alpha,
+                             "seed": stats.seed, "references": list(config.report.compare_to)},
+                "tasks": {task.name: {"models": models, "seeds": task.seeds(config.task_settings(task.name))}
+                          for task, models in evaluated_tasks(config)},
+                "methods": methods, "compared": {f"{t}/{m}": found for (t, m), found in compared.items()},
+                "measured": list(measured), "code": code_identity(COMPARE_CODE, ("fusionbench",)),
+                "inputs": {str(path): file_identity(path) for path in used}}
+    return CompareInputs(units, compared, measured, stale, identity)
+
+
+def compare_reasons(config: Config) -> list[str]:
+    """Why the compare stage's tables are not what it would write today from today's fresh inputs: missing
+    or unfinished (no manifest), or other settings, inputs or code (empty: fresh)."""
+    path = run_layout(config).compare.manifest
+    recorded = (read_json(path) or {}).get("fingerprint")
+    if recorded is None:
+        return [f"comparisons ({path}): missing (compare has not finished)"]
+    return stale_reasons(recorded, compare_inputs(config, list(recorded.get("methods") or [])).identity,
+                         f"comparisons ({path.parent})")
