@@ -47,7 +47,7 @@ from fusionbench.stats import (
 )
 from fusionbench.tasks import Task
 from pipelines.config import evaluated_tasks, run_layout
-from pipelines.freshness import compare_inputs
+from pipelines.freshness import compare_inputs, compare_reasons
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,10 @@ def significance_sentences(config: Config) -> list[str]:
     """Per (task, model): one line on what the comparisons of its primary statistic found, saying plainly
     when nothing differs at this test size."""
     files = run_layout(config).compare
-    manifest = json.loads(files.manifest.read_text()) if files.manifest.is_file() else {}
+    stale = compare_reasons(config)
+    if stale:  # never sentences from tables of other inputs, settings or code
+        return [f"comparisons not shown: {line}" for line in stale]
+    manifest = json.loads(files.manifest.read_text())
     alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", config.stats.alpha)
     lines = []
     for task, models in evaluated_tasks(config):

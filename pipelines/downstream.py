@@ -38,9 +38,11 @@ from pipelines.freshness import (
     bootstrap,
     derived_identity,
     make_unit,
+    method_summary_reasons,
     read_json,
     recorded_results,
     results_identity,
+    summary_inputs,
     unit_protocol,
     unit_reasons,
 )
@@ -194,7 +196,8 @@ def write_method_summary(config: Config, task: Task, model: str, method: str, se
                "intervals": "seeds and images" if len(seeds) > 1 else "images only (one seed: seed variance not measured)",
                "statistics": method_statistics(task, evidence, settings),
                "test_images": len(task.statistics.images(evidence[0])),
-               "runs": {str(seed): {k: run.get(k) for k in task.summary_fields} for seed, run in zip(seeds, runs)}}
+               "runs": {str(seed): {k: run.get(k) for k in task.summary_fields} for seed, run in zip(seeds, runs)},
+               "results": summary_inputs(task, method_runs, seeds)}  # what it is computed from (freshness)
     write_text_if_changed(method_runs.summary, json.dumps(summary, indent=1))  # a rerun that skipped every seed keeps it
     return summary
 
@@ -267,4 +270,7 @@ def primary_summary(config: Config, task: Task, model: str, method: str) -> str:
     first = task.statistics.primary
     if not path.is_file():
         return f"{first.label} missing"
+    stale = method_summary_reasons(config, task, model, method)
+    if stale:
+        return f"{first.label} stale ({stale[0]}{f'; and {len(stale) - 1} more' if len(stale) > 1 else ''})"
     return f"{first.label} {format_statistic(json.loads(path.read_text())['statistics'].get(first.name), first.scale)}"

@@ -23,7 +23,7 @@ from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.fused_set import fused_set_identity
 from fusionbench.identity import code_identity, file_identity, read_identity, stale_reasons
-from fusionbench.layout import UnitFiles
+from fusionbench.layout import MethodRuns, UnitFiles
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model
 from pipelines.config import evaluated_tasks, run_layout
 from pipelines.schema import Config
@@ -152,6 +152,23 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
                             f"{what} ({files.protocol})")
     return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
                                    results_identity(task, unit, protocol), f"{what} ({files.results})")
+
+
+
+def summary_inputs(task: Task, runs: MethodRuns, seeds: list[int]) -> dict[str, str | None]:
+    """What a method's across-seed summary is computed from: each seed's results, by content."""
+    return {str(seed): file_identity(task.files(runs.seed(seed).folder).results) for seed in seeds}
+
+
+def method_summary_reasons(config: Config, task: Task, model: str, method: str) -> list[str]:
+    """Why a method's across-seed ``summary.json`` is not today's: a seed's unit is stale, or the summary
+    was computed from other results than those on disk (empty: fresh)."""
+    runs = run_layout(config).task(task.name).model(model).method(method)
+    seeds = task.seeds(config.task_settings(task.name))
+    reasons = [line for seed in seeds for line in unit_reasons(config, task, model, method, seed)]
+    recorded = (read_json(runs.summary) or {}).get("results")
+    return reasons + stale_reasons(recorded, summary_inputs(task, runs, seeds), f"{task.name} {model} {method} "
+                                                                               f"({runs.summary})")
 
 
 # --- comparisons -----------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from fusion import code_identity
-from fusionbench import identity
 from fusion.learned.architecture import learned_method
 from fusion.learned.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
 from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.losses import LossSettings
+from fusionbench import identity
 from pipelines.config import load_config
 from pipelines.fusers import build_method
 from pipelines.train_fusion import as_train_pairs
