@@ -12,7 +12,8 @@ method, seed); per-image fusion metrics) and writes, under ``run_layout(config).
     metric_intervals.csv     per method and fusion metric: mean per image, 95% bootstrap interval, images
     metrics.csv              per fusion metric and (A, B): mean per-image difference, interval, Wilcoxon p,
                              Holm-adjusted p (family: one metric's comparisons), significant
-    manifest.json            settings, the references used, the inputs' fingerprint (written last: marks done)
+    manifest.json            the identity of its inputs (settings, which units and metrics were fresh, their
+                             content hashes, the compare code) and of its tables (written last: marks done)
 
 References (``report.compare_to``): method names, and ``best`` for the method with the best mean (the
 task's primary statistic; per metric, the best mean in the metric's direction). Each method is compared
@@ -47,7 +48,7 @@ from fusionbench.stats import (
 )
 from fusionbench.tasks import Task
 from pipelines.config import evaluated_tasks, run_layout
-from pipelines.freshness import compare_inputs, compare_reasons
+from pipelines.freshness import compare_inputs, compare_outputs, compare_reasons
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     inputs = compare_inputs(config, methods)
     fingerprint = inputs.identity
     manifest = out.manifest
-    if not stale_reasons(read_identity(manifest, "fingerprint"), fingerprint, str(manifest)):
+    if not (stale_reasons(read_identity(manifest, "fingerprint"), fingerprint, str(manifest))
+            + stale_reasons(read_identity(manifest, "outputs"), compare_outputs(config), str(manifest))):
         log.info("compare: up to date (%s)", manifest)
         return out.folder
     evidence, complete, metric_files, measured = inputs.units, inputs.compared, inputs.measured, list(inputs.measured)
@@ -118,8 +120,9 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     else:
         for path in (out.metrics, out.metric_intervals):
             path.unlink(missing_ok=True)
-    atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "missing": missing, "stale": inputs.stale,
-                                            "references": references, "level": LEVEL}, indent=1))
+    atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "outputs": compare_outputs(config),
+                                            "missing": missing, "stale": inputs.stale, "references": references,
+                                            "level": LEVEL}, indent=1))
     return out.folder
 
 

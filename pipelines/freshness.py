@@ -228,12 +228,24 @@ def compare_inputs(config: Config, methods: list[str]) -> CompareInputs:
     return CompareInputs(units, compared, measured, stale, identity)
 
 
+def compare_outputs(config: Config) -> dict[str, str | None]:
+    """The compare stage's tables by name, by content (None: absent): its manifest records them."""
+    files = run_layout(config).compare
+    tables = [files.metrics, files.metric_intervals,
+              *(path for task, _ in evaluated_tasks(config) for path in (files.task(task.name).intervals,
+                                                                          files.task(task.name).tests))]
+    return {path.name: file_identity(path) for path in tables}
+
+
 def compare_reasons(config: Config) -> list[str]:
     """Why the compare stage's tables are not what it would write today from today's fresh inputs: missing
-    or unfinished (no manifest), or other settings, inputs or code (empty: fresh)."""
+    or unfinished (no manifest), other settings, inputs or code, or tables whose content differs from what
+    the manifest recorded (empty: fresh)."""
     path = run_layout(config).compare.manifest
-    recorded = (read_json(path) or {}).get("fingerprint")
+    manifest = read_json(path) or {}
+    recorded = manifest.get("fingerprint")
     if recorded is None:
         return [f"comparisons ({path}): missing (compare has not finished)"]
-    return stale_reasons(recorded, compare_inputs(config, list(recorded.get("methods") or [])).identity,
-                         f"comparisons ({path.parent})")
+    what = f"comparisons ({path.parent})"
+    return (stale_reasons(recorded, compare_inputs(config, list(recorded.get("methods") or [])).identity, what)
+            + stale_reasons(manifest.get("outputs"), compare_outputs(config), what))
