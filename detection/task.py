@@ -440,4 +440,5 @@ TASK = register_task(Task(
     recorded_before={"model": "yolov5s"}, migrations=(("detect", "detection/yolov5s"),),
     summary_fields=("selected_epoch", "ultralytics_map50", "val_map50_per_epoch", "weights", "map50", "map50_ci95"),
     published_label="paper mAP@50 (S4Fusion Table VI, M3FD)",
+    code=("detection.task",),
 ))

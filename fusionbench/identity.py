@@ -61,7 +61,7 @@ def digest(content: Any) -> str:
 def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in mapping.items():
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):  # an empty mapping adds no key: {} and absent are alike
             flat.update(_flat(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value

@@ -4,9 +4,12 @@ Works for every registered task (:mod:`fusionbench.tasks`): the task trains and 
 stage decides what to run and what to reuse, and summarises across seeds. Per (task, model, method, seed),
 in ``run_layout(config).task(t).model(m).method(x).seed(k)`` = ``<run>/<task>/<model>/<method>/seed<k>/``::
 
-    protocol.json   the settings and data identities the run started with: a rerun whose data changed
-                    (fused images, labels) starts the run again; other changed settings stop with how to redo
-    results.json    the task's scores with their image-bootstrap intervals (written last: marks done)
+    protocol.json   the settings, data identities and the code identity of the task's modules the run
+                    started with: a rerun whose data or code changed (fused images, labels) starts the run
+                    again; other changed settings stop with how to redo (:mod:`pipelines.freshness`)
+    results.json    the task's scores with their image-bootstrap intervals (written last: marks done), the
+                    protocol they were evaluated under and the content hashes of the derived files
+                    (``derived``): a derived file that differs is removed and computed again
     results.csv     the same as one row
     ...             the task's evidence (detection: test_predictions.json, matches.npz, ...)
 
@@ -97,7 +100,8 @@ def run_unit(config: Config, task_name: str, model: str, method: str, seed: int)
         reasons = stale_reasons(before, protocol, str(files.protocol))
         changed = {k for k, v in protocol.items() if (before or {}).get(k) != v}
         if reasons and (before is None or changed <= {*task.input_keys, "code"}):  # data or code redone: so is the run
-            remove_inside(unit.folder, unit.folder.parent, "its inputs changed since it ran; running again: "
+            remove_inside(unit.folder, unit.folder.parent, f"its inputs changed since it ran "
+                                                           f"({', '.join(sorted(changed))}); running again: "
                                                            + "; ".join(reasons))
         elif reasons:
             raise DownstreamError(f"{unit.folder}: started with other settings; rerun with --force to start {model} "
