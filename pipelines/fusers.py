@@ -85,7 +85,7 @@ def fingerprint_reasons(config: Config, method: str) -> list[str]:
     try:
         if is_learned(method) and not section.get("from"):
             options = {"weights": checkpoint_identity(resolve_weights(config, method)),
-                       **{k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section}}
+                       **{k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section and k != "max_batch"}}
             expected = {"method": method, "options": options,
                         "code": code_identity(method, extra_modules=FUSE_IO_MODULES)}
             if recorded is not None:
