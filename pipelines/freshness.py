@@ -138,12 +138,12 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
     """Why a (task, model, method, seed) unit's results are not what this config makes today: unfinished,
     other settings or data or code in its protocol, results of another protocol or bootstrap, or derived
     files whose content differs from what its results recorded (empty: fresh)."""
-    unit = make_unit(config, task, model, method, seed)
-    files = task.files(unit.folder)
     what = f"{task.name} {model} {method} seed {seed}"
-    if not files.results.is_file():
-        return [f"{what}: not finished ({files.results} missing)"]
     try:
+        unit = make_unit(config, task, model, method, seed)
+        files = task.files(unit.folder)
+        if not files.results.is_file():
+            return [f"{what}: not finished ({files.results} missing)"]
         protocol = unit_protocol(task, unit)
     except (OSError, ValueError, FusionBenchError) as error:
         return [f"{what}: cannot be checked ({error})"]
