@@ -9,7 +9,8 @@ report, ``run-all``'s summary, the SLURM submitter) asks the same functions, so 
 - a downstream unit: its protocol (settings, data identities, the code identity of the task's modules),
   the copy of it in its results with their bootstrap, and the hashes of its derived files (predictions,
   matches, confusion matrices), each checked against the file on disk;
-- a fused set: its fingerprint is the one this config makes (:func:`pipelines.fusers.fingerprint_reasons`).
+- a fused set: its fingerprint is the one this config makes (:func:`pipelines.fusers.fingerprint_reasons`);
+  metrics and units of a set another config made are stale too.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from fusionbench.identity import code_identity, file_identity, read_identity, st
 from fusionbench.layout import MethodRuns, UnitFiles
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model
 from pipelines.config import evaluated_tasks, run_layout
+from pipelines.fusers import fingerprint_reasons
 from pipelines.schema import Config
 
 FUSION_PACKAGES = ("fusion", "fusionbench")
@@ -65,9 +67,9 @@ def with_content(identity: dict[str, Any], data: Path) -> dict[str, Any]:
 
 def metrics_reasons(config: Config, method: str) -> list[str]:
     """Why ``method``'s per-image metrics (and entropies, when configured) are not what this config makes
-    from today's fused set and code (empty: fresh)."""
+    from today's fused set and code (empty: fresh); a set made under another config makes them stale too."""
     files = run_layout(config).metrics.method(method)
-    reasons = stale_reasons(read_identity(files.record), with_content(metrics_identity(config, method), files.per_image),
+    reasons = fingerprint_reasons(config, method) + stale_reasons(read_identity(files.record), with_content(metrics_identity(config, method), files.per_image),
                             f"metrics of {method} ({files.per_image})")
     if config.metrics.entropy:
         reasons += stale_reasons(read_identity(files.entropy_source),
@@ -136,7 +138,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int) -> list[str]:
     """Why a (task, model, method, seed) unit's results are not what this config makes today: unfinished,
-    other settings or data or code in its protocol, results of another protocol or bootstrap, or derived
+    a fused set another config made, other settings or data or code in its protocol, results of another protocol or bootstrap, or derived
     files whose content differs from what its results recorded (empty: fresh)."""
     what = f"{task.name} {model} {method} seed {seed}"
     try:
@@ -148,7 +150,7 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
     except (OSError, ValueError, FusionBenchError) as error:
         return [f"{what}: cannot be checked ({error})"]
     recorded = read_json(files.protocol)
-    reasons = stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
+    reasons = fingerprint_reasons(config, method) + stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
                             f"{what} ({files.protocol})")
     return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
                                    results_identity(task, unit, protocol), f"{what} ({files.results})")
