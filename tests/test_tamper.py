@@ -42,7 +42,7 @@ BASE = ["sample.pairs=16", "sample.width=128", "sample.height=96", "fusion.metho
         "fusion.workers=1", "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", "report.qualitative=1",
         "tasks.segmentation=[]", "stats.bootstrap=200", "stats.permutations=200", "metrics.workers=1"]
 NOW = [*BASE, "methods.gff.r1=5"]
-METHOD, OTHER = "gff", "average"  # the method whose files are tampered with, and the one whose files replace them
+METHOD, OTHERS = "gff", ("average", "ir")  # the method whose files are tampered with, and those whose files replace them
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,8 @@ def refused_checkpoint(config: Config, kind: Kind, tamper: str, runs: Runs, monk
     the one evaluated is refused; other settings are refused; other code trains again."""
     forbid_training(monkeypatch)
     _unit(config).predictions.unlink()
-    expected = {"other_settings": "started with other settings", "other_code": "retrained"}
+    expected = {"other_settings": "started with other settings", "other_code": "retrained",
+                "truncate": f"{kind.path(config)}: "}  # it does not load: refused, naming it
     with pytest.raises((FusionBenchError, Retrained)) as refused:
         run_unit(config, TASK, MODEL, METHOD, 0)
     message = "retrained" if refused.type is Retrained else str(refused.value)
@@ -260,8 +261,7 @@ def recomputed_unit(config: Config, kind: Kind, tamper: str, runs: Runs, monkeyp
     trains again for other code."""
     assert unit_reasons(config, tasks.get_task(TASK), MODEL, METHOD, 0)
     run_compare(config, ["ir", "average", "gff"])
-    tests = pd.read_csv(run_layout(config).compare.task(TASK).tests)
-    assert METHOD not in set(tests["method"]) | set(tests["reference"])
+    assert METHOD not in compared_methods(config)
     forbid_training(monkeypatch)
     if tamper == "other_code":
         with pytest.raises(Retrained):
@@ -275,6 +275,13 @@ def recomputed_unit(config: Config, kind: Kind, tamper: str, runs: Runs, monkeyp
         assert results["map50"] == json.loads(reference.results.read_text())["map50"] and results["method"] == METHOD
         assert _unit(config).matches.read_bytes() == reference.matches.read_bytes()
         assert unit_done(config, TASK, MODEL, METHOD, 0)
+
+
+def compared_methods(config: Config) -> set[str]:
+    """The methods the detection comparisons hold (none when no table was written: nothing fresh to compare)."""
+    path = run_layout(config).compare.task(TASK).tests
+    tests = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["method", "reference"])
+    return set(tests["method"]) | set(tests["reference"])
 
 
 def recomputed_metrics(config: Config, kind: Kind, tamper: str, runs: Runs, monkeypatch) -> None:
@@ -311,7 +318,7 @@ KINDS = {
                         "fusion.metrics.intensity", "metrics.convention=vifb"),
     "entropy": Kind(lambda c: run_layout(c).metrics.method(METHOD).entropy, recomputed_metrics,
                     "fusion.perception", "metrics.split=val"),
-    "compare tables": Kind(lambda c: run_layout(c).compare.task(TASK).tests, recomputed_comparisons,
+    "compare tables": Kind(lambda c: run_layout(c).compare.metrics, recomputed_comparisons,
                            "pipelines.compare", "stats.alpha=0.01"),
 }
 TAMPERS = ("other_method", "truncate", "other_settings", "other_code", "old_backup")
@@ -327,7 +334,10 @@ def tamper_with(kind: Kind, tamper: str, config: Config, runs: Runs, monkeypatch
     """Make the artifact untrue in the way named; returns the config the consumers then run with."""
     path, root = kind.path(config), Path(config.run.root).parent
     if tamper == "other_method":
-        replace_file(path, Path(str(path).replace(f"/{METHOD}/", f"/{OTHER}/")).read_bytes())
+        others = [Path(str(path).replace(f"/{METHOD}/", f"/{other}/")).read_bytes() for other in OTHERS]
+        differing = [data for data in others if data != path.read_bytes()]
+        assert differing, f"{path}: every method's file is the same in this run: replacing it changes nothing"
+        replace_file(path, differing[0])
     elif tamper == "truncate":
         replace_file(path, path.read_bytes()[: path.stat().st_size // 2])
     elif tamper == "old_backup":
