@@ -3,6 +3,8 @@ its tables against independent computations (scipy's Wilcoxon, a hand Holm famil
 and what happens to its files when inputs change."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,20 +15,26 @@ from test_map_statistics import synthetic
 from detection.matches import to_bytes
 from pipelines.compare import run_compare
 from pipelines.config import load_config, run_layout
+from pipelines.fuse import fuse_method
 
 METHODS = ["ir", "vi", "average", "max"]
 
 
 @pytest.fixture()
 def write_run(sample_benchmark):
-    """A run of synthetic per-image matches and metrics on the sample benchmark, recorded as fresh."""
+    """A run of synthetic per-image matches and metrics on a copy of the sample benchmark with the methods
+    fused, recorded as fresh (the freshness rule has tests of its own: tests/test_tamper.py)."""
     return lambda root, methods=METHODS, metrics=True: _write_run(root, sample_benchmark.root, methods, metrics)
 
 
 def _write_run(root, benchmark, methods, metrics):
-    config = load_config("sample", [f"run.root={root}", f"data.benchmark={benchmark}", "detect.seeds=[0, 1]",
+    shutil.copytree(benchmark, root / "benchmark", ignore=shutil.ignore_patterns("fused", "*.cache"))
+    config = load_config("sample", [f"run.root={root}", f"data.benchmark={root / 'benchmark'}", "detect.seeds=[0, 1]",
                                     "stats.bootstrap=300", "stats.permutations=300", "metrics.entropy=false",
-                                    f"fusion.methods=[{','.join(methods)}]", "tasks.segmentation=[]"])
+                                    f"fusion.methods=[{','.join(methods)}]", "fusion.workers=1",
+                                    "tasks.segmentation=[]"])
+    for method in methods:
+        fuse_method(config, method, progress=False)
     for k, method in enumerate(methods):
         source = "vi" if method == "max" else method  # max: an exact copy of vi
         skill = {"ir": 0.3, "vi": 0.5, "average": 0.95}[source]
