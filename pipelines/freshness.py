@@ -123,8 +123,10 @@ def recorded_results(task: Task, results: dict[str, Any] | None, protocol: dict[
     """The part of a unit's ``results.json`` that :func:`results_identity` describes (None: unreadable)."""
     if results is None:
         return None
+    drawn = results.get("bootstrap") if isinstance(results.get("bootstrap"), dict) else {}
     return {**{key: results.get(key) for key in protocol if key != "code"},
-            "bootstrap": results.get("bootstrap"), "derived": results.get("derived")}
+            "bootstrap": {key: drawn.get(key) for key in ("replicates", "seed")},  # a task may add its own notes
+            "derived": results.get("derived")}
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -196,7 +196,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
 
     assert again.exit_code == 0, again.output
     assert unit_files(config, "ir", 0).results.stat().st_mtime_ns == stamp
-    with pytest.raises(DownstreamError, match=r"'epochs': \[1, 2\].*--force"):
+    with pytest.raises(DownstreamError, match=r"(?s)--force.*protocol.json: epochs was 1, now 2"):
         detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
 
