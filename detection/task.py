@@ -153,6 +153,11 @@ class DetectionFiles(UnitFiles):
     def evidence(self) -> tuple[Path, ...]:
         return (self.matches,)
 
+    @property
+    def derived(self) -> tuple[Path, ...]:
+        """The test predictions (from the selected weights), then the matches computed from them."""
+        return (self.predictions, self.matches)
+
 
 def model_weights(settings: DetectionSettings, model: Model) -> Path | None:
     """The weights given for ``model`` (a plain path is every listed detector's: checked by :func:`check`)."""
@@ -232,8 +237,9 @@ def run(unit: Unit) -> dict[str, Any]:
     """Train, select, predict and evaluate one (model, method, seed); a run that predicted before is only
     evaluated again (other bootstrap settings, or evidence to repair)."""
     files = DetectionFiles(unit.folder)
-    if files.results.is_file() and files.predictions.is_file():
-        return evaluate(unit, json.loads(files.results.read_text()))
+    previous = json.loads(files.results.read_text()) if files.results.is_file() else None
+    if previous is not None and files.predictions.is_file():
+        return evaluate(unit, previous)
     settings: DetectionSettings = unit.settings
     train = train_settings(settings, unit.seed, unit.device)
     use_offline_ultralytics(unit.workspace / "ultralytics")
@@ -250,6 +256,10 @@ def run(unit: Unit) -> dict[str, Any]:
     with cpu_threads(settings.cpu_threads):
         train_dir = yolo.train(data_yaml, files.train, source, train)
         chosen = yolo.select(train_dir, settings.select_by)
+        weights_sha256 = sha256_file(chosen.weights)
+        if previous is not None and previous.get("weights_sha256", weights_sha256) != weights_sha256:
+            raise DetectError(f"{chosen.weights}: not the checkpoint this run evaluated before (its content differs "
+                              f"from what {files.results.name} recorded); rerun with --force to train again")
         log.info("%s %s seed %d: evaluating epoch %d (selected by %s) on the test split", unit.model.name,
                  unit.method, unit.seed, chosen.epoch, chosen.select_by)
         gt = coco_eval.load_ground_truth(benchmark.coco_path("test"))
@@ -266,6 +276,7 @@ def run(unit: Unit) -> dict[str, Any]:
         "selected_epoch": chosen.epoch,
         "val_map50_per_epoch": [row["map50"] for row in yolo.val_curve(train_dir)],
         "weights": str(chosen.weights),
+        "weights_sha256": weights_sha256,
         **protocol(unit),
         "test_images": len(images),
         "train_dir": str(train_dir),
@@ -419,4 +430,5 @@ TASK = register_task(Task(
     recorded_before={"model": "yolov5s"}, migrations=(("detect", "detection/yolov5s"),),
     summary_fields=("selected_epoch", "ultralytics_map50", "val_map50_per_epoch", "weights", "map50", "map50_ci95"),
     published_label="paper mAP@50 (S4Fusion Table VI, M3FD)",
+    code=("detection.task",),
 ))

@@ -45,8 +45,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_text_if_changed(path: str | os.PathLike, text: str) -> None:
-    """Atomic write, skipped when the file already holds exactly ``text``: a no-op rerun keeps the
-    file's modification time, which later stages use to notice changed inputs."""
+    """Atomic write, skipped when the file already holds exactly ``text``: a no-op rerun leaves the file
+    (and its date) alone."""
     path = Path(path)
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)

@@ -92,6 +92,13 @@ class UnitFiles:
         """The per-image evidence the statistics are computed from (a task's files class names it)."""
         return ()
 
+    @property
+    def derived(self) -> tuple[Path, ...]:
+        """Files computed after training, each from those before it (the evidence last): their content
+        hashes are recorded in ``results`` and checked before any use; a differing one is removed and
+        computed again by the task. Default: the evidence."""
+        return self.evidence
+
 
 @dataclass(frozen=True)
 class MethodRuns:
@@ -158,8 +165,13 @@ class MethodMetrics:
 
     @property
     def entropy_source(self) -> Path:
-        """Which ResNet50 weights produced ``entropy``."""
+        """Which ResNet50 weights produced ``entropy``, and its identity record."""
         return self.folder / "entropy.json"
+
+    @property
+    def record(self) -> Path:
+        """The identity ``per_image`` was computed with (:mod:`fusionbench.identity`)."""
+        return self.folder / "metrics.json"
 
 
 @dataclass(frozen=True)

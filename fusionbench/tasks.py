@@ -149,6 +149,8 @@ class Task:
     figures: Callable[["FigureView"], list[dict[str, Any]]] | None = None  # report figures of one model
     published: Callable[[str], Mapping[str, float] | None] | None = None  # published values per method, by model
     published_label: str = "published"
+    code: tuple[str, ...] = ()  # modules whose source computes a unit (with what they import from their package);
+                                # () : the module of ``run``. Their code identity is part of each unit's protocol
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ method, seed); per-image fusion metrics) and writes, under ``run_layout(config).
     metric_intervals.csv     per method and fusion metric: mean per image, 95% bootstrap interval, images
     metrics.csv              per fusion metric and (A, B): mean per-image difference, interval, Wilcoxon p,
                              Holm-adjusted p (family: one metric's comparisons), significant
-    manifest.json            settings, the references used, the inputs' fingerprint (written last: marks done)
+    manifest.json            the identity of its inputs (settings, which units and metrics were fresh, their
+                             content hashes, the compare code) and of its tables (written last: marks done)
 
 References (``report.compare_to``): method names, and ``best`` for the method with the best mean (the
 task's primary statistic; per metric, the best mean in the metric's direction). Each method is compared
@@ -34,7 +35,8 @@ import pandas as pd
 
 from fusion.metrics import REGISTRY, direction
 from fusionbench.errors import FusionBenchError
-from fusionbench.files import atomic_write_text, sha256_file
+from fusionbench.files import atomic_write_text
+from fusionbench.identity import read_identity, stale_reasons
 from fusionbench.stats import (
     Draws,
     holm,
@@ -46,6 +48,7 @@ from fusionbench.stats import (
 )
 from fusionbench.tasks import Task
 from pipelines.config import evaluated_tasks, run_layout
+from pipelines.freshness import compare_inputs, compare_outputs, compare_reasons
 from pipelines.schema import Config
 
 log = logging.getLogger(__name__)
@@ -74,34 +77,26 @@ class Settings:
 
 
 def run_compare(config: Config, methods: list[str]) -> Path:
-    """Write the compare stage's files for ``methods`` (those with results; others are listed as missing)."""
+    """Write the compare stage's files for ``methods``: those whose units (every seed) and metrics are fresh
+    (:func:`pipelines.freshness.compare_inputs`); missing and stale ones are left out and named."""
     settings = Settings.from_config(config)
-    layout = run_layout(config)
-    out = layout.compare
+    out = run_layout(config).compare
     evaluated = evaluated_tasks(config)
-    evidence = {(task.name, model): {m: [task.files(layout.task(task.name).model(model).method(m).seed(s).folder)
-                                          for s in task.seeds(config.task_settings(task.name))] for m in methods}
-                for task, models in evaluated for model in models}
-    complete = {key: [m for m in methods if all(path.is_file() for f in runs[m] for path in (f.results, *f.evidence))]
-                for key, runs in evidence.items()}  # results.json is written last: a unit without it is unfinished
-    metric_files = {m: [p for p in (layout.metrics.method(m).per_image, layout.metrics.method(m).entropy) if p.is_file()]
-                    for m in methods}
-    measured = [m for m in methods if metric_files[m]]
-    inputs = [p for key, found in complete.items() for m in found for f in evidence[key][m] for p in f.evidence]
-    inputs += [p for m in measured for p in metric_files[m]]
-    fingerprint = {"settings": settings.__dict__ | {"references": list(settings.references)},
-                   "tasks": {task.name: {"models": models, "seeds": task.seeds(config.task_settings(task.name))}
-                             for task, models in evaluated},
-                   "methods": methods, "inputs": {str(p): sha256_file(p) for p in inputs}}
+    inputs = compare_inputs(config, methods)
+    fingerprint = inputs.identity
     manifest = out.manifest
-    if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
+    if not (stale_reasons(read_identity(manifest, "fingerprint"), fingerprint, str(manifest))
+            + stale_reasons(read_identity(manifest, "outputs"), compare_outputs(config), str(manifest))):
         log.info("compare: up to date (%s)", manifest)
         return out.folder
+    evidence, complete, metric_files, measured = inputs.units, inputs.compared, inputs.measured, list(inputs.measured)
+    for line in inputs.stale:
+        log.warning("compare: left out, stale: %s", line)
     missing = {f"{task}/{model}": [m for m in methods if m not in found] for (task, model), found in complete.items()}
     missing["metrics"] = [m for m in methods if m not in measured]
     for stage, names in missing.items():
         if names:
-            log.warning("compare: no %s results for %s: left out of the comparisons", stage, ", ".join(names))
+            log.warning("compare: no fresh %s results for %s: left out of the comparisons", stage, ", ".join(names))
 
     references: dict[str, Any] = {}
     manifest.unlink(missing_ok=True)  # until the new one is written, the folder is not done
@@ -125,7 +120,8 @@ def run_compare(config: Config, methods: list[str]) -> Path:
     else:
         for path in (out.metrics, out.metric_intervals):
             path.unlink(missing_ok=True)
-    atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "missing": missing, "references": references,
+    atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint, "outputs": compare_outputs(config),
+                                            "missing": missing, "stale": inputs.stale, "references": references,
                                             "level": LEVEL}, indent=1))
     return out.folder
 
@@ -272,7 +268,10 @@ def significance_sentences(config: Config) -> list[str]:
     """Per (task, model): one line on what the comparisons of its primary statistic found, saying plainly
     when nothing differs at this test size."""
     files = run_layout(config).compare
-    manifest = json.loads(files.manifest.read_text()) if files.manifest.is_file() else {}
+    stale = compare_reasons(config)
+    if stale:  # never sentences from tables of other inputs, settings or code
+        return [f"comparisons not shown: {line}" for line in stale]
+    manifest = json.loads(files.manifest.read_text())
     alpha = manifest.get("fingerprint", {}).get("settings", {}).get("alpha", config.stats.alpha)
     lines = []
     for task, models in evaluated_tasks(config):

@@ -4,9 +4,12 @@ Works for every registered task (:mod:`fusionbench.tasks`): the task trains and 
 stage decides what to run and what to reuse, and summarises across seeds. Per (task, model, method, seed),
 in ``run_layout(config).task(t).model(m).method(x).seed(k)`` = ``<run>/<task>/<model>/<method>/seed<k>/``::
 
-    protocol.json   the settings and data identities the run started with: a rerun whose data changed
-                    (fused images, labels) starts the run again; other changed settings stop with how to redo
-    results.json    the task's scores with their image-bootstrap intervals (written last: marks done)
+    protocol.json   the settings, data identities and the code identity of the task's modules the run
+                    started with: a rerun whose data or code changed (fused images, labels) starts the run
+                    again; other changed settings stop with how to redo (:mod:`pipelines.freshness`)
+    results.json    the task's scores with their image-bootstrap intervals (written last: marks done), the
+                    protocol they were evaluated under and the content hashes of the derived files
+                    (``derived``): a derived file that differs is removed and computed again
     results.csv     the same as one row
     ...             the task's evidence (detection: test_predictions.json, matches.npz, ...)
 
@@ -29,10 +32,24 @@ from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, write_text_if_changed
 from fusionbench.fused_set import check_fused_set, check_method_name
+from fusionbench.identity import file_identity, stale_reasons
 from fusionbench.layout import MethodRuns
 from fusionbench.stats import Draws, over_drawn_seeds, percentile_interval
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model, get_task
 from pipelines.config import run_layout
+from pipelines.freshness import (
+    bootstrap,
+    derived_identity,
+    make_unit,
+    method_summary_reasons,
+    read_json,
+    recorded_results,
+    results_identity,
+    summary_inputs,
+    unit_protocol,
+    unit_reasons,
+)
+from pipelines.fusers import fingerprint_reasons
 from pipelines.safe_delete import remove_inside
 from pipelines.schema import Config
 
@@ -43,20 +60,6 @@ LEVEL = 0.95
 
 class DownstreamError(FusionBenchError):
     """A downstream run cannot start (old layout, changed settings, missing fused set)."""
-
-
-def bootstrap(config: Config) -> Bootstrap:
-    """The image bootstrap behind every interval (``stats.bootstrap``, ``stats.seed``)."""
-    return Bootstrap(config.stats.bootstrap, config.stats.seed)
-
-
-def make_unit(config: Config, task: Task, model: str, method: str, seed: int) -> Unit:
-    layout = run_layout(config)
-    runs = layout.task(task.name)
-    return Unit(task=task.name, model=get_model(task.name, model), method=method, seed=seed,
-                settings=config.task_settings(task.name), benchmark=Benchmark(layout.benchmark),
-                folder=runs.model(model).method(method).seed(seed).folder, workspace=runs.workspace,
-                device=None if config.run.device == "auto" else config.run.device, bootstrap=bootstrap(config))
 
 
 def check_old_layouts(config: Config, task: Task, model: str, method: str) -> None:
@@ -82,55 +85,79 @@ def check_old_layouts(config: Config, task: Task, model: str, method: str) -> No
 
 
 def run_unit(config: Config, task_name: str, model: str, method: str, seed: int) -> dict[str, Any]:
-    """One (task, model, method, seed): reuse its results while its protocol and evidence hold, else run it."""
+    """One (task, model, method, seed): reuse its results while they are fresh (:mod:`pipelines.freshness`),
+    repair what was derived from them, else run it."""
     task = get_task(task_name)
     check_method_name(method)
     unit = make_unit(config, task, model, method, seed)
     check_fused_set(unit.benchmark, method)
-    protocol = task.protocol(unit)
+    check_fingerprint(config, method)
+    protocol = unit_protocol(task, unit)
     files = task.files(unit.folder)
     if files.protocol.is_file():
-        before = {**task.recorded_before, **json.loads(files.protocol.read_text())}
-        changed = {k: [before.get(k), v] for k, v in protocol.items() if before.get(k) != v}
-        if changed and set(changed) <= set(task.input_keys):  # data redone: so is the run
+        recorded = read_json(files.protocol)
+        before = None if recorded is None else {**task.recorded_before, **recorded}
+        reasons = stale_reasons(before, protocol, str(files.protocol))
+        changed = {k for k, v in protocol.items() if (before or {}).get(k) != v}
+        if reasons and (before is None or changed <= {*task.input_keys, "code"}):  # data or code redone: so is the run
             remove_inside(unit.folder, unit.folder.parent, f"its inputs changed since it ran "
-                                                           f"({', '.join(sorted(changed))}); running again")
-        elif changed:
-            raise DownstreamError(f"{unit.folder}: started with other settings ({changed}: before, now); rerun "
-                                  f"with --force to start {model} on {method} again")
-    if files.results.is_file() and _reusable(task, files, unit):
-        log.info("%s %s %s seed %d: already done (%s); use --force to redo", task.name, model, method, seed,
-                 files.results)
-        return json.loads(files.results.read_text())
+                                                           f"({', '.join(sorted(changed))}); running again: "
+                                                           + "; ".join(reasons))
+        elif reasons:
+            raise DownstreamError(f"{unit.folder}: started with other settings; rerun with --force to start {model} "
+                                  f"on {method} again:\n" + "\n".join(reasons))
+    if files.results.is_file():
+        reasons = repair(task, unit, protocol)
+        if not reasons:
+            log.info("%s %s %s seed %d: already done (%s); use --force to redo", task.name, model, method, seed,
+                     files.results)
+            return json.loads(files.results.read_text())
     atomic_write_text(files.protocol, json.dumps(protocol, indent=1))
-    return task.run(unit)
+    results = task.run(unit)
+    recorded = {**results, **{k: v for k, v in protocol.items() if k != "code"},
+                "derived": derived_identity(files)}  # what repair() and every consumer check
+    atomic_write_text(files.results, json.dumps(recorded, indent=1))
+    return recorded
+
+
+def check_fingerprint(config: Config, method: str) -> None:
+    """Refuse a fused set another configuration made (a shared benchmark fused with other options)."""
+    reasons = fingerprint_reasons(config, method)
+    if reasons:
+        raise DownstreamError(f"fused set {method!r} is not the one this config makes (run `pipelines fuse "
+                              f"--method {method}` to redo it):\n" + "\n".join(reasons))
+
+
+def repair(task: Task, unit: Unit, protocol: dict[str, Any]) -> list[str]:
+    """Why a unit's finished results are not fresh (empty: they are), after removing, with a warning
+    naming each, what must be computed again: results of another protocol or unreadable ones, and every
+    derived file from the first whose content differs from what the results recorded."""
+    files = task.files(unit.folder)
+    results = read_json(files.results)
+    reasons = stale_reasons(recorded_results(task, results, protocol), results_identity(task, unit, protocol),
+                            str(files.results))
+    if not reasons:
+        return []
+    for line in reasons:
+        log.warning("%s; computing it again", line)
+    recorded = (results or {}).get("derived") or {}
+    trusted = results is not None and all(results.get(k) == v for k, v in protocol.items() if k != "code")
+    damaged = False
+    for path in files.derived:
+        damaged = damaged or not trusted or recorded.get(str(path.relative_to(unit.folder))) != file_identity(path)
+        if damaged and path.exists():
+            log.warning("%s: not what %s recorded; removed, computed again from what it derives from", path,
+                        files.results.name)
+            path.unlink()
+    if not trusted:
+        files.results.unlink()
+    return reasons
 
 
 def unit_done(config: Config, task_name: str, model: str, method: str, seed: int) -> bool:
-    """What :func:`run_unit` would reuse: finished results, made with this run's bootstrap, whose evidence loads
-    and whose protocol (settings and data identities) is today's. The SLURM submitter skips such a unit."""
-    task = get_task(task_name)
-    try:
-        unit = make_unit(config, task, model, method, seed)
-        files = task.files(unit.folder)
-        if not (files.results.is_file() and files.protocol.is_file()):
-            return False
-        recorded = {**task.recorded_before, **json.loads(files.protocol.read_text())}
-        return recorded == {**recorded, **task.protocol(unit)} and _reusable(task, files, unit)
-    except (OSError, ValueError, FusionBenchError):
-        return False
-
-
-def _reusable(task: Task, files: Any, unit: Unit) -> bool:
-    """Finished results made with this run's bootstrap whose evidence loads."""
-    try:
-        results = json.loads(files.results.read_text())
-        task.statistics.load(unit.folder)
-    except (OSError, ValueError, FusionBenchError) as error:
-        log.warning("%s: %s; computing it again", files.folder, error)
-        return False
-    recorded = results.get("bootstrap") or {}
-    return (recorded.get("replicates"), recorded.get("seed")) == (unit.bootstrap.replicates, unit.bootstrap.seed)
+    """What :func:`run_unit` would reuse (:func:`pipelines.freshness.unit_reasons` finds nothing stale): the
+    SLURM submitter skips such a unit."""
+    return not unit_reasons(config, get_task(task_name), model, method, seed)
 
 
 def check_labels(config: Config, task: Task) -> None:
@@ -173,7 +200,8 @@ def write_method_summary(config: Config, task: Task, model: str, method: str, se
                "intervals": "seeds and images" if len(seeds) > 1 else "images only (one seed: seed variance not measured)",
                "statistics": method_statistics(task, evidence, settings),
                "test_images": len(task.statistics.images(evidence[0])),
-               "runs": {str(seed): {k: run.get(k) for k in task.summary_fields} for seed, run in zip(seeds, runs)}}
+               "runs": {str(seed): {k: run.get(k) for k in task.summary_fields} for seed, run in zip(seeds, runs)},
+               "results": summary_inputs(task, method_runs, seeds)}  # what it is computed from (freshness)
     write_text_if_changed(method_runs.summary, json.dumps(summary, indent=1))  # a rerun that skipped every seed keeps it
     return summary
 
@@ -246,4 +274,7 @@ def primary_summary(config: Config, task: Task, model: str, method: str) -> str:
     first = task.statistics.primary
     if not path.is_file():
         return f"{first.label} missing"
+    stale = method_summary_reasons(config, task, model, method)
+    if stale:
+        return f"{first.label} stale ({stale[0]}{f'; and {len(stale) - 1} more' if len(stale) > 1 else ''})"
     return f"{first.label} {format_statistic(json.loads(path.read_text())['statistics'].get(first.name), first.scale)}"

@@ -9,10 +9,14 @@ Outputs, under ``run_layout(config).metrics`` (names: :class:`fusionbench.layout
                             where it is defined and ``<metric>_n``, how many those are; entropy mean
                             and median
 
-Resumable: a method's file is recomputed only when it is missing, incomplete, older than the fused
-set, computed under another convention, or (entropy) computed with other weights. Methods whose
-fused set is not complete are skipped with a warning and appear as missing in the summary.
-``run_metrics`` for some methods keeps the summary rows of the others.
+    <method>/metrics.json   the identity metrics.csv was computed with (:mod:`pipelines.freshness`)
+
+Resumable by the one freshness rule (:mod:`fusionbench.identity`): a method's file is recomputed unless its
+record names today's fused set (by content), split, convention (entropy: perception weights by content),
+metric code, and the file's own content; a damaged or hand-edited CSV is recomputed with a warning naming
+it. A fused set made under other options than this config's is refused (asked for by name) or skipped
+with a warning; so is an incomplete one; either appears as missing in the summary, as does a method whose
+files are stale. ``run_metrics`` for some methods keeps the summary rows of the others.
 """
 from __future__ import annotations
 
@@ -30,15 +34,17 @@ from tqdm import tqdm
 from fusion.color import luminance
 from fusion.metrics import evaluate_files, get_convention
 from fusion.perception import PerceptionSource, decision_entropy
-from fusionbench.benchmark import Benchmark, BenchmarkError
+from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text
 from fusionbench.fused_set import check_method_name, is_complete
+from fusionbench.identity import read_identity, stale_reasons
 from fusionbench.images import read_vi
-from fusionbench.layout import MANIFEST
 from pipelines.config import run_layout
 from pipelines.devices import torch_device
 from pipelines.file_errors import os_error_line
+from pipelines.freshness import entropy_identity, metrics_identity, metrics_reasons, with_content
+from pipelines.fusers import fingerprint_reasons
 from pipelines.perception import perception_network
 from pipelines.schema import Config
 
@@ -64,16 +70,6 @@ def summary_columns(metrics: tuple[str, ...]) -> list[str]:
 def configured_methods(config: Config) -> list[str]:
     """The run's methods: ``metrics.methods`` when given, else ``fusion.methods``."""
     return list(config.metrics.methods or config.fusion.methods)
-
-
-def _up_to_date(path: Path, stems: list[str], stamp: float, columns: list[str] | None = None) -> bool:
-    if not path.is_file() or path.stat().st_mtime < stamp:
-        return False
-    try:
-        frame = pd.read_csv(path, dtype={"stem": str})
-    except (ValueError, pd.errors.ParserError):
-        return False
-    return "stem" in frame and frame["stem"].tolist() == stems and (columns is None or list(frame.columns) == columns)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -117,27 +113,13 @@ def _compute_metrics(bench: Benchmark, method: str, split: str, workers: int, co
     return score_triples(triples, convention, workers, method)
 
 
-def _entropy_current(config: Config, method: str, stems: list[str], stamp: float,
-                     source: PerceptionSource) -> bool:
-    files = run_layout(config).metrics.method(method)
-    if not files.entropy_source.is_file() or not _up_to_date(files.entropy, stems, stamp):
-        return False
-    return json.loads(files.entropy_source.read_text()) == {"kind": source.kind, "detail": source.detail}
-
-
 def is_current(config: Config, method: str) -> bool:
-    """True when ``method``'s per-image metrics (and entropies, when configured) are newer than its fused
-    set: a submitter skips its job then (the job itself checks the rows and the convention)."""
+    """True when ``method``'s per-image metrics (and entropies, when configured) are fresh
+    (:func:`pipelines.freshness.metrics_reasons`): a submitter skips its job then."""
     try:
-        fused_manifest = Benchmark(run_layout(config).benchmark).fused_dir(method) / MANIFEST
-    except BenchmarkError:
+        return not metrics_reasons(config, method)
+    except (OSError, FusionBenchError):
         return False
-    files = run_layout(config).metrics.method(method)
-    wanted = [files.per_image, *((files.entropy, files.entropy_source) if config.metrics.entropy else ())]
-    if not fused_manifest.is_file() or not all(path.is_file() for path in wanted):
-        return False
-    stamp = fused_manifest.stat().st_mtime
-    return all(path.stat().st_mtime >= stamp for path in wanted)
 
 
 def run_metrics(config: Config, methods: list[str] | None = None, force: bool = False) -> Path:
@@ -153,6 +135,10 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
     if unfused:
         raise MetricsError(f"no fused set {', '.join(map(repr, unfused))} in {bench.fused_dir(unfused[0]).parent}: "
                            f"run `pipelines fuse --method {unfused[0]}` first")
+    foreign = [line for method in asked for line in fingerprint_reasons(config, method)]
+    if foreign:
+        raise MetricsError("fused set(s) not made by this config (run `pipelines fuse --method M` to redo them):\n"
+                           + "\n".join(foreign))
     split = config.metrics.split
     stems = bench.stems(split)
     convention = convention_name(config)
@@ -183,29 +169,55 @@ def run_metrics(config: Config, methods: list[str] | None = None, force: bool = 
 def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[str], columns: list[str],
                     convention: str, network: tuple[torch.nn.Module, PerceptionSource] | None,
                     device: torch.device, force: bool) -> None:
-    """One method's per-image metrics (and entropies), unless they are up to date."""
+    """One method's per-image metrics (and entropies), unless their records say they are fresh."""
     split = config.metrics.split
     if not is_complete(bench, method):
         log.warning("metrics: fused set %r is not complete (run `pipelines fuse --method %s`); skipped",
                     method, method)
         return
-    stamp = (bench.fused_dir(method) / MANIFEST).stat().st_mtime  # rewritten only when the set changes
+    foreign = fingerprint_reasons(config, method)
+    if foreign:
+        log.warning("metrics: %s; skipped (run `pipelines fuse --method %s`)", "; ".join(foreign), method)
+        return
     files = run_layout(config).metrics.method(method)
-    if force or not _up_to_date(files.per_image, stems, stamp, columns):
+    identity = metrics_identity(config, method)
+    stale = stale_reasons(read_identity(files.record), with_content(identity, files.per_image), str(files.per_image))
+    if force or stale or _rows(files.per_image) != columns:
+        _explain(stale, force)
         frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
         _write_csv(files.per_image, frame)
+        atomic_write_text(files.record, json.dumps({"identity": with_content(identity, files.per_image)}, indent=1))
         log.info("metrics: %s written (%d images)", files.per_image, len(stems))
     else:
         log.info("metrics: %s is up to date", files.per_image)
     if network is None:
         return
     model, source = network
-    if force or not _entropy_current(config, method, stems, stamp, source):
+    identity = entropy_identity(config, method)
+    stale = stale_reasons(read_identity(files.entropy_source), with_content(identity, files.entropy),
+                          str(files.entropy))
+    if force or stale:
+        _explain(stale, force)
         paths = [bench.fused_image(method, split, stem) for stem in stems]
         values = image_entropies(model, paths, device)
         _write_csv(files.entropy, pd.DataFrame({"stem": stems, "entropy": values}))
-        atomic_write_text(files.entropy_source, json.dumps({"kind": source.kind, "detail": source.detail}))
+        atomic_write_text(files.entropy_source, json.dumps({"kind": source.kind, "detail": source.detail,
+                                                            "identity": with_content(identity, files.entropy)}))
         log.info("metrics: %s written (perception weights: %s)", files.entropy, source.kind)
+
+
+def _rows(path: Path) -> list[str] | None:
+    """The header of a per-image CSV (None: missing or unreadable)."""
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError):
+        return None
+
+
+def _explain(stale: list[str], force: bool) -> None:
+    """Say why a file is computed again: a damaged or edited file by name, other inputs or code by key."""
+    for line in stale if not force else ():
+        log.warning("metrics: %s; computing it again", line)
 
 
 def metric_summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -220,23 +232,21 @@ def metric_summary(frame: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, A
 
 
 def summarise(config: Config, methods: list[str]) -> pd.DataFrame:
-    """One row per method from the files on disk; a method without files has empty (missing) cells."""
+    """One row per method from its per-image files, when they are fresh; a method without them, or whose
+    files are stale (:func:`pipelines.freshness.metrics_reasons`, logged), has empty (missing) cells."""
     metrics = get_convention(convention_name(config)).metrics
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method}
         files = run_layout(config).metrics.method(method)
-        if files.per_image.is_file():
-            frame = pd.read_csv(files.per_image)
-            if list(frame.columns) == ["stem", *metrics]:
-                row.update(convention=convention_name(config), **metric_summary(frame, metrics))
-            else:
-                log.warning("metrics: %s was computed under another convention than %r; its row stays "
-                            "missing until `pipelines metrics -m %s`", files.per_image,
-                            convention_name(config), method)
-        if files.entropy.is_file() and files.entropy_source.is_file():
-            entropy = pd.read_csv(files.entropy)["entropy"]
-            row.update(entropy_mean=entropy.mean(), entropy_median=entropy.median(),
-                       perception=json.loads(files.entropy_source.read_text())["kind"])
+        stale = metrics_reasons(config, method) if files.per_image.is_file() else ["no metrics"]
+        if files.per_image.is_file() and stale:
+            log.warning("metrics: %s; its row stays missing until `pipelines metrics -m %s`", "; ".join(stale), method)
+        if not stale:
+            row.update(convention=convention_name(config), **metric_summary(pd.read_csv(files.per_image), metrics))
+            if config.metrics.entropy:
+                entropy = pd.read_csv(files.entropy)["entropy"]
+                row.update(entropy_mean=entropy.mean(), entropy_median=entropy.median(),
+                           perception=json.loads(files.entropy_source.read_text())["kind"])
         rows.append(row)
     return pd.DataFrame(rows, columns=summary_columns(metrics))

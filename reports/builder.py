@@ -68,6 +68,9 @@ class RunInputs:
     tasks: list[TaskInputs] = field(default_factory=list)
     qualitative: int = 4
     entropy_pairs: list[list[str]] = field(default_factory=list)
+    # why a result is stale, by ``<task>/<model>/<method>``, ``metrics/<method>`` or ``compare``: shown as
+    # stale with these lines, never with its numbers
+    stale: dict[str, list[str]] = field(default_factory=dict)
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -148,7 +151,7 @@ def entropy_figures(run: RunInputs, figures_dir: Path) -> list[dict[str, str]]:
     entropies = {}
     for method in run.methods:
         path = run.layout.metrics.method(method).entropy
-        if path.is_file():
+        if path.is_file() and f"metrics/{method}" not in run.stale:
             entropies[method] = pd.read_csv(path)["entropy"].to_numpy(float)
     if not entropies:
         return []
@@ -335,7 +338,8 @@ def task_sections(run: RunInputs, compared: stats.Comparisons, figures_dir: Path
         task = inputs.task
         for model in inputs.models:
             model_runs = run.layout.task(task.name).model(model.name)
-            summaries = {m: _read_json(model_runs.method(m).summary) for m in run.methods}
+            summaries = {m: None if f"{task.name}/{model.name}/{m}" in run.stale else _read_json(model_runs.method(m).summary)
+                         for m in run.methods}
             present = next((s for s in summaries.values() if s), None)
             declared = (task.statistics.statistics(task.statistics.load(model_runs.method(present["method"]).seed(
                 present["seeds"][0]).folder)) if present else [task.statistics.primary])
@@ -361,9 +365,12 @@ def build_report(run: RunInputs) -> Path:
     figures_dir, tables_dir = pages.figures, pages.tables
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    compared = stats.Comparisons.read(run.layout.compare, [t.task.name for t in run.tasks])
+    names = [t.task.name for t in run.tasks]
+    compared = stats.Comparisons.none(names) if "compare" in run.stale else stats.Comparisons.read(run.layout.compare, names)
     summary_path = run.layout.metrics.summary
     summary = pd.read_csv(summary_path).set_index("method") if summary_path.is_file() else None
+    if summary is not None:
+        summary = summary.drop(index=[m for m in summary.index if f"metrics/{m}" in run.stale])
     perception = set(summary["perception"].dropna()) if summary is not None else set()
 
     fusion_intervals = stats.fusion_interval_table(run.methods, compared)
@@ -381,6 +388,7 @@ def build_report(run: RunInputs) -> Path:
         "paper_fusion": paper_table("paper_fusion").to_dict("records"),
         "metric_sentences": stats.metric_sentences(compared),
         "statistics_method": stats.method_note(compared),
+        "stale": [line for reasons in run.stale.values() for line in reasons],
     }
     environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)

@@ -40,6 +40,11 @@ class Comparisons:
                    table(files.metric_intervals), table(files.metrics),
                    json.loads(manifest.read_text()) if manifest.is_file() else None)
 
+    @classmethod
+    def none(cls, task_names: list[str]) -> "Comparisons":
+        """No comparisons: the compare stage's files are stale or unfinished (the page says why)."""
+        return cls({name: (None, None) for name in task_names}, None, None, None)
+
     def tests(self, task: str, model: str) -> pd.DataFrame | None:
         """The paired tests of one model of a task (None when the compare stage has none)."""
         tests = self.tasks.get(task, (None, None))[1]

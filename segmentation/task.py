@@ -348,4 +348,5 @@ TASK = register_task(Task(
     labels=("masks",), models=MODELS, default_models=("segformer_b0",), statistics=SegmentationStatistics(),
     run=run, protocol=protocol, input_keys=INPUT_KEYS, files=SegmentationFiles, figures=figures, check=check,
     summary_fields=("selected_epoch", "val_miou_per_epoch", "miou", "miou_ci95", "pixel_accuracy"),
+    code=("segmentation.task",),
 ))

@@ -3,24 +3,38 @@ its tables against independent computations (scipy's Wilcoxon, a hand Holm famil
 and what happens to its files when inputs change."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
-from runs import MODEL, unit_files
+from runs import MODEL, record_as_fresh, unit_files
 from scipy.stats import wilcoxon
 from test_map_statistics import synthetic
 
 from detection.matches import to_bytes
 from pipelines.compare import run_compare
 from pipelines.config import load_config, run_layout
+from pipelines.fuse import fuse_method
 
 METHODS = ["ir", "vi", "average", "max"]
 
 
-def write_run(root, methods=METHODS, metrics=True):
-    config = load_config("sample", [f"run.root={root}", "detect.seeds=[0, 1]", "stats.bootstrap=300",
-                                    "stats.permutations=300", f"fusion.methods=[{','.join(methods)}]",
+@pytest.fixture()
+def write_run(sample_benchmark):
+    """A run of synthetic per-image matches and metrics on a copy of the sample benchmark with the methods
+    fused, recorded as fresh (the freshness rule has tests of its own: tests/test_tamper.py)."""
+    return lambda root, methods=METHODS, metrics=True: _write_run(root, sample_benchmark.root, methods, metrics)
+
+
+def _write_run(root, benchmark, methods, metrics):
+    shutil.copytree(benchmark, root / "benchmark", ignore=shutil.ignore_patterns("fused", "*.cache"))
+    config = load_config("sample", [f"run.root={root}", f"data.benchmark={root / 'benchmark'}", "detect.seeds=[0, 1]",
+                                    "stats.bootstrap=300", "stats.permutations=300", "metrics.entropy=false",
+                                    f"fusion.methods=[{','.join(methods)}]", "fusion.workers=1",
                                     "tasks.segmentation=[]"])
+    for method in methods:
+        fuse_method(config, method, progress=False)
     for k, method in enumerate(methods):
         source = "vi" if method == "max" else method  # max: an exact copy of vi
         skill = {"ir": 0.3, "vi": 0.5, "average": 0.95}[source]
@@ -36,10 +50,11 @@ def write_run(root, methods=METHODS, metrics=True):
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame({"stem": [f"{i:03d}" for i in range(40)], "EN": rng.normal(6.0 + 0.2 * k, 0.3, 40),
                           "SSIM": 1.0 + 0.01 * np.arange(40)}).to_csv(path, index=False)
+        record_as_fresh(config, method, (0, 1))
     return config
 
 
-def test_detection_comparisons_references_and_holm(tmp_path):
+def test_detection_comparisons_references_and_holm(write_run, tmp_path):
     config = write_run(tmp_path)
     run_compare(config, METHODS)
     rows = pd.read_csv(run_layout(config).compare.task("detection").tests)
@@ -57,7 +72,7 @@ def test_detection_comparisons_references_and_holm(tmp_path):
     assert rows.p_holm.iloc[order].to_numpy() == pytest.approx(expected)
 
 
-def test_metric_comparisons_are_scipy_wilcoxon_with_holm_per_metric(tmp_path):
+def test_metric_comparisons_are_scipy_wilcoxon_with_holm_per_metric(write_run, tmp_path):
     config = write_run(tmp_path)
     run_compare(config, METHODS)
     rows = pd.read_csv(run_layout(config).compare.metrics)
@@ -71,7 +86,7 @@ def test_metric_comparisons_are_scipy_wilcoxon_with_holm_per_metric(tmp_path):
     assert (ssim.delta == 0).all() and (ssim.p == 1.0).all() and not ssim.significant.any()
 
 
-def test_compare_skips_when_done_and_drops_tables_whose_inputs_are_gone(tmp_path):
+def test_compare_skips_when_done_and_drops_tables_whose_inputs_are_gone(write_run, tmp_path):
     config = write_run(tmp_path)
     out = run_compare(config, METHODS)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -84,11 +99,13 @@ def test_compare_skips_when_done_and_drops_tables_whose_inputs_are_gone(tmp_path
     assert not files.metrics.exists() and files.task("detection").tests.is_file() and files.manifest.is_file()
 
 
-def test_a_method_missing_a_seed_is_left_out_and_named(tmp_path, caplog):
+def test_a_method_missing_a_seed_is_left_out_and_named(write_run, tmp_path, caplog):
     config = write_run(tmp_path)
-    unit_files(config, "average", 1).matches.unlink()
+    unit_files(config, "average", 1).matches.unlink()  # its results name evidence that is gone: stale
+    unit_files(config, "max", 1).results.unlink()  # unfinished: missing
     out = run_compare(config, METHODS)
     rows = pd.read_csv(run_layout(config).compare.task("detection").tests)
-    assert "average" not in set(rows.method) | set(rows.reference)
-    assert f"no detection/{MODEL} results for average" in caplog.text
+    assert not {"average", "max"} & (set(rows.method) | set(rows.reference))
+    assert f"left out, stale: detection {MODEL} average seed 1" in caplog.text and "matches.npz" in caplog.text
+    assert f"no fresh detection/{MODEL} results for average, max" in caplog.text
     assert run_layout(config).compare.folder == out

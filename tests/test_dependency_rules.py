@@ -12,7 +12,9 @@
   devices, ...) and nothing of ``pipelines.commands``; ``run_all`` alone calls the stages, and the
   exceptions are listed with their reason;
 - no two modules of ``fusion/`` import each other, even in a roundabout way; the fuser registry is a
-  leaf of the learned framework: not even a function of it imports ``fusion.learned`` (issue #24).
+  leaf of the learned framework: not even a function of it imports ``fusion.learned`` (issue #24);
+- no module decides anything by a file's modification time: freshness is the one identity rule
+  (:mod:`fusionbench.identity`, issue #22); a date merely shown is listed with its reason.
 """
 from __future__ import annotations
 
@@ -245,3 +247,30 @@ def test_the_rule_checks_would_catch_a_violation(tmp_path: Path):
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) in (["a", "b", "c", "a"], ["b", "c", "a", "b"],
                                                                        ["c", "a", "b", "c"])
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+MTIME = re.compile(r"\bst_mtime(_ns)?\b|\bgetmtime\b|\bst_ctime(_ns)?\b")
+# path -> why its use of a modification time decides nothing
+MTIME_DISPLAY = {"reports/builder.py": "shows on the page when the benchmark and the metrics summary were written"}
+
+
+def _mtime_uses(root: Path, packages: tuple[str, ...]) -> list[str]:
+    return [f"{path.relative_to(root)}:{number}: {line.strip()}"
+            for package in packages for path in sorted((root / package).rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if MTIME.search(line) and str(path.relative_to(root)) not in MTIME_DISPLAY]
+
+
+def test_no_stage_decides_by_modification_time():
+    """Observation (issue #22, high 4): metrics were reused when newer than their fused set's manifest, so
+    edited metric code or a fused set restored from a backup kept old numbers."""
+    found = _mtime_uses(REPO, PACKAGES)
+    assert not found, "\n".join(found)
+    assert all(MTIME.search((REPO / path).read_text()) for path in MTIME_DISPLAY)  # no stale exception
+
+
+def test_the_modification_time_rule_would_catch_a_use(tmp_path: Path):
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "metrics.py").write_text("fresh = out.stat().st_mtime >= source.stat().st_mtime\n"
+                                                       "import os\nold = os.path.getmtime(out)\n")
+    assert [line.split(":")[1] for line in _mtime_uses(tmp_path, ("pipelines",))] == ["1", "3"]

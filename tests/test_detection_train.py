@@ -176,7 +176,7 @@ def test_detect_command_on_the_sample_for_ir_and_vi_offline(sample_fused, tmp_pa
 
     assert again.exit_code == 0, again.output
     assert unit_files(config, "ir", 0).results.stat().st_mtime_ns == stamp
-    with pytest.raises(DownstreamError, match=r"'epochs': \[1, 2\].*--force"):
+    with pytest.raises(DownstreamError, match=r"(?s)--force.*protocol.json: epochs was 1, now 2"):
         detect_method(load_config("sample", [*overrides, "detect.epochs=2"]), "ir")
 
 
@@ -268,6 +268,7 @@ def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
     (other options, a new split), the next detect run trains again instead of reporting stale numbers."""
     from fusion.engine import fuse_set
     from fusion.registry import build_fuser
+    from pipelines.fusers import build_method
 
     bench = fused_copy(sample_benchmark, tmp_path, ("vi",))
     config = load_config("sample", [f"data.benchmark={bench.root}", f"run.root={tmp_path / 'runs'}", "run.device=cpu",
@@ -278,7 +279,9 @@ def test_a_redone_fused_set_is_detected_again(sample_benchmark, tmp_path):
     assert json.loads(protocol.read_text())["fused_set"] == first["fused_set"]
     assert detect_seed(config, "vi", 0)["fused_set"] == first["fused_set"]  # unchanged set: skipped
 
-    fuse_set(bench, "vi", build_fuser("average"), fingerprint={"method": "vi", "options": {"redone": True}}, progress=False)
+    # redone with other content under this config's fingerprint (a set made under another one is refused:
+    # tests/test_tamper.py)
+    fuse_set(bench, "vi", build_fuser("average"), fingerprint=build_method(config, "vi")[1], force=True, progress=False)
     second = detect_seed(config, "vi", 0)
     assert second["fused_set"] != first["fused_set"]
     assert json.loads(protocol.read_text())["fused_set"] == second["fused_set"]

@@ -18,8 +18,9 @@ from fusion.learned.trainer import Trainer, TrainSettings
 from fusion.perception import build_resnet50
 from fusion.s4fusion.architecture import S4FUSION
 from fusion.s4fusion.losses import LossSettings
+from fusionbench import identity
 from pipelines.config import load_config
-from pipelines.fuse import build_method
+from pipelines.fusers import build_method
 from pipelines.train_fusion import as_train_pairs
 
 TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), fusion_depth=1, d_state=4, d_state_fusion=4)
@@ -42,13 +43,13 @@ def fake_fusers(tmp_path: Path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(code_identity, "PACKAGES", ("fakefusion",))
-    for cached in (code_identity._source_file, code_identity._is_module):
+    for cached in (identity._source_file, identity._is_module):
         cached.cache_clear()
     importlib.invalidate_caches()
     yield root
     for name in [m for m in sys.modules if m.startswith("fakefusion")]:
         del sys.modules[name]
-    for cached in (code_identity._source_file, code_identity._is_module):
+    for cached in (identity._source_file, identity._is_module):
         cached.cache_clear()
 
 
@@ -86,8 +87,8 @@ def test_a_learned_fuser_depends_on_its_architecture(monkeypatch):
     from fusion.registry import code_identity as registry_identity
 
     before = registry_identity("s4fusion")
-    real = code_identity._source_file
-    monkeypatch.setattr(code_identity, "_source_file", lambda module: Path(__file__) if module == "fusion.s4fusion.model"
+    real = identity._source_file
+    monkeypatch.setattr(identity, "_source_file", lambda module: Path(__file__) if module == "fusion.s4fusion.model"
                         else real(module))  # as if the model's source had changed
     assert registry_identity("s4fusion") != before and registry_identity("s4fusion") == registry_identity("s4fusion_add")
 

@@ -17,7 +17,7 @@ from fusionbench.fused_set import is_complete
 from fusionbench.images import write_image
 from pipelines.cli import cli
 from pipelines.config import load_config
-from pipelines.fuse import build_method
+from pipelines.fusers import build_method
 
 
 def _copy(benchmark: Benchmark, root: Path) -> Benchmark:

@@ -109,9 +109,14 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     run_metrics(config)
     assert (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns == stamp  # up to date: skipped
     newer = (metrics_dir / "average" / "metrics.csv").stat().st_mtime + 5
-    os.utime(bench / "fused" / "average" / "manifest.json", (newer, newer))  # the set was fused again
+    os.utime(bench / "fused" / "average" / "manifest.json", (newer, newer))  # a date is not content
     run_metrics(config)
-    assert (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns != stamp
+    assert (metrics_dir / "average" / "metrics.csv").stat().st_mtime_ns == stamp
+    written = (metrics_dir / "average" / "metrics.csv").read_text()
+    lines = written.splitlines()
+    (metrics_dir / "average" / "metrics.csv").write_text("\n".join([lines[0], lines[1] + "7", *lines[2:]]) + "\n")
+    run_metrics(config)
+    assert (metrics_dir / "average" / "metrics.csv").read_text() == written  # recomputed from the fused set
 
     # metrics -m X merges X into the summary instead of rewriting it with X alone
     fuse_method(config, "max", progress=False)
