@@ -132,7 +132,8 @@ def plan(config: Config) -> list[Job]:
             for m in methods:
                 key = f"{kind.name}/{model}/{m}"
                 units = tuple(unit(f"{key}/seed{s}", Step(f"{key} seed {s}", downstream.run_unit, (kind.name, model, m, s)),
-                                   (Lock(method_lock_path(folder, m), shared=True),
+                                   (Lock(method_lock_path(layout.benchmark / "fused", m), shared=True),  # read
+                                    Lock(method_lock_path(folder, m), shared=True),
                                     Lock(method_lock_path(folder, m, f"seed{s}"))),
                                    Step("evaluated", downstream.unit_done, (kind.name, model, m, s)))
                               for s in seeds)

@@ -5,8 +5,9 @@ other's detector trainings). Commands that write across a whole run (``prepare``
 ``metrics``, ``report``) hold an exclusive ``flock`` on ``<folder>/.fusionbench.lock`` for their whole
 life. Commands that write one method's outputs (``fuse``, ``detect``, ``train-fusion``) hold that lock
 shared, plus an exclusive lock for each method (and fuse shard) they write, so one detector per GPU
-and a fused set's shards still run side by side, while the same method twice, or a method beside a
-whole-run writer, is refused at once with the holder's host, pid and command line (recorded in the lock
+and a fused set's shards still run side by side; a downstream command (``detect``, ``segment``) also holds
+the locks of the fused sets it reads shared, so a ``fuse`` that would rewrite one meanwhile is refused. The
+same method twice, or a method beside a whole-run writer, is refused at once with the holder's host, pid and command line (recorded in the lock
 file). The kernel drops a lock when its process dies, so a lock left by a killed run is taken over.
 
 On a cluster the jobs of one run lock the same files from several nodes: that holds where the shared

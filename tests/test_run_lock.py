@@ -99,6 +99,22 @@ def test_methods_and_shards_run_side_by_side_but_never_twice(tmp_path, holders, 
         assert "in use" not in result.output and "no prepared benchmark here" in result.output  # got past the locks
 
 
+def test_a_fused_set_being_read_is_not_rewritten_and_one_being_written_is_not_read(tmp_path, holders, run_cli):
+    """Observation (#22, medium): `fuse` could rewrite a fused set while `detect` trained on it (different locks).
+    A downstream command holds its methods' fused-set locks shared; a whole-set fuse takes them exclusive."""
+    bench = tmp_path / "runs" / "sample" / "benchmark"
+    args = ["-s", f"run.root={tmp_path / 'runs'}"]
+    fusing = holders([(method_lock_path(bench / "fused", "gff"), False)])  # a fuse of gff at work
+    assert f"in use by pid {fusing.pid}" in run_cli("detect", *args, "--method", "gff").output
+    assert f"in use by pid {fusing.pid}" in run_cli("segment", *args, "--method", "gff").output
+    fusing.send_signal(signal.SIGKILL)
+    fusing.wait()
+    reading = holders([(method_lock_path(bench / "fused", "vi"), True)])  # a detector reading vi's set
+    assert f"in use by pid {reading.pid}" in run_cli("fuse", *args, "--method", "vi").output
+    beside = run_cli("detect", *args, "--method", "vi")  # another reader is welcome
+    assert "in use" not in beside.output and "no prepared benchmark here" in beside.output
+
+
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, holders):
     path = tmp_path / LOCK_NAME
     holder = holders([(path, False)])

@@ -25,6 +25,8 @@ def run(config_source: str, overrides: tuple[str, ...], task_name: str, model: s
     config = build_config(config_source, overrides, log_name=task.section, per_method=True)
     names = _methods(config, method, methods)
     models = [model] if model else list(config.tasks.get(task.name) or task.default_models)
+    for method_name in names:  # its fused set is read shared: a fuse that would rewrite it is refused meanwhile
+        lock_method(run_layout(config).benchmark / "fused", method_name, shared=True)
     for name in models:
         for method_name in names:  # one run per (model, method) at a time; others may train beside it
             lock_method(run_layout(config).task(task.name).model(name).folder, method_name)
