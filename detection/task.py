@@ -37,6 +37,7 @@ from fusionbench.benchmark import SPLITS, Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_bytes, atomic_write_text, sha256_file
 from fusionbench.fused_set import fused_set_identity
+from fusionbench.identity import weights_source
 from fusionbench.layout import UnitFiles
 from fusionbench.settings import Section, check_seeds, check_weights, weights_for
 from fusionbench.stats import Draws, percentile_interval
@@ -188,7 +189,7 @@ def protocol_settings(settings: DetectionSettings, model: Model, seed: int, devi
     weights = model_weights(settings, model)
     return {
         "model": model.name,
-        "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "scratch",
+        "model_source": weights_source(weights, "scratch"),
         "epochs": train.epochs, "imgsz": train.imgsz, "batch": train.batch, "seed": train.seed,
         "amp": train.amp, "select_by": settings.select_by, "train_args": dict(train.extra),
         "conf": settings.conf, "iou": settings.iou,

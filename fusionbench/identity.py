@@ -53,6 +53,19 @@ def file_identity(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
+def weights_source(weights: str | Path | None, without: str) -> str:
+    """What a model starts from, for a protocol: ``without`` (e.g. "scratch") or the weights' path *and*
+    content (a file's sha256, a folder's over its files), so weights replaced at the same path retrain."""
+    if weights is None:
+        return without
+    path = Path(weights).expanduser().resolve()
+    if path.is_dir():
+        content = digest([(str(f.relative_to(path)), sha256_file(f)) for f in sorted(path.rglob("*")) if f.is_file()])
+    else:
+        content = file_identity(path) or "missing"
+    return f"pretrained {path} (sha256 {content})"
+
+
 def digest(content: Any) -> str:
     """sha256 of a JSON-serialisable value (an identity of identities)."""
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

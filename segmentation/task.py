@@ -38,6 +38,7 @@ from fusionbench.benchmark import SPLITS, Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, sha256_file
 from fusionbench.fused_set import fused_set_identity
+from fusionbench.identity import weights_source
 from fusionbench.layout import UnitFiles
 from fusionbench.settings import Section, check_seeds, check_weights, weights_for
 from fusionbench.stats import Draws
@@ -188,7 +189,7 @@ def protocol(unit: Unit) -> dict[str, Any]:
     else:
         deciding = segmenter_settings(unit).deciding()
         weights = deciding.pop("weights")
-        deciding = {"model": unit.model.name, "model_source": f"pretrained {weights}" if weights else "random",
+        deciding = {"model": unit.model.name, "model_source": weights_source(weights, "random"),
                     **deciding}
     return {**deciding, "fused_set": fused_set_identity(unit.benchmark, unit.method),
             "masks": masks_identity(unit.benchmark)}
@@ -203,7 +204,7 @@ def _ultralytics_protocol(unit: Unit) -> dict[str, Any]:
     weights = weights_for(settings.weights, unit.model.name)
     train = ultralytics_settings(unit)
     return {"model": unit.model.name,
-            "model_source": f"pretrained {Path(weights).expanduser().resolve()}" if weights else "random",
+            "model_source": weights_source(weights, "random"),
             "epochs": train.epochs, "imgsz": train.imgsz, "batch": train.batch, "lr": train.lr,
             "weight_decay": train.weight_decay, "seed": train.seed, "eval_every": 1,
             "normalisation": ULTRALYTICS_NORMALISATION, "colour": settings.colour,

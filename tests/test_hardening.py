@@ -511,3 +511,26 @@ def test_sigterm_in_process_exits_143_and_the_callers_handler_comes_back(monkeyp
     with pytest.raises(SystemExit) as stopped:
         cli_module.main([])
     assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_pretrained_weights_are_identified_by_content_not_path(tmp_path: Path):
+    """Observation (low): detector weights were identified by their path, so a file replaced at the same path
+    kept every result trained from the old one. The protocol now holds the content (segmenters' too: a folder of
+    HF weights by its files)."""
+    from detection.task import MODELS, protocol_settings
+    from fusionbench.identity import weights_source
+
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"first release")
+    config = load_config("sample", [f"detect.weights={weights}"])
+    model = MODELS[config.tasks["detection"][0]]
+    before = protocol_settings(config.detect, model, 0)["model_source"]
+    weights.write_bytes(b"second release")
+    after = protocol_settings(config.detect, model, 0)["model_source"]
+    assert before != after and after.startswith(f"pretrained {weights.resolve()} (sha256 ")
+    folder = tmp_path / "segformer"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "model.safetensors").write_bytes(b"a")
+    first = weights_source(folder, "random")
+    (folder / "sub" / "model.safetensors").write_bytes(b"b")
+    assert weights_source(folder, "random") != first and weights_source(None, "random") == "random"
