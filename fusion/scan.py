@@ -39,7 +39,7 @@ from fusionbench.errors import FusionBenchError
 
 Tensor = torch.Tensor
 
-CHUNK = 128  # steps between stored states: backward memory ~ B*D*N*L/CHUNK, recompute buffer (CHUNK, N)
+CHUNK = 128  # steps between stored states: backward memory ~ B*D*N*L/CHUNK, recompute buffers (CHUNK, N, block)
 # widest channel blocks: the forward keeps an (N, block) state, the backward two (CHUNK, N, block)
 # float64 buffers (states and decays). Measured at S4Fusion's sizes, one thread: backward blocks of
 # 36 channels take 0.6x the time of blocks of 8 (dB and dC are summed over a block, and read and
@@ -178,7 +178,7 @@ class _ScanCore(torch.autograd.Function):
         with _keeping_torch_threads():
             dt, starts, last = kernels.scan_forward(
                 u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
-                C_, D_, orders, CHUNK, parts, block, _positions_first(y, channels_last),
+                C_, D_, orders, CHUNK, parts, block, _positions_first(y.numpy(), channels_last),
                 for_backward)
         ctx.arrays = (u_, dt, A_, B_, C_, D_, orders)  # reused by backward
         ctx.softplus, ctx.channels_last = softplus, channels_last
@@ -199,7 +199,7 @@ class _ScanCore(torch.autograd.Function):
         u_, dt, A_, B_, C_, D_, orders = ctx.arrays
         dtypes = ctx.dtypes
         block, parts = ctx.blocking
-        dy_ = _positions_first(torch.from_numpy(_numpy(dy, torch.float32)), ctx.channels_last)
+        dy_ = _positions_first(_numpy(dy, torch.float32), ctx.channels_last)
         with _keeping_torch_threads():
             du, ddelta, dA, dB, dC, dD = kernels.scan_backward(
                 u_, dt, ctx.softplus, A_, B_, C_, D_, orders, CHUNK, starts.numpy(), dy_,
@@ -218,10 +218,10 @@ class _ScanCore(torch.autograd.Function):
                 None, None, None, None)
 
 
-def _positions_first(y: Tensor, channels_last: bool) -> np.ndarray:
-    """The (batch, positions, channels) numpy view of an output (or its gradient) that the
-    kernels index by position: the array itself, or a transposed view of a channels-first one."""
-    return y.numpy() if channels_last else y.numpy().transpose(0, 2, 1)
+def _positions_first(y: np.ndarray, channels_last: bool) -> np.ndarray:
+    """The (batch, positions, channels) view of an output (or its gradient) that the kernels
+    index by position: the array itself, or a transposed view of a channels-first one."""
+    return y if channels_last else y.transpose(0, 2, 1)
 
 
 def _needs_backward(*inputs: Tensor | None) -> bool:

@@ -141,7 +141,7 @@ def pair_major(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(-1, 2) if x.dim() == 5 else x.unsqueeze(2)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # a forward uses at most two shapes per scale
 def scan_orders(height: int, width: int, pair: int = 1) -> np.ndarray:
     """(K, pair * H * W) int64: the positions, in pair-major storage (pair, H, W), that direction
     k visits at its steps 0, 1, ...: :func:`to_direction` applied to the positions themselves."""
