@@ -20,13 +20,15 @@ a warm start (loading that cache), both for a tiny forward+backward.
     python bench/bench_scan.py
     python bench/bench_scan.py --lengths 8192 32768 --repeats 1
 
-``--before REV`` instead times the CPU scan at S4Fusion's layer sizes (the grouped scans of its
-480x640 forward), forward and forward+backward, for this checkout and for ``fusion`` at git
-revision REV, each in fresh processes alternating --repeats times (the best counts), with
---threads numba threads; outputs and gradients of the two are compared. Writes
-bench/results/scan_before.json.
+``--before REV [REV ...]`` instead times, for this checkout and for ``fusion`` at each git
+revision, S4Fusion's scans at 480x640, forward and forward+backward, at two levels: 'layer' (each
+scan as its SS2D or CMSA module runs it, the reorderings of the four directions included) and
+'kernel' (one grouped selective_scan_fn call of already reordered sequences); and one S4Fusion
+480x640 fusion (bench_model.py's measurement). Fresh processes alternate --repeats times (the
+best counts) with --threads numba and torch threads; outputs, gradients and fused images are
+compared with the last revision's. Writes bench/results/scan_before.json.
 
-    python bench/bench_scan.py --before 413e273 --repeats 3
+    python bench/bench_scan.py --before 413e273 ac19e80 --repeats 2
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from typing import Callable
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -235,10 +238,12 @@ def print_table(rows: list[dict]) -> None:
           "machine); * = extrapolated linearly from the first-round rate at the largest measured length")
 
 
-# (channels D, groups, N, length L) of S4Fusion's grouped scans at 480x640 (padded to 481x649), as
-# recorded from its forward: 18 calls, of these five sizes (calls per size in the last column)
-S4FUSION_480X640 = ((288, 4, 12, 34560, 3), (576, 4, 12, 8640, 6), (1152, 4, 12, 2160, 3),
-                    (576, 4, 18, 17280, 3), (1152, 4, 18, 4320, 3))
+# S4Fusion's scans at 480x640 (padded to 481x649), as recorded from its forward: (d_inner, N, H, W,
+# pair, calls). pair 1: a VSS block's SS2D; pair 2: a CMSA block's cross scan (IR and VI tokens
+# interleaved). The kernel sees 4 * d_inner channels in 4 groups and H * W * pair steps.
+S4FUSION_480X640 = ((72, 12, 160, 216, 1, 3), (144, 12, 80, 108, 1, 6), (288, 12, 40, 54, 1, 3),
+                    (144, 18, 80, 108, 2, 3), (288, 18, 40, 54, 2, 3))
+LEVELS = ("layer", "kernel")
 
 
 def layer_inputs(dim: int, groups: int, n_state: int, length: int) -> dict[str, torch.Tensor]:
@@ -253,76 +258,163 @@ def layer_inputs(dim: int, groups: int, n_state: int, length: int) -> dict[str, 
             "D": torch.ones(dim), "delta_bias": dt + torch.log(-torch.expm1(-dt))}
 
 
+def layer_scan(d_inner: int, n_state: int, height: int, width: int, pair: int):
+    """(run, leaves): the four-direction scan of one S4Fusion layer as its module runs it (the
+    reorderings around the scan included), with random weights and inputs: SS2D's scan_2d of
+    project_all(u), or CMSA's cross_scan_2d (patch mark, interleaving, scan, recovering)."""
+    from fusion.s4fusion.cmsa import CMSABlock
+    from fusion.s4fusion.ssm import DirectionalSSM, dt_rank_for
+
+    torch.manual_seed(d_inner + n_state + pair)
+    d_model = d_inner * 2 // 3
+    if pair == 1:
+        block = DirectionalSSM(d_inner, n_state, dt_rank_for(d_model))
+        u = torch.randn(1, d_inner, height, width)
+        return (lambda x: block.scan_2d(x, block.project_all(x))), [u], block
+    block = CMSABlock(d_model, d_state=n_state)
+    p_ir, p_vi = torch.randn(2, 1, d_inner, height, width)
+    return (lambda x, y: block.cross_scan_2d(x, y)), [p_ir, p_vi], block
+
+
+def timed_cpu(fn: Callable[[], object]) -> tuple[object, float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - start, time.process_time() - cpu
+
+
 def layers_worker(out: Path) -> None:
-    """In a child process (PYTHONPATH picks the fusion package): each layer size once forward
-    (no_grad) and once forward+backward; CPU and wall seconds, and the outputs for comparison."""
+    """In a child process (PYTHONPATH picks the fusion package): each S4Fusion scan size once
+    forward (no_grad) and once forward+backward, at two levels: 'layer' (the module's scan with
+    its reorderings, see layer_scan) and 'kernel' (one grouped selective_scan_fn call of the
+    reordered sequences); CPU and wall seconds, and the results for comparison."""
     results = {}
-    first = layer_inputs(8, 4, 12, 300)
-    run_once(numba_scan, first, True)()  # numba compile or cache load
-    for dim, groups, n_state, length, calls in S4FUSION_480X640:
-        inputs = layer_inputs(dim, groups, n_state, length)
-        key = f"{dim}x{groups}x{n_state}x{length}"
-        row = {"calls": calls}
-        for backward, mode in MODES:
-            start, cpu = time.perf_counter(), time.process_time()
-            result = run_once(numba_scan, inputs, backward)()
-            row[f"{mode}_s"], row[f"{mode}_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
-            tensors = result if backward else [result]
-            torch.save([t.detach() for t in tensors], out.with_name(f"{out.stem}-{key}-{mode}.pt"))
-        results[key] = row
+    run_once(numba_scan, layer_inputs(8, 4, 12, 300), True)()  # numba compile or cache load
+    for d_inner, n_state, height, width, pair, calls in S4FUSION_480X640:
+        key = f"{d_inner}x{n_state}x{height}x{width}x{pair}"
+        scan, leaves, block = layer_scan(d_inner, n_state, height, width, pair)
+        small_scan, small_leaves, _ = layer_scan(d_inner, n_state, 5, 7, pair)
+        small_scan(*small_leaves).sum().backward()  # the module's kernel specialisations: compile or load
+        kernel = layer_inputs(4 * d_inner, 4, n_state, height * width * pair)
+        for level in LEVELS:
+            row = {"calls": calls}
+            for backward, mode in MODES:
+                if level == "kernel":
+                    result, wall, cpu = timed_cpu(run_once(numba_scan, kernel, backward))
+                    tensors = result if backward else [result]
+                elif backward:
+                    xs = [x.clone().requires_grad_() for x in leaves]
+                    params = list(block.parameters())
+
+                    def forward_backward():
+                        return torch.autograd.grad(scan(*xs).sum(), xs + params, allow_unused=True)
+
+                    result, wall, cpu = timed_cpu(forward_backward)
+                    tensors = [t for t in result if t is not None]
+                else:
+                    with torch.no_grad():
+                        result, wall, cpu = timed_cpu(lambda: scan(*leaves))
+                    tensors = [result]
+                row[f"{mode}_s"], row[f"{mode}_cpu_s"] = wall, cpu
+                torch.save([t.detach().contiguous() for t in tensors],
+                           out.with_name(f"{out.stem}-{level}-{key}-{mode}.pt"))
+            results[f"{level} {key}"] = row
     out.write_text(json.dumps(results))
 
 
-def bench_before(revision: str, repeats: int, threads: int) -> dict:
-    """This checkout against ``revision`` at S4Fusion's layer sizes, alternating fresh processes."""
+def fusion_worker(tree: Path, threads: int, save: Path) -> dict:
+    """One S4Fusion 480x640 fusion (released topology, random weights, best of 2) by the fusion
+    package in ``tree``, through bench_model.py's child mode in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_model.py"), "--threads", str(threads),
+                           "--repeats", "2", "--child", "480,640,0", "--save", str(save)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_before(revisions: list[str], repeats: int, threads: int) -> dict:
+    """This checkout against ``revisions`` at S4Fusion's scan sizes and on a 480x640 fusion, in
+    fresh processes alternating --repeats times (a slow spell of a shared machine hits all alike;
+    the best counts). Results are compared against the last revision's (the code before this)."""
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    best: dict[str, dict] = {"after": {}, "before": {}}
+    names = ["now", *revisions]
+    best: dict[str, dict] = {name: {} for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "before"
-        tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fusion", "fusionbench"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        for _ in range(repeats):
-            for name, path in (("after", ROOT), ("before", tree)):
+        trees = {"now": ROOT}
+        for revision in revisions:
+            tree = trees[revision] = Path(tmp) / revision
+            tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "fusion", "fusionbench"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        for round_ in range(repeats):
+            for name in names:
                 out = Path(tmp) / f"{name}.json"
                 subprocess.run([sys.executable, __file__, "--layers-worker", str(out)], check=True,
-                               env={**env, "PYTHONPATH": str(path)}, cwd=ROOT)
-                for key, row in json.loads(out.read_text()).items():
+                               env={**env, "PYTHONPATH": str(trees[name])}, cwd=ROOT)
+                rows = json.loads(out.read_text())
+                rows["fusion 480x640"] = fusion_worker(trees[name], threads, Path(tmp) / f"{name}-fused.npy")
+                for key, row in rows.items():
                     kept = best[name].setdefault(key, dict(row))
                     for field, value in row.items():
-                        kept[field] = min(kept[field], value)
-        for key, row in best["after"].items():
-            for _, mode in MODES:
-                after, before = (torch.load(Path(tmp) / f"{name}-{key}-{mode}.pt") for name in ("after", "before"))
-                row[f"{mode}_max_rel_diff"] = max(float((a.double() - b.double()).abs().max() / b.abs().max())
-                                                  for a, b in zip(after, before))
+                        if field.endswith("_s"):
+                            kept[field] = min(kept[field], value)
+            print(f"  round {round_ + 1}/{repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+        reference = names[-1]
+        for name in names[:-1]:
+            for key, row in best[name].items():
+                if key == "fusion 480x640":
+                    fused = [np.load(Path(tmp) / f"{n}-fused.npy").astype(np.float64) for n in (name, reference)]
+                    row[f"max_abs_diff_vs_{reference}"] = float(np.abs(fused[0] - fused[1]).max())
+                    continue
+                for _, mode in MODES:
+                    ours, theirs = (torch.load(Path(tmp) / f"{n}-{key.replace(' ', '-')}-{mode}.pt")
+                                    for n in (name, reference))
+                    row[f"{mode}_max_rel_diff_vs_{reference}"] = max(
+                        float((a.double() - b.double()).abs().max() / b.abs().max()) for a, b in zip(ours, theirs))
     return best
 
 
-def print_before(best: dict, revision: str) -> None:
-    print(f"{'D x G x N x L':>22} | {'fwd now':>8} {'before':>8} {'x':>5} {'x cpu':>5} | {'f+b now':>8} "
-          f"{'before':>8} {'x':>5} {'x cpu':>5} | max rel diff fwd / grads")
-    totals = {name: {mode: 0.0 for _, mode in MODES} for name in best}
-    for key, row in best["after"].items():
-        old = best["before"][key]
-        cells = []
-        for _, mode in MODES:
-            cells.append(f"{row[f'{mode}_s']:>8.2f} {old[f'{mode}_s']:>8.2f} {old[f'{mode}_s'] / row[f'{mode}_s']:>5.2f} "
-                         f"{old[f'{mode}_cpu_s'] / row[f'{mode}_cpu_s']:>5.2f}")
-            for name, r in (("after", row), ("before", old)):
-                totals[name][mode] += r["calls"] * r[f"{mode}_s"]
-                totals[name][f"{mode}_cpu"] = totals[name].get(f"{mode}_cpu", 0.0) + r["calls"] * r[f"{mode}_cpu_s"]
-        print(f"{key:>22} | {cells[0]} | {cells[1]} | {row['forward_max_rel_diff']:.1e} / "
-              f"{row['forward_backward_max_rel_diff']:.1e}")
-    after, before = totals["after"], totals["before"]
-    print(f"{'S4Fusion 480x640 (x calls)':>22} | {after['forward']:>8.2f} {before['forward']:>8.2f} "
-          f"{before['forward'] / after['forward']:>5.2f} {before['forward_cpu'] / after['forward_cpu']:>5.2f} | "
-          f"{after['forward_backward']:>8.2f} {before['forward_backward']:>8.2f} "
-          f"{before['forward_backward'] / after['forward_backward']:>5.2f} "
-          f"{before['forward_backward_cpu'] / after['forward_backward_cpu']:>5.2f}")
-    print(f"seconds: wall clock, best of the rounds ('x cpu': CPU seconds of all threads); before = git {revision}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+def print_before(best: dict, revisions: list[str]) -> dict:
+    """The table: per size and level the seconds of each code, the speed-up of this code over
+    each revision (wall and CPU), and totals over S4Fusion's calls; returns the totals."""
+    names = ["now", *revisions]
+    reference = names[-1]
+    totals: dict = {}
+    for _, mode in MODES:
+        print(f"\n{mode}: wall s (CPU s) per call; x = speed-up of now, wall / CPU")
+        print(f"{'level size (d_inner x N x H x W x pair)':>40} | " + " | ".join(f"{n:>15}" for n in names)
+              + " | " + " | ".join(f"x vs {r:>8}" for r in revisions) + f" | rel diff vs {reference}")
+        for key, row in best["now"].items():
+            if key == "fusion 480x640":
+                continue
+            level = key.split()[0]
+            cells = [f"{best[n][key][f'{mode}_s']:6.2f} ({best[n][key][f'{mode}_cpu_s']:6.2f})" for n in names]
+            ups = [f"{best[r][key][f'{mode}_s'] / row[f'{mode}_s']:4.2f}/{best[r][key][f'{mode}_cpu_s'] / row[f'{mode}_cpu_s']:4.2f}"
+                   for r in revisions]
+            print(f"{key:>40} | " + " | ".join(cells) + " | " + " | ".join(f"{u:>13}" for u in ups)
+                  + f" | {row[f'{mode}_max_rel_diff_vs_{reference}']:.1e}")
+            for n in names:
+                t = totals.setdefault(f"{level} {mode}", {}).setdefault(n, [0.0, 0.0])
+                t[0] += best[n][key]["calls"] * best[n][key][f"{mode}_s"]
+                t[1] += best[n][key]["calls"] * best[n][key][f"{mode}_cpu_s"]
+        for level in LEVELS:
+            t = totals[f"{level} {mode}"]
+            ups = [f"{t[r][0] / t['now'][0]:4.2f}/{t[r][1] / t['now'][1]:4.2f}" for r in revisions]
+            print(f"{'S4Fusion 480x640, ' + level + ' (x calls)':>40} | "
+                  + " | ".join(f"{t[n][0]:6.2f} ({t[n][1]:6.2f})" for n in names) + " | "
+                  + " | ".join(f"{u:>13}" for u in ups))
+    fused = {n: best[n]["fusion 480x640"] for n in names}
+    print("\nS4Fusion 480x640 fusion of one pair (released topology, random weights, best of the rounds):")
+    for n in names:
+        f = fused[n]
+        line = f"{n:>10}: {f['wall_s']:6.2f} s wall, {f['cpu_s']:6.2f} s CPU, peak RSS {f['peak_rss_gb']:.2f} GiB"
+        if n == "now":
+            line += "; x " + ", ".join(f"{fused[r]['wall_s'] / f['wall_s']:.2f} wall / {fused[r]['cpu_s'] / f['cpu_s']:.2f} CPU vs {r}"
+                                       for r in revisions)
+            line += f"; max |now - {reference}| {f[f'max_abs_diff_vs_{reference}']:.1e}"
+        print(line)
+    print(f"seconds: best of the rounds; 'now' = this checkout; load average {os.getloadavg()[0]:.1f}")
+    return totals
 
 
 def main() -> None:
@@ -332,24 +424,26 @@ def main() -> None:
     parser.add_argument("--baseline-limit", type=float, default=60.0,
                         help="extrapolate the baseline where one run would take longer (s)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scan.json")
-    parser.add_argument("--before", help="git revision: time S4Fusion's layer sizes against it instead")
+    parser.add_argument("--before", nargs="+", metavar="REV",
+                        help="git revisions: time S4Fusion's scans and its 480x640 fusion against them instead")
     parser.add_argument("--threads", type=int, default=2, help="numba threads with --before")
     parser.add_argument("--layers-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.layers_worker:
-        torch.set_num_threads(1)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         layers_worker(args.layers_worker)
         return
     if args.before:
+        load_before = os.getloadavg()
         best = bench_before(args.before, args.repeats, args.threads)
-        print_before(best, args.before)
+        totals = print_before(best, args.before)
         out = ROOT / "bench" / "results" / "scan_before.json"
-        atomic_write_text(out, json.dumps({"revision": args.before, "threads": args.threads,
-                                           "repeats": args.repeats, "layers": S4FUSION_480X640,
-                                           "load_average_at_end": os.getloadavg(), **best}, indent=2))
+        atomic_write_text(out, json.dumps({
+            "revisions": args.before, "threads": args.threads, "repeats": args.repeats,
+            "scans": S4FUSION_480X640, "load_average_at_start": load_before,
+            "load_average_at_end": os.getloadavg(), "cpus": os.cpu_count(), "totals": totals, **best}, indent=2))
         print(f"wrote {out}")
         return
-
     torch.set_num_threads(1)
     first = first_call_seconds()
     print(f"numba first call: cold compile {first['cold_compile_s']:.1f} s, "

@@ -39,7 +39,12 @@ from fusionbench.errors import FusionBenchError
 
 Tensor = torch.Tensor
 
-CHUNK = 128  # steps between stored states: backward memory ~ B*D*N*L/CHUNK, recompute buffer (CHUNK, N)
+CHUNK = 128  # steps between stored states: backward memory ~ B*D*N*L/CHUNK, recompute buffers (CHUNK, N, block)
+# widest channel blocks: the forward keeps an (N, block) state, the backward two (CHUNK, N, block)
+# float64 buffers (states and decays). Measured at S4Fusion's sizes, one thread: backward blocks of
+# 36 channels take 0.6x the time of blocks of 8 (dB and dC are summed over a block, and read and
+# written once per block)
+FORWARD_BLOCK, BACKWARD_BLOCK = 64, 36
 
 
 def _grouped(x: Tensor) -> Tensor:
@@ -108,14 +113,6 @@ def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
     return x.detach().to(dtype).contiguous().numpy()
 
 
-def _n_parts(n_batch: int, n_units: int) -> int:
-    """How many parts to split a batch item's channels (or channel blocks) into: enough work
-    items for every numba thread."""
-    from numba import get_num_threads
-
-    return min(n_units, -(-get_num_threads() // n_batch))
-
-
 @contextlib.contextmanager
 def _keeping_torch_threads():
     """numba's OpenMP layer sets the process-wide OpenMP thread count (when its pool starts and
@@ -127,55 +124,86 @@ def _keeping_torch_threads():
         torch.set_num_threads(threads)
 
 
-def _channel_block(n_dim: int, b_groups: int, c_groups: int, widest: int = 64) -> int:
-    """The widest run of consecutive channels (at most ``widest``) inside one B group and one C
-    group: the forward kernel vectorises across it."""
-    common = math.gcd(n_dim // b_groups, n_dim // c_groups)
-    return max(w for w in range(1, min(common, widest) + 1) if common % w == 0)
+LANES = 4  # float64 values per AVX2 vector: a block of w channels costs like ceil(w / 4) * 4
+
+
+def _blocking(n_batch: int, n_inputs: int, group: int, widest: int) -> tuple[int, int]:
+    """(block, parts): the width of the channel blocks the kernels vectorise across (a divisor
+    of ``group``, the channels that share B and C, and of u's ``n_inputs`` channels; at most
+    ``widest``) and how many parts each batch item's blocks are split into for the numba
+    threads. Chosen so that the busiest thread has the least work (whole blocks, each padded to
+    the vector width), then the widest block: 3 blocks of 48 channels on 2 threads leave one
+    thread idle a third of the time, 4 blocks of 36 do not."""
+    from numba import get_num_threads
+
+    threads = get_num_threads()
+    common = math.gcd(n_inputs, group)
+
+    def busiest(width: int) -> tuple[int, int]:
+        blocks = n_inputs // width
+        parts = min(blocks, -(-threads // n_batch))
+        rounds = -(-n_batch * parts // threads)
+        return rounds * -(-blocks // parts) * -(-width // LANES) * LANES, -width
+
+    width = min((w for w in range(1, min(common, widest) + 1) if common % w == 0), key=busiest)
+    return width, min(n_inputs // width, -(-threads // n_batch))
 
 
 class _ScanCore(torch.autograd.Function):
     """out_t = C_t . h_t + D u_t, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t with
     dt_t = softplus(delta_t + delta_bias), in numba kernels: a forward scan and a reverse scan;
-    only the step sizes and the states at chunk starts are kept between the two."""
+    only the step sizes and the states at chunk starts are kept between the two.
+
+    u (batch, U, S) is scanned in each of the K orders of ``orders`` (K, S) and the K outputs
+    summed (see fusion._scan_kernels.scan_forward): delta is (batch, K*U, S), A (K*U, N), B and
+    C (batch, G, N, S) in u's position order. The output is (batch, S, U) with
+    ``channels_last``, else (batch, U, S)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, for_backward):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, orders, channels_last,
+                for_backward):
         from fusion import (
             _scan_kernels as kernels,  # numba compiles (or loads its cache) here
         )
 
+        n_batch, n_inputs, length = u.shape
         n_dim = A.shape[0]
         skip, bias = (torch.zeros(n_dim) if x is None else x for x in (D, delta_bias))
         # trailing underscore: the numpy arrays (float32 copies or views) that the kernels read
         u_, A_, D_ = _numpy(u, torch.float32), _numpy(A, torch.float64), _numpy(skip, torch.float64)
         B_, C_ = (_numpy(_grouped(x).transpose(2, 3), torch.float32) for x in (B, C))
-        block = _channel_block(n_dim, _grouped(B).shape[1], _grouped(C).shape[1])
+        group = math.gcd(n_dim // B_.shape[1], n_dim // C_.shape[1])
+        block, parts = _blocking(n_batch, n_inputs, group, FORWARD_BLOCK)
+        y = torch.empty((n_batch, length, n_inputs) if channels_last else u.shape)
         with _keeping_torch_threads():
-            y, dt, starts, last = kernels.scan_forward(
+            dt, starts, last = kernels.scan_forward(
                 u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
-                C_, D_, CHUNK, _n_parts(u.shape[0], n_dim // block), block, for_backward)
-        ctx.arrays = (u_, dt, A_, B_, C_, D_)  # reused by backward
-        ctx.softplus = softplus
+                C_, D_, orders, CHUNK, parts, block, _positions_first(y.numpy(), channels_last),
+                for_backward)
+        ctx.arrays = (u_, dt, A_, B_, C_, D_, orders)  # reused by backward
+        ctx.softplus, ctx.channels_last = softplus, channels_last
         # what backward needs of the other inputs is their dtype (and B's and C's shape): keeping
         # them alive would hold a full-size delta per scan call until backward
         ctx.dtypes = {name: None if x is None else x.dtype
                       for name, x in zip("delta A B C D bias".split(), (delta, A, B, C, D, delta_bias))}
         ctx.shapes = {"B": B.shape, "C": C.shape}
+        ctx.blocking = _blocking(n_batch, n_inputs, group, BACKWARD_BLOCK)
         ctx.save_for_backward(u, torch.from_numpy(starts))  # u: its version check guards u_
-        return torch.from_numpy(y).to(u.dtype), torch.from_numpy(last).to(u.dtype)
+        return y.to(u.dtype), torch.from_numpy(last).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
         u, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
-        u_, dt, A_, B_, C_, D_ = ctx.arrays
+        u_, dt, A_, B_, C_, D_, orders = ctx.arrays
         dtypes = ctx.dtypes
+        block, parts = ctx.blocking
+        dy_ = _positions_first(_numpy(dy, torch.float32), ctx.channels_last)
         with _keeping_torch_threads():
             du, ddelta, dA, dB, dC, dD = kernels.scan_backward(
-                u_, dt, ctx.softplus, A_, B_, C_, D_, CHUNK, starts.numpy(),
-                _numpy(dy, torch.float32), _numpy(dlast, torch.float64), _n_parts(*u.shape[:2]))
+                u_, dt, ctx.softplus, A_, B_, C_, D_, orders, CHUNK, starts.numpy(), dy_,
+                _numpy(dlast, torch.float64), parts, block)
 
         def grouped_grad(parts: np.ndarray, name: str) -> Tensor:
             grad = torch.from_numpy(parts).sum(0).transpose(2, 3)  # (batch, G, N, L)
@@ -187,7 +215,13 @@ class _ScanCore(torch.autograd.Function):
                 grouped_grad(dC, "C"),
                 None if dtypes["D"] is None else torch.from_numpy(dD).sum(0).to(dtypes["D"]),
                 None if dtypes["bias"] is None else ddelta.double().sum((0, 2)).to(dtypes["bias"]),
-                None, None)
+                None, None, None, None)
+
+
+def _positions_first(y: np.ndarray, channels_last: bool) -> np.ndarray:
+    """The (batch, positions, channels) view of an output (or its gradient) that the kernels
+    index by position: the array itself, or a transposed view of a channels-first one."""
+    return y if channels_last else y.transpose(0, 2, 1)
 
 
 def _needs_backward(*inputs: Tensor | None) -> bool:
@@ -206,7 +240,8 @@ def _core_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     inputs = (u, delta, A, B, C, D, delta_bias)
     for_backward = _needs_backward(*inputs)
     cpu = [None if x is None else x.cpu() for x in inputs]
-    out, last = _ScanCore.apply(*cpu, softplus, for_backward)
+    plain = np.arange(u.shape[2])[None]  # one scan, in time order
+    out, last = _ScanCore.apply(*cpu, softplus, plain, False, for_backward)
     return out.to(u.device), last.to(u.device)
 
 
@@ -348,3 +383,31 @@ def triton_selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
     _calls["triton"] += 1
     return _scan(_core_triton, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                  return_last_state)
+
+
+def directional_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                     D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+                     orders: np.ndarray) -> Tensor:
+    """K selective scans of one input, each taking its steps in its own order, summed back
+    position by position, on the CPU (numba), without reordered copies of any input:
+
+    u (batch, U, S) float32; orders (K, S) int64, each row a permutation of the positions
+    0 .. S-1; delta (batch, K*U, S) and B, C (batch, K, N, S), all in u's position order: scan k
+    of u's channel i is channel k*U + i of delta, A (K*U, N), D and delta_bias (K*U,) and reads
+    B and C group k. Returns (batch, S, U), channels last: out[:, s] = sum over k (in k order,
+    float32) of scan k's output at its step t with orders[k, t] = s. That is what
+    :func:`selective_scan_fn` on the K reordered sequences (B and C as K groups), mapped back
+    and summed, gives; counted as one 'cpu' scan.
+    """
+    n_orders = orders.shape[0]
+    if u.device.type != "cpu" or orders.shape[1] != u.shape[2] or delta.shape[1] != n_orders * u.shape[1]:
+        raise ValueError(f"directional_scan: CPU tensors u (batch, U, S), delta (batch, K*U, S) and "
+                         f"orders (K, S); got u {tuple(u.shape)} on {u.device}, delta "
+                         f"{tuple(delta.shape)}, orders {orders.shape}")
+    scans = u.new_empty(()).expand(u.shape[0], n_orders * u.shape[1], u.shape[2])  # a shape, no data
+    _check_inputs(scans, delta, A, B, C, D, None, delta_bias)
+    _calls["cpu"] += 1
+    inputs = (u, delta, A, B, C, D, delta_bias)
+    out, _ = _ScanCore.apply(*inputs, delta_softplus, orders, True, _needs_backward(*inputs))
+    return out
+

@@ -54,12 +54,14 @@ class CMSABlock(DirectionalSSM):
         Interleaving is a trailing pair dimension: flattening (H, W, 2) in any scan order gives
         [I_1, V_1, I_2, V_2, ...], and even / odd positions come back as index 0 / 1.
         """
-        dbl = torch.stack((self.project_all(p_ir, "x_proj_weight"), self.project_all(p_vi, "y_proj_weight")), dim=-1)
+        # the pairs are stacked outermost (dim 2), then moved last: the CPU scan reads them in place
+        dbl = torch.stack((self.project_all(p_ir, "x_proj_weight"), self.project_all(p_vi, "y_proj_weight")), dim=2)
+        dbl = dbl.movedim(2, -1)
         if self.mark_proj is not None:
             w_ir, w_vi = self.mark_proj.chunk(2, dim=1)
             mark = torch.einsum("bchw,dc->bdhw", p_ir, w_ir) + torch.einsum("bchw,dc->bdhw", p_vi, w_vi)
             p_ir, p_vi = p_ir + mark, p_vi + mark
-        return self.scan_2d(torch.stack((p_ir, p_vi), dim=-1), dbl)
+        return self.scan_2d(torch.stack((p_ir, p_vi), dim=2).movedim(2, -1), dbl)
 
 
 class FusionLayer(nn.Module):

@@ -10,13 +10,15 @@ weights (``x_proj_weight`` (K, R + 2N, D), ``dt_projs_weight`` (K, D, R), ``dt_p
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion.scan import selective_scan_fn
+from fusion.scan import backend_for, directional_scan, selective_scan_fn
 
 DIRECTIONS = 4
 
@@ -84,14 +86,36 @@ class DirectionalSSM(nn.Module):
         :meth:`project_all`. The four directions are one grouped scan (as in the released code):
         (B, K * D, L) sequences whose B and C are K groups, so channel block k reads direction k's
         B and C, and A, D and the Delta biases are the stacked parameters as stored.
+
+        On the CPU that scan reads u, Delta, B and C where they lie, each direction in its own
+        order (:func:`fusion.scan.directional_scan`), and writes its sum channels last: the
+        result is a (B, D, H, W, *pair) view of (B, *pair, H, W, D) storage, so the callers'
+        move to channels last is free. Inputs whose pair dimension lies outermost in memory
+        (stacked at dim 2, then moved last) are read without a copy.
         """
+        if self.delta_record is not None:
+            self.delta_record.extend(self._mean_delta(dbl))
+        if backend_for(u.device) != "cpu":
+            return self._scan_2d_reordered(u, dbl)
+        stored = pair_major(u).shape[2:]  # (pair, H, W)
+        seqs = pair_major(dbl).flatten(2).unflatten(1, (DIRECTIONS, -1))  # (B, K, R + 2N, S)
+        dts, b, c = torch.split(seqs, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        delta = torch.einsum("bkrs,kdr->bkds", dts, self.dt_projs_weight)
+        out = directional_scan(
+            pair_major(u).flatten(2).float().contiguous(), delta.flatten(1, 2).float(),
+            -torch.exp(self.A_logs.float()), b.float(), c.float(), self.Ds.float(),
+            self.dt_projs_bias.flatten().float(), True, scan_orders(*u.shape[2:]))
+        out = out.unflatten(1, stored).movedim(-1, 1)  # (B, D, pair, H, W)
+        return out.movedim(2, -1) if u.dim() == 5 else out.squeeze(2)
+
+    def _scan_2d_reordered(self, u: torch.Tensor, dbl: torch.Tensor) -> torch.Tensor:
+        """:meth:`scan_2d` by reordered copies of the inputs, one selective_scan_fn call and the
+        outputs mapped back: the GPU backends take their steps in memory order."""
         width = self.dt_rank + 2 * self.d_state
         seqs = torch.stack([to_direction(dbl[:, k * width:(k + 1) * width], k)
                             for k in range(DIRECTIONS)], dim=1)  # (B, K, R + 2N, L)
         dts, b, c = torch.split(seqs, [self.dt_rank, self.d_state, self.d_state], dim=2)
         delta = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
-        if self.delta_record is not None:
-            self.delta_record.extend(self._mean_delta(delta[:, k], k, u.shape) for k in range(DIRECTIONS))
         xs = torch.cat([to_direction(u, k) for k in range(DIRECTIONS)], dim=1)
         ys = selective_scan_fn(
             xs.float(), delta.flatten(1, 2).float(), -torch.exp(self.A_logs.float()),
@@ -103,8 +127,23 @@ class DirectionalSSM(nn.Module):
             total = total + from_direction(ys[:, k], k, u.shape)
         return total
 
-    def _mean_delta(self, delta: torch.Tensor, k: int, shape: torch.Size) -> torch.Tensor:
-        """Mean step size Delta = softplus(dt + bias) per interleaved token kind: (pair,), e.g. (IR, VI)."""
-        pair = shape[4] if len(shape) == 5 else 1
-        dt = F.softplus(delta.detach().float() + self.dt_projs_bias[k].detach().float()[:, None])
-        return dt.unflatten(2, (-1, pair)).mean(dim=(0, 1, 2))
+    def _mean_delta(self, dbl: torch.Tensor) -> list[torch.Tensor]:
+        """Mean step size Delta = softplus(dt + bias) per direction and interleaved token kind:
+        K tensors of shape (pair,), e.g. (IR, VI)."""
+        seqs = pair_major(dbl.detach().float()).flatten(3).unflatten(1, (DIRECTIONS, -1))  # (B, K, R + 2N, pair, HW)
+        delta = torch.einsum("bkrps,kdr->bkdps", seqs[:, :, :self.dt_rank], self.dt_projs_weight.detach().float())
+        dt = F.softplus(delta + self.dt_projs_bias.detach().float()[:, :, None, None])
+        return list(dt.mean(dim=(0, 2, 4)))
+
+
+def pair_major(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W, pair) -> (B, C, pair, H, W); (B, C, H, W) -> (B, C, 1, H, W) (views)."""
+    return x.movedim(-1, 2) if x.dim() == 5 else x.unsqueeze(2)
+
+
+@functools.lru_cache(maxsize=16)  # a forward uses at most two shapes per scale
+def scan_orders(height: int, width: int, pair: int = 1) -> np.ndarray:
+    """(K, pair * H * W) int64: the positions, in pair-major storage (pair, H, W), that direction
+    k visits at its steps 0, 1, ...: :func:`to_direction` applied to the positions themselves."""
+    positions = torch.arange(pair * height * width).view(1, 1, pair, height, width).movedim(2, -1)
+    return torch.cat([to_direction(positions, k) for k in range(DIRECTIONS)]).flatten(1).numpy()
