@@ -140,7 +140,7 @@ def test_a_run_from_before_downstream_tasks_is_refused_with_the_move_then_reused
     config, _, summaries = seeded_run
     old = load_config("sample", [f"run.root={tmp_path / 'runs'}", f"data.benchmark={config.data.benchmark}",
                                  "detect.seeds=[0, 1]", "detect.epochs=1", "detect.imgsz=64", "detect.batch=4",
-                                 "stats.bootstrap=200", "stats.permutations=200"])
+                                 "stats.bootstrap=200", "stats.permutations=200", "tasks.detection=[yolov5s]"])
     legacy = run_layout(old).root / "detect"
     shutil.copytree(detector(config).folder, legacy)
     for protocol in legacy.glob("*/seed*/protocol.json"):
@@ -148,10 +148,10 @@ def test_a_run_from_before_downstream_tasks_is_refused_with_the_move_then_reused
         recorded.pop("model")  # the key the plug-in added: old runs were all YOLOv5s
         protocol.write_text(json.dumps(recorded))
     with pytest.raises(DownstreamError, match=r"earlier version's layout.*mkdir -p .*&& mv .*detect .*detection/yolov5s") as refused:
-        detect_method(old, "vi")
+        detect_method(old, "vi", model="yolov5s")
     subprocess.run(str(refused.value).split("(nothing is trained again): ", 1)[1], shell=True, check=True)
-    trained = detector(old).method("vi").seed(0).folder / "train" / "results.csv"
+    trained = detector(old, "yolov5s").method("vi").seed(0).folder / "train" / "results.csv"
     stamp = trained.stat().st_mtime_ns
-    summary = detect_method(old, "vi")
+    summary = detect_method(old, "vi", model="yolov5s")
     assert trained.stat().st_mtime_ns == stamp  # reused, not trained again
     assert summary["statistics"] == summaries["vi"]["statistics"]
