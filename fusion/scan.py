@@ -115,8 +115,10 @@ def _numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
 
 @contextlib.contextmanager
 def _keeping_torch_threads():
-    """numba's OpenMP layer sets the process-wide OpenMP thread count (when its pool starts and
-    at parallel launches), which torch reads as its own: put torch's back afterwards."""
+    """numba's OpenMP layer sets the process-wide OpenMP thread count (when its pool starts, at the
+    first ``get_num_threads`` or parallel launch, and at every launch), which torch reads as its own:
+    put torch's back afterwards. Left changed, a process's CPU results would depend on whether it had
+    scanned yet (torch's default is the physical cores, numba's the logical CPUs)."""
     threads = torch.get_num_threads()
     try:
         yield
@@ -136,7 +138,8 @@ def _blocking(n_batch: int, n_inputs: int, group: int, widest: int) -> tuple[int
     thread idle a third of the time, 4 blocks of 36 do not."""
     from numba import get_num_threads
 
-    threads = get_num_threads()
+    with _keeping_torch_threads():  # the first query starts numba's thread pool
+        threads = get_num_threads()
     common = math.gcd(n_inputs, group)
 
     def busiest(width: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from fusion.color import luminance
 from fusion.learned import precision, state
+from fusion.learned import trainer as trainer_module
 from fusion.learned.architecture import (
     Architecture,
     Converter,
@@ -26,7 +27,7 @@ from fusion.learned.architecture import (
     register_architecture,
     register_method,
 )
-from fusion.learned.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fusion.learned.checkpoint import CheckpointError, checkpoint_identity, load_checkpoint, save_checkpoint
 from fusion.learned.data import folder_pairs
 from fusion.learned.trainer import Trainer, TrainingError, TrainSettings
 from fusion.registry import build_fuser, is_learned, method_info, validate_method_options
@@ -146,6 +147,48 @@ def test_resume_across_the_stage_boundary_is_bit_identical(pairs, tmp_path):
     assert (tmp_path / "straight" / "loss.csv").read_text() == (tmp_path / "split" / "loss.csv").read_text()
     with pytest.raises(TrainingError, match="another architecture"):
         Trainer(TOY, ToyConfig(width=5), ToyLoss(), pairs[:2], pairs[2:], tmp_path / "split", SETTINGS, method="toy")
+
+
+@pytest.mark.parametrize("stop_at", ["best.pt", "last.pt", "loss.csv"])
+def test_a_job_stopped_anywhere_in_an_epochs_end_resumes_to_the_uninterrupted_files(pairs, tmp_path, monkeypatch,
+                                                                                     stop_at):
+    """A requeued SLURM job exits wherever its warning arrives (SystemExit from the signal handler): here
+    in the last of 12 epochs, before writing best.pt (that epoch improved on the stage's best), before
+    last.pt, or one character into a row of loss.csv (the "1" of "12,..."). The resumed run's
+    checkpoints and logs equal a straight run's."""
+    settings = TrainSettings(**{**vars(SETTINGS), "epochs": 12})
+    straight = tmp_path / "straight"
+    toy_trainer(pairs, straight, settings).fit()
+
+    def exit_at_the_last_epoch(path: Path, epoch: int) -> None:
+        if path.name == stop_at and epoch == settings.epochs:
+            raise SystemExit(-1)
+
+    save, append = trainer_module.save_checkpoint, Trainer._append_csv
+
+    def saving(path, *args, **state):
+        exit_at_the_last_epoch(Path(path), state["epoch"])
+        save(path, *args, **state)
+
+    def appending(self, path, columns, rows):
+        if path.name == stop_at and rows[0]["epoch"] == settings.epochs:
+            with path.open("a") as handle:
+                handle.write(str(settings.epochs)[0])
+            raise SystemExit(-1)
+        append(self, path, columns, rows)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", saving)
+    monkeypatch.setattr(Trainer, "_append_csv", appending)
+    with pytest.raises(SystemExit):
+        toy_trainer(pairs, tmp_path / "stopped", settings).fit()
+    monkeypatch.undo()
+    resumed = toy_trainer(pairs, tmp_path / "stopped", settings)
+    assert resumed.epoch == settings.epochs - 1
+    resumed.fit()
+    for name in ("best.pt", "last.pt"):
+        assert checkpoint_identity(straight / name) == checkpoint_identity(tmp_path / "stopped" / name), name
+    for name in ("loss.csv", "val.csv"):
+        assert (straight / name).read_text() == (tmp_path / "stopped" / name).read_text(), name
 
 
 def test_stage_epochs_and_crop_are_checked(pairs, tmp_path):

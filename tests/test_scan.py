@@ -2,6 +2,11 @@
 groups, options, chunk boundaries, long sequences and extreme step sizes."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +15,7 @@ from numba import njit
 from fusion import _scan_kernels
 from fusion.scan import CHUNK, directional_scan, selective_scan_fn, selective_scan_ref
 
+REPO = Path(__file__).resolve().parents[1]
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
@@ -221,6 +227,27 @@ def test_torch_thread_count_is_left_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+FIRST_SCAN = """
+import torch
+from fusion.scan import selective_scan_fn
+print(torch.get_num_threads())
+u = torch.randn(1, 4, 40, requires_grad=True)
+selective_scan_fn(u, torch.randn(1, 4, 40), -torch.rand(4, 3), torch.randn(1, 3, 40),
+                  torch.randn(1, 3, 40)).sum().backward()
+print(torch.get_num_threads())
+"""
+
+
+def test_the_first_scan_of_a_process_leaves_torch_threads_alone():
+    """A fresh process whose torch default (physical cores; OMP_NUM_THREADS here) is below numba's
+    (logical CPUs): its first scan starts numba's pool, and torch must still compute on its own count
+    after it, or a job's CPU results would differ from a process that had scanned before."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    out = subprocess.run([sys.executable, "-c", FIRST_SCAN], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]
 
 
 def test_backward_twice_through_a_retained_graph():

@@ -332,9 +332,12 @@ class Trainer:
         if val is not None:
             self._append_csv(self.files.val, ("epoch", *self.objective.terms), [{"epoch": self.epoch, **val}])
         state = self._training_state(val)
-        save_checkpoint(self.last_path, self.arch, self.config, self.model, **state)
+        # best.pt before last.pt: a job stopped between the two (a requeue's exit may come anywhere)
+        # resumes from the previous last.pt and repeats this epoch, writing the same best.pt again;
+        # the other order would resume past an epoch whose best.pt was never written
         if improved or val is None:  # without a VAL split the latest weights are the best we know
             save_checkpoint(self.best_path, self.arch, self.config, self.model, **state)
+        save_checkpoint(self.last_path, self.arch, self.config, self.model, **state)
         plot_losses(self.files, self.objective.terms)
         log.info("%s epoch %d/%d: train %s%s%s", self.method, self.epoch, self.settings.epochs,
                  " ".join(f"{k}={v:.4f}" for k, v in train.items()),
@@ -400,14 +403,16 @@ class Trainer:
     def _keep_rows(self, path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
         if not path.is_file():
             return
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns, rows = reader.fieldnames or [], [r for r in reader if keep(r)]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns)
+        text = path.read_text()
+        if not text.endswith("\n"):  # a row cut short by the process's end is no row
+            text = text[:text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns, rows = reader.fieldnames or [], [r for r in reader if keep(r)]
+        kept = io.StringIO()
+        writer = csv.DictWriter(kept, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(path, text.getvalue())
+        atomic_write_text(path, kept.getvalue())
 
 
 def plot_losses(files: FuserFiles, terms: Sequence[str]) -> None:
