@@ -191,6 +191,21 @@ def test_a_job_stopped_anywhere_in_an_epochs_end_resumes_to_the_uninterrupted_fi
         assert (straight / name).read_text() == (tmp_path / "stopped" / name).read_text(), name
 
 
+def test_a_resume_on_another_cpu_thread_count_says_its_results_will_differ(pairs, tmp_path, caplog):
+    """torch's CPU reductions depend on the thread count (a SLURM job may get fewer CPUs than the first run)."""
+    toy_trainer(pairs, tmp_path / "run").fit(until_epoch=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        toy_trainer(pairs, tmp_path / "run")
+    finally:
+        torch.set_num_threads(threads)
+    assert f"resuming on {threads + 1} CPU threads, the checkpoint was written on {threads}" in caplog.text
+    caplog.clear()
+    toy_trainer(pairs, tmp_path / "run")
+    assert "CPU threads" not in caplog.text
+
+
 def test_stage_epochs_and_crop_are_checked(pairs, tmp_path):
     with pytest.raises(TrainingError, match="expected 1 number"):
         toy_trainer(pairs, tmp_path / "a", TrainSettings(epochs=2, crop=16, stage_epochs=(1, 1)))

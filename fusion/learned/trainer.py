@@ -355,6 +355,7 @@ class Trainer:
             "data": {"seed": self.settings.seed, "pairs": self.train_names},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(self.device),
+            "cpu_threads": torch.get_num_threads(),
         }
 
     def _resume(self) -> None:
@@ -382,6 +383,11 @@ class Trainer:
         else:  # saved without fp16 loss scaling: start the scale afresh
             log.info("%s: no loss-scaler state in the checkpoint (trained without fp16); starting a new one", self.method)
         set_rng_state(state["rng"], self.device)
+        threads = state.get("cpu_threads")
+        if self.device.type == "cpu" and threads not in (None, torch.get_num_threads()):
+            log.warning("%s: resuming on %d CPU threads, the checkpoint was written on %d: torch's CPU results depend "
+                        "on the thread count, so the weights will not equal an uninterrupted run's bit for bit",
+                        self.method, torch.get_num_threads(), threads)
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_val = state["best_val_loss"]
         if self.rank == 0:
