@@ -160,14 +160,11 @@ def test_a_job_stopped_anywhere_in_an_epochs_end_resumes_to_the_uninterrupted_fi
     straight = tmp_path / "straight"
     toy_trainer(pairs, straight, settings).fit()
 
-    def exit_at_the_last_epoch(path: Path, epoch: int) -> None:
-        if path.name == stop_at and epoch == settings.epochs:
-            raise SystemExit(-1)
-
     save, append = trainer_module.save_checkpoint, Trainer._append_csv
 
     def saving(path, *args, **state):
-        exit_at_the_last_epoch(Path(path), state["epoch"])
+        if Path(path).name == stop_at and state["epoch"] == settings.epochs:
+            raise SystemExit(-1)
         save(path, *args, **state)
 
     def appending(self, path, columns, rows):
