@@ -183,7 +183,7 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
     identity = metrics_identity(config, method)
     stale = stale_reasons(read_identity(files.record), with_content(identity, files.per_image), str(files.per_image))
     if force or stale or _rows(files.per_image) != columns:
-        _explain(stale, force)
+        _explain(stale, force, files.per_image)
         frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
         _write_csv(files.per_image, frame)
         atomic_write_text(files.record, json.dumps({"identity": with_content(identity, files.per_image)}, indent=1))
@@ -197,7 +197,7 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
     stale = stale_reasons(read_identity(files.entropy_source), with_content(identity, files.entropy),
                           str(files.entropy))
     if force or stale:
-        _explain(stale, force)
+        _explain(stale, force, files.entropy)
         paths = [bench.fused_image(method, split, stem) for stem in stems]
         values = image_entropies(model, paths, device)
         _write_csv(files.entropy, pd.DataFrame({"stem": stems, "entropy": values}))
@@ -214,9 +214,10 @@ def _rows(path: Path) -> list[str] | None:
         return None
 
 
-def _explain(stale: list[str], force: bool) -> None:
-    """Say why a file is computed again: a damaged or edited file by name, other inputs or code by key."""
-    for line in stale if not force else ():
+def _explain(stale: list[str], force: bool, output: Path) -> None:
+    """Say why an existing file is computed again: a damaged or edited file by name, other inputs or code
+    by key (a first computation, or one the user forced, needs no reason)."""
+    for line in stale if output.exists() and not force else ():
         log.warning("metrics: %s; computing it again", line)
 
 

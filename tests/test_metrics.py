@@ -77,7 +77,7 @@ def make_benchmark(root: Path, msrs_det20: Path, test_stems: list[str], size=(96
     return bench
 
 
-def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
+def test_metrics_stage_is_resumable(tmp_path, msrs_det20, caplog):
     from pipelines.fuse import fuse_method
     from pipelines.metrics import run_metrics
 
@@ -88,6 +88,7 @@ def test_metrics_stage_is_resumable(tmp_path, msrs_det20):
     for method in ("ir", "average"):
         fuse_method(config, method, progress=False)
     summary = pd.read_csv(run_metrics(config))
+    assert "computing it again" not in caplog.text  # a first computation is no repair
     metrics_dir = tmp_path / "runs" / "sample" / "metrics"
     per_image = pd.read_csv(metrics_dir / "average" / "metrics.csv", dtype={"stem": str})
     assert per_image["stem"].tolist() == ["00004N", "00055D"]
