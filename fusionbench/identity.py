@@ -38,13 +38,19 @@ def stale_reasons(recorded: Mapping[str, Any] | None, expected: Mapping[str, Any
             for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing or does not parse (then it is redone, never trusted)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def read_identity(path: Path, key: str = "identity") -> dict[str, Any] | None:
     """The identity recorded under ``key`` in the JSON file ``path``; None when the file is missing or
     does not parse (the artifact is then recomputed or refused, never trusted)."""
-    try:
-        found = json.loads(path.read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
+    found = (read_json(path) or {}).get(key)
     return found if isinstance(found, dict) else None
 
 

@@ -32,7 +32,7 @@ from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.files import atomic_write_text, write_text_if_changed
 from fusionbench.fused_set import check_fused_set, check_method_name
-from fusionbench.identity import file_identity, stale_reasons
+from fusionbench.identity import file_identity, read_json, stale_reasons
 from fusionbench.layout import MethodRuns
 from fusionbench.stats import Draws, over_drawn_seeds, percentile_interval
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model, get_task
@@ -42,7 +42,6 @@ from pipelines.freshness import (
     derived_identity,
     make_unit,
     method_summary_reasons,
-    read_json,
     recorded_results,
     results_identity,
     summary_inputs,

@@ -14,7 +14,6 @@ report, ``run-all``'s summary, the SLURM submitter) asks the same functions, so 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from fusion.metrics import get_convention
 from fusionbench.benchmark import Benchmark
 from fusionbench.errors import FusionBenchError
 from fusionbench.fused_set import fused_set_identity
-from fusionbench.identity import code_identity, file_identity, read_identity, stale_reasons
+from fusionbench.identity import code_identity, file_identity, read_identity, read_json, stale_reasons
 from fusionbench.layout import MethodRuns, UnitFiles
 from fusionbench.tasks import Bootstrap, Task, Unit, get_model
 from pipelines.config import evaluated_tasks, run_layout
@@ -69,8 +68,9 @@ def metrics_reasons(config: Config, method: str) -> list[str]:
     """Why ``method``'s per-image metrics (and entropies, when configured) are not what this config makes
     from today's fused set and code (empty: fresh); a set made under another config makes them stale too."""
     files = run_layout(config).metrics.method(method)
-    reasons = fingerprint_reasons(config, method) + stale_reasons(read_identity(files.record), with_content(metrics_identity(config, method), files.per_image),
-                            f"metrics of {method} ({files.per_image})")
+    reasons = fingerprint_reasons(config, method)
+    reasons += stale_reasons(read_identity(files.record), with_content(metrics_identity(config, method), files.per_image),
+                             f"metrics of {method} ({files.per_image})")
     if config.metrics.entropy:
         reasons += stale_reasons(read_identity(files.entropy_source),
                                  with_content(entropy_identity(config, method), files.entropy),
@@ -129,19 +129,11 @@ def recorded_results(task: Task, results: dict[str, Any] | None, protocol: dict[
             "derived": results.get("derived")}
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None when it is missing or does not parse (then it is redone, never trusted)."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int) -> list[str]:
     """Why a (task, model, method, seed) unit's results are not what this config makes today: unfinished,
-    a fused set another config made, other settings or data or code in its protocol, results of another protocol or bootstrap, or derived
-    files whose content differs from what its results recorded (empty: fresh)."""
+    a fused set another config made, other settings or data or code in its protocol, results of another
+    protocol or bootstrap, or derived files whose content differs from what its results recorded (empty:
+    fresh)."""
     what = f"{task.name} {model} {method} seed {seed}"
     try:
         unit = make_unit(config, task, model, method, seed)
@@ -152,11 +144,11 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
     except (OSError, ValueError, FusionBenchError) as error:
         return [f"{what}: cannot be checked ({error})"]
     recorded = read_json(files.protocol)
-    reasons = fingerprint_reasons(config, method) + stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
-                            f"{what} ({files.protocol})")
+    reasons = fingerprint_reasons(config, method)
+    reasons += stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
+                             f"{what} ({files.protocol})")
     return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
                                    results_identity(task, unit, protocol), f"{what} ({files.results})")
-
 
 
 def summary_inputs(task: Task, runs: MethodRuns, seeds: list[int]) -> dict[str, str | None]:
