@@ -182,7 +182,7 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
     files = run_layout(config).metrics.method(method)
     identity = metrics_identity(config, method)
     stale = stale_reasons(read_identity(files.record), with_content(identity, files.per_image), str(files.per_image))
-    if force or stale or _rows(files.per_image) != columns:
+    if force or stale or _columns(files.per_image) != columns:
         _explain(stale, force, files.per_image)
         frame = _compute_metrics(bench, method, split, config.metrics.workers, convention)
         _write_csv(files.per_image, frame)
@@ -206,8 +206,8 @@ def _method_metrics(config: Config, bench: Benchmark, method: str, stems: list[s
         log.info("metrics: %s written (perception weights: %s)", files.entropy, source.kind)
 
 
-def _rows(path: Path) -> list[str] | None:
-    """The header of a per-image CSV (None: missing or unreadable)."""
+def _columns(path: Path) -> list[str] | None:
+    """The columns of a per-image CSV (None: missing or unreadable)."""
     try:
         return list(pd.read_csv(path, nrows=0).columns)
     except (OSError, ValueError):
