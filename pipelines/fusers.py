@@ -60,17 +60,26 @@ def build_method(config: Config, method: str, *, weights: str | Path | None = No
         info["weights"] = str(path)
         scan_backend = apply_scan_backend(config, device)
         fuser = build_fuser(method, weights=path, device=str(device), **{"max_batch": config.fusion.batch_size, **given})
-        options = {"weights": checkpoint_identity(path),  # amp and output change the images, max_batch does not
-                   **{k: v for k, v in given.items() if k != "max_batch"},
+        options = {**_learned_options(section, path),
                    "runtime": {**runtime_identity(device), "scan_backend": scan_backend}}
         info["network"] = {"parameters": sum(p.numel() for p in fuser.model.parameters()),
                            "changed": learned_methods()[method].changed_model(fuser.config)}
     else:
         options = {k: v for k, v in section.items() if k != "name"}  # `name` is the display name, not an option
         fuser = build_fuser(method, **options)
-    fingerprint = {"method": method, "options": options,
-                   "code": code_identity("external" if source else method, extra_modules=FUSE_IO_MODULES)}
-    return fuser, fingerprint, info
+    return fuser, _fingerprint(method, options, external=bool(source)), info
+
+
+def _learned_options(section: dict[str, Any], weights: Path) -> dict[str, Any]:
+    """What identifies a learned set's images besides the runtime it was fused on: the weights by identity
+    and the options that change the images (amp, output; max_batch does not)."""
+    return {"weights": checkpoint_identity(weights),
+            **{k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section and k != "max_batch"}}
+
+
+def _fingerprint(method: str, options: dict[str, Any], external: bool) -> dict[str, Any]:
+    return {"method": method, "options": options,
+            "code": code_identity("external" if external else method, extra_modules=FUSE_IO_MODULES)}
 
 
 def fingerprint_reasons(config: Config, method: str) -> list[str]:
@@ -84,10 +93,7 @@ def fingerprint_reasons(config: Config, method: str) -> list[str]:
     section = config.method_options(method)
     try:
         if is_learned(method) and not section.get("from"):
-            options = {"weights": checkpoint_identity(resolve_weights(config, method)),
-                       **{k: section[k] for k in LEARNED_FUSER_OPTIONS if k in section and k != "max_batch"}}
-            expected = {"method": method, "options": options,
-                        "code": code_identity(method, extra_modules=FUSE_IO_MODULES)}
+            expected = _fingerprint(method, _learned_options(section, resolve_weights(config, method)), external=False)
             if recorded is not None:
                 recorded = {**recorded, "options": {k: v for k, v in (recorded.get("options") or {}).items()
                                                     if k != "runtime"}}
