@@ -42,6 +42,7 @@ from pipelines.freshness import (
     derived_identity,
     make_unit,
     method_summary_reasons,
+    recorded_protocol,
     recorded_results,
     results_identity,
     summary_inputs,
@@ -94,8 +95,7 @@ def run_unit(config: Config, task_name: str, model: str, method: str, seed: int)
     protocol = unit_protocol(task, unit)
     files = task.files(unit.folder)
     if files.protocol.is_file():
-        recorded = read_json(files.protocol)
-        before = None if recorded is None else {**task.recorded_before, **recorded}
+        before = recorded_protocol(task, files)
         reasons = stale_reasons(before, protocol, str(files.protocol))
         changed = {k for k, v in protocol.items() if (before or {}).get(k) != v}
         if reasons and (before is None or changed <= {*task.input_keys, "code"}):  # data or code redone: so is the run

@@ -119,6 +119,13 @@ def results_identity(task: Task, unit: Unit, protocol: dict[str, Any]) -> dict[s
             "derived": derived_identity(task.files(unit.folder))}
 
 
+def recorded_protocol(task: Task, files: UnitFiles) -> dict[str, Any] | None:
+    """A unit's ``protocol.json`` as today's protocol names it: keys the task added since, at their old value
+    (None: missing or unreadable)."""
+    recorded = read_json(files.protocol)
+    return None if recorded is None else {**task.recorded_before, **recorded}
+
+
 def recorded_results(task: Task, results: dict[str, Any] | None, protocol: dict[str, Any]) -> dict[str, Any] | None:
     """The part of a unit's ``results.json`` that :func:`results_identity` describes (None: unreadable)."""
     if results is None:
@@ -143,10 +150,8 @@ def unit_reasons(config: Config, task: Task, model: str, method: str, seed: int)
         protocol = unit_protocol(task, unit)
     except (OSError, ValueError, FusionBenchError) as error:
         return [f"{what}: cannot be checked ({error})"]
-    recorded = read_json(files.protocol)
     reasons = fingerprint_reasons(config, method)
-    reasons += stale_reasons(None if recorded is None else {**task.recorded_before, **recorded}, protocol,
-                             f"{what} ({files.protocol})")
+    reasons += stale_reasons(recorded_protocol(task, files), protocol, f"{what} ({files.protocol})")
     return reasons + stale_reasons(recorded_results(task, read_json(files.results), protocol),
                                    results_identity(task, unit, protocol), f"{what} ({files.results})")
 
