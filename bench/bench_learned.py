@@ -14,7 +14,7 @@ Per architecture, with random weights:
   stage II steps at 128x128 (released loss and optimiser settings); S4Fusion's full loss (random
   ResNet50 perception network) at 133x133, the valid size next to 128 (its sides must be 12k + 1).
   Mean of --steps steps after one warm-up step.
-Each measurement runs in a fresh process limited to --threads threads (OMP_WAIT_POLICY=PASSIVE),
+Each measurement runs in a fresh process limited to --threads threads (OpenMP waiting: fusion/__init__.py),
 so its peak RSS is its own. The machine may be shared: the load average is recorded; repeat runs
 and take the best.
 
@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import fusion  # noqa: F401 - sets the OpenMP waiting (fusion/__init__.py) the child processes inherit
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "learned.json"
@@ -155,7 +157,6 @@ def child(task: list[str], threads: int) -> dict:
 
 def spawn(task: list[str], threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     run = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", *task],
                          env=env, capture_output=True, text=True, cwd=ROOT)
     if run.returncode:

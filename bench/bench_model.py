@@ -3,9 +3,8 @@
 Timing: the released topology with random weights fuses one random IR/VI pair through the public
 API (S4FusionFuser: padding, model, colour) on --device (default cpu; on CUDA mamba-ssm's kernel
 runs where it is installed, and the GPU memory torch allocated is reported too), with torch and
-numba limited to --threads threads (default 2) and OMP_WAIT_POLICY=PASSIVE (unless set: with the
-default active waiting, torch's and numba's OpenMP thread pools burn CPU spinning against each
-other), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that size alone.
+numba limited to --threads threads (default 2) and the OpenMP waiting of ``fusion/__init__.py``
+(unless set), one fresh process per size so that the peak RSS (ru_maxrss) belongs to that size alone.
 Wall and CPU (process) seconds of the fastest of --repeats fusions are both reported: on a
 shared machine the wall time grows with the load average, which is recorded too. The scan
 kernels are compiled (or loaded from numba's cache) on a 49x61 pair before the clock starts.
@@ -44,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import fusion  # noqa: F401 - sets the OpenMP waiting (fusion/__init__.py) the child processes inherit
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "model.json"
 
@@ -76,6 +77,7 @@ def child(height: int, width: int, threads: int, flops: bool, device: str, repea
     if save:
         np.save(save, out)
     result = {"size": f"{height}x{width}", "wall_s": wall_s, "cpu_s": cpu_s, "repeats": repeats,
+              "openmp_waiting": {name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "out_shape": list(out.shape),
               "padded": "x".join(str(s) for s in pad_to_valid(torch.zeros(1, 1, height, width))[0].shape[-2:])}
     if fuser.device.type == "cuda":
@@ -167,7 +169,6 @@ def main() -> None:
         return
 
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's and numba's OpenMP pools must not spin-wait
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"after": None}
         if args.before:
@@ -204,7 +205,7 @@ def main() -> None:
     params = parameter_counts()
     for name, c in params.items():
         print(f"{name:>28}: {c['total']:>9,} parameters ({c['fusion_layers']:>9,} in the fusion layers)")
-    result = {"device": args.device, "threads": args.threads, "omp_wait_policy": env["OMP_WAIT_POLICY"], "load_average": os.getloadavg(), "timings": timings, "parameters": params,
+    result = {"device": args.device, "threads": args.threads, "load_average": os.getloadavg(), "timings": timings, "parameters": params,
               "scan_flops_formula": "sum over scan calls of 9*B*D*L*N + 2*B*D*L",
               "before": {"revision": args.before, "rounds": args.rounds, "timings": before} if args.before else None}
     OUT.parent.mkdir(parents=True, exist_ok=True)

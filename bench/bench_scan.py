@@ -45,17 +45,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# torch's and numba's OpenMP pools must not spin-wait against each other (see tests/conftest.py);
-# libgomp reads this once, so it is set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import fusion  # OpenMP waiting (fusion/__init__.py), read once, before torch loads
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+# isort: split
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from fusion.scan import selective_scan_fn  # noqa: E402
-from fusionbench.files import atomic_write_text  # noqa: E402
+from fusion.scan import selective_scan_fn
+from fusionbench.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, N_STATE = 288, 18
@@ -463,7 +462,7 @@ def main() -> None:
         "dim": DIM, "n_state": N_STATE, "batch": 1, "repeats": args.repeats,
         "baseline_limit_s": args.baseline_limit, "first_call": first, "rows": rows,
         "growth_4x_length": growth,
-        "machine": {"cpus": os.cpu_count(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "numba_threads": numba.get_num_threads(),
+        "machine": {"cpus": os.cpu_count(), "openmp_waiting": fusion.openmp_waiting(), "numba_threads": numba.get_num_threads(),
                     "torch_threads": torch.get_num_threads(),
                     "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
                     "torch": torch.__version__},

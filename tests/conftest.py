@@ -11,10 +11,8 @@ import pytest
 
 # No test may reach the network: ultralytics reads these before it is imported anywhere.
 os.environ.setdefault("YOLO_OFFLINE", "1")
-# torch's and numba's OpenMP pools otherwise spin-wait against each other between calls (each idle
-# pool burns CPU for a while); on 2 cores that made every small selective-scan call ~15x slower.
-# Read once when libgomp loads, so it must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import fusion  # noqa: E402,F401 - its OpenMP waiting (see fusion/__init__.py) is set before torch loads
+
 # The tests run the Triton selective scan on CPU tensors, in Triton's interpreter. Triton reads this
 # when its language module and each kernel are defined, and torchvision imports triton: so here.
 os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -378,8 +378,7 @@ def test_ddp_training_with_a_stage_that_leaves_parameters_unused(pairs, tmp_path
     script.write_text(DDP_SCRIPT.format(test_file=__file__, pairs=str(pairs[0].ir.parents[1]), out=str(tmp_path)))
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}  # nothing of this process
     tests, root = str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])  # the tests' helpers
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, (tests, root, os.environ.get("PYTHONPATH")))), OMP_NUM_THREADS="1",
-               OMP_WAIT_POLICY="PASSIVE")
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, (tests, root, os.environ.get("PYTHONPATH")))), OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                              str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
