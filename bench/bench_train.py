@@ -4,7 +4,7 @@ per training stage, at their architecture's default crop (or --crop), for a few 
     python bench/bench_train.py [--method s4fusion ...] [--batch 2 20] [--steps 2] [--device cpu]
                                 [--model '{"dims": [8, 16, 32]}']
 
-Prints a table and writes bench/results/bench_train.json: one row per (method, stage, batch) with the
+Prints a table and writes bench/results/bench_train.json (or --out): one row per (method, stage, batch) with the
 architecture, crop and seconds per step, which bench/protocol_time.py uses to price each learned method
 by its own architecture and stages. A perception network, where the loss needs one, is randomly
 initialised (its cost does not depend on the weights).
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", default=None, help="bf16 | fp16 | none (default: automatic for the device)")
     parser.add_argument("--model", default="{}", help="JSON architecture overrides (default: the method's sizes)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -90,9 +91,9 @@ def main() -> None:
     result = {"device": str(device), "threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "steps": args.steps, "methods": configs,
               "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

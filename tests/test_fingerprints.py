@@ -73,6 +73,10 @@ def test_editing_a_fuser_or_a_helper_it_imports_changes_its_code_identity(fake_f
     assert second != first
     (fake_fusers / "fuser.py").write_text((fake_fusers / "fuser.py").read_text() + "\n# edited\n")
     assert code_identity.fuser_code_identity(make) not in (first, second)
+    # the import graph is parsed once per version of a file: an import added later is followed
+    (fake_fusers / "fuser.py").write_text((fake_fusers / "fuser.py").read_text() + "from . import unrelated\n")
+    assert code_identity.code_modules("fakefusion.fuser") == [
+        "fakefusion", "fakefusion.fuser", "fakefusion.helper", "fakefusion.unrelated"]
 
 
 def test_a_classical_fuser_depends_on_its_own_modules_not_on_s4fusion():
