@@ -25,10 +25,10 @@ def test_paper_is_the_defaults_and_sample_only_changes_what_it_names():
     assert paper.detect.epochs == 40 and paper.fusion.train.epochs == 800 and paper.fusion.train.batch_size == 20
     assert paper.data.split.ratios == (0.7, 0.1, 0.2) and paper.perception.allow_random is False
     sample = load_config("sample")
-    assert sample.detect.epochs == 20 and sample.detect.imgsz == 128 and sample.fusion.train.crop == 49
+    assert sample.detect.epochs == 14 and sample.detect.imgsz == 128 and sample.fusion.train.crop == 49
     assert sample.tasks == {"detection": ["yolov5n"], "segmentation": ["segformer_b0"]}
     assert sample.perception.allow_random is True
-    assert sample.detect.train_args == {"optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1, "mosaic": 0.0}
+    assert sample.detect.train_args == {"optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1, "mosaic": 0.0, "nbs": 4}
 
 
 def test_every_key_has_a_type_a_default_and_a_description():
