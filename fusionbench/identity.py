@@ -130,17 +130,16 @@ def _imported(module: str, packages: tuple[str, ...]) -> tuple[str, ...]:
     """Modules of ``packages`` named by the import statements of ``module`` (a package's ``__init__``
     included when a name is imported from it)."""
     path = _source_file(module)
-    stat = path.stat()
-    return _imports_of_file(module, path, stat.st_mtime_ns, stat.st_size, packages)
+    return _imports_in_source(module, path, path.read_text(), packages)
 
 
 @lru_cache(maxsize=None)
-def _imports_of_file(module: str, path: Path, mtime_ns: int, size: int, packages: tuple[str, ...]) -> tuple[str, ...]:
-    """:func:`_imported` for one version of the file: parsed once per process (a report's freshness checks
+def _imports_in_source(module: str, path: Path, source: str, packages: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`_imported` for one text of the file, parsed once per process (a report's freshness checks
     follow the same modules for every method and task: 1,550 parses, 11 s of the sample's report)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(source, str(path))):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
