@@ -4,8 +4,8 @@ OpenMP waiting, chosen here because libgomp reads it once, when torch loads it: 
 libgomp) and numba's CPU scan (the system's libgomp) each keep a thread pool, and an idle pool spins
 before it sleeps. Spinning without end would let one pool steal the cores from the other; not
 spinning at all (OMP_WAIT_POLICY=PASSIVE, this package's earlier choice) puts torch's threads to sleep
-after each of its many small operations, which made the sample's YOLOv5n epochs 2.4x and its S4Fusion
-training 1.7x slower. A short spin, about a millisecond, is fastest for both (``bench/bench_omp_wait.py``).
+after each of its many small operations, which made the sample's YOLOv5n epochs and its S4Fusion
+training steps 2x slower. A short spin, about a millisecond, is fastest for both (``bench/bench_omp_wait.py``).
 A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is.
 """
 import os

@@ -250,6 +250,18 @@ def test_the_first_scan_of_a_process_leaves_torch_threads_alone():
     assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]
 
 
+@pytest.mark.parametrize("given, spin", [({}, "100000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "None"),
+                                         ({"GOMP_SPINCOUNT": "5"}, "5")])
+def test_importing_fusion_sets_a_short_openmp_spin_unless_the_user_chose(given, spin):
+    """libgomp reads its waiting once, when torch loads it: ``import fusion`` chooses a short spin
+    (passive waiting made small networks 2x slower, bench/bench_omp_wait.py) and keeps a user's choice."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given, PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
+    code = "import os, fusion; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [spin]
+
+
 def test_backward_twice_through_a_retained_graph():
     inputs = make_inputs(seed=10, with_z=False)
     out = selective_scan_fn(*(inputs[k] for k in NAMES), delta_softplus=True)
