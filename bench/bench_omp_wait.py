@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fusion import OPENMP_WAITING
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "results" / "omp_wait.json"
@@ -53,10 +55,10 @@ def yolo_epochs(epochs: int) -> float:
 
         rng = np.random.default_rng(0)
         for split, count in (("train", 40), ("val", 6), ("test", 2)):
+            (Path(tmp) / "labels" / split).mkdir(parents=True)
             for k in range(count):
                 write_image(Path(tmp) / "images" / split / f"{k}.png", rng.integers(0, 256, (96, 128, 3), np.uint8))
                 boxes = np.column_stack([rng.integers(0, 6, 4), rng.uniform(0.2, 0.8, (4, 2)), rng.uniform(0.05, 0.3, (4, 2))])
-                (Path(tmp) / "labels" / split).mkdir(parents=True, exist_ok=True)
                 np.savetxt(Path(tmp) / "labels" / split / f"{k}.txt", boxes, fmt=["%d"] + ["%.4f"] * 4)
         data = write_data_yaml(Path(tmp) / "data.yaml", tmp, [str(c) for c in range(6)])
         settings = TrainSettings(epochs=epochs, imgsz=128, batch=4, workers=0, seed=0, resume=False,
@@ -100,7 +102,7 @@ def main() -> None:
         print(yolo_epochs(args.child_yolo))
         return
 
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    base = {k: v for k, v in os.environ.items() if k not in OPENMP_WAITING}
     workloads = ("yolov5n", "s4fusion_train", "s4fusion_fuse")
     best: dict[str, dict[str, float]] = {name: {} for name in SETTINGS}
     for _ in range(args.repeats):

@@ -10,6 +10,7 @@ A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is.
 """
 import os
 
+OPENMP_WAITING = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # the variables libgomp reads for it
 OMP_SPIN_COUNT = "100000"  # libgomp's unit: ~100,000 spins per millisecond; its own default is 300,000
 
 if "OMP_WAIT_POLICY" not in os.environ:
@@ -18,4 +19,4 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 def openmp_waiting() -> dict[str, str | None]:
     """The OpenMP waiting this process runs with, as benches record it."""
-    return {name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    return {name: os.environ.get(name) for name in OPENMP_WAITING}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from numba import njit
 
-from fusion import _scan_kernels
+from fusion import OPENMP_WAITING, _scan_kernels
 from fusion.scan import CHUNK, directional_scan, selective_scan_fn, selective_scan_ref
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,7 +255,7 @@ def test_the_first_scan_of_a_process_leaves_torch_threads_alone():
 def test_importing_fusion_sets_a_short_openmp_spin_unless_the_user_chose(given, spin):
     """libgomp reads its waiting once, when torch loads it: ``import fusion`` chooses a short spin
     (passive waiting made small networks 2x slower, bench/bench_omp_wait.py) and keeps a user's choice."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_WAITING}
     env.update(given, PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
     code = "import os, fusion; print(os.environ.get('GOMP_SPINCOUNT'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
