@@ -89,7 +89,8 @@ class DetectionSettings(Section):
     amp_check_weights: Optional[Path] = Field(None, description="local model for ultralytics' AMP check")
     resume: bool = Field(True, description="continue an interrupted training from ultralytics' last checkpoint "
                                            "(not bit-identical)")
-    cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: all cores")
+    cpu_threads: Optional[int] = Field(None, ge=1, description="CPU training threads; null: the process's (all cores, or "
+                                                               "a local worker's share)")
     train_args: dict[str, Any] = Field(default_factory=dict, description="further ultralytics train arguments, the "
                                                                          "same for every method")
     draw_score: float = Field(0.25, ge=0, le=1, description="detections drawn in the report's qualitative grid")

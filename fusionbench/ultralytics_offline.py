@@ -141,7 +141,8 @@ def training_finished(last: Path) -> bool:
 
 @contextmanager
 def cpu_threads(count: int | None = None) -> Iterator[None]:
-    """Run ultralytics on ``count`` CPU threads (default: all cores), then give the caller its own setting.
+    """Run ultralytics on ``count`` CPU threads (default: the process's torch threads: all cores, or a local
+    worker's share of them), then give the caller its own setting.
 
     Ultralytics sets torch's process-wide thread count to ``cpu_count - 1`` whenever it selects a device:
     one thread on a 2-core machine, and every later stage of the same process would inherit it.
@@ -150,7 +151,7 @@ def cpu_threads(count: int | None = None) -> Iterator[None]:
     from ultralytics.utils import torch_utils
 
     before, default = torch.get_num_threads(), torch_utils.NUM_THREADS
-    torch_utils.NUM_THREADS = max(1, int(count or os.cpu_count() or 1))
+    torch_utils.NUM_THREADS = max(1, int(count or before))
     try:
         yield
     finally:

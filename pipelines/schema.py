@@ -41,9 +41,10 @@ class RunSection(Section):
     device: str = Field("auto", description="auto (CUDA when available) | cpu | cuda | cuda:N | GPU indices as "
                                             "ultralytics takes them (0 or 0,1; a stage uses the first); a "
                                             "SLURM job uses the GPUs SLURM gave it")
-    executor: Literal["inline", "slurm"] = Field("inline", description="where run-all runs the stages: inline (this "
-                                                 "process, one stage after another) | slurm (a job graph submitted "
-                                                 "through submitit; settings in the executor section)")
+    executor: Literal["inline", "local", "slurm"] = Field("inline", description="where run-all runs the stages: inline (this "
+                                                 "process, one stage after another) | local (the job graph on this "
+                                                 "machine, executor.local_workers tasks at a time) | slurm (the job "
+                                                 "graph submitted through submitit; settings in the executor section)")
 
     @field_validator("name")
     @classmethod
@@ -267,8 +268,12 @@ JobMemory = _per_kind("JobMemory", "memory in GB (0: the cluster's default)",
 
 
 class ExecutorSection(Section):
-    """SLURM settings of ``run.executor=slurm``: what every job of the grid asks for. The defaults run on a
-    plain cluster (no partition, account or QOS named: the cluster's defaults apply)."""
+    """Settings of the job graph: ``local_workers`` for ``run.executor=local``, the rest for
+    ``run.executor=slurm`` (what every job of the grid asks for). The defaults run on a plain cluster (no
+    partition, account or QOS named: the cluster's defaults apply)."""
+
+    local_workers: int = Field(2, ge=1, description="run.executor=local: tasks of the grid running at once, each in "
+                                                    "its own process on cores / local_workers CPU threads")
 
     partition: Optional[str] = Field(None, description="SLURM partition (null: the cluster's default)")
     account: Optional[str] = Field(None, description="SLURM account to charge (null: your default)")

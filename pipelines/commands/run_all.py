@@ -26,19 +26,24 @@ def command(config_source: str, overrides: tuple[str, ...], data: str | None, de
     pipelines run-all                                   # synthetic sample on CPU (sample.yaml)
     pipelines run-all -c paper --data /data/M3FD        # the published protocol
     pipelines run-all -c paper --data /data/M3FD -s methods.s4fusion.weights=model.pkl
+    pipelines run-all -c paper --data /data/M3FD -s run.executor=local   # the grid, 2 tasks at a time
     pipelines run-all -c paper --data /data/M3FD -s run.executor=slurm   # the grid as SLURM jobs
     """
     from pipelines.run_all import format_summary, run_all
 
     values = {"data.raw": data, "run.device": device}
-    if build_config(config_source, overrides, values).run.executor == "slurm":
+    executor = build_config(config_source, overrides, values).run.executor
+    if executor == "slurm":
         summary = _on_slurm(config_source, overrides, values, detach)
     else:
         if detach:
-            raise click.UsageError("--detach goes with run.executor=slurm (inline runs in this process)")
+            raise click.UsageError(f"--detach goes with run.executor=slurm (run.executor={executor} runs on this machine)")
         _refuse_beside_a_live_grid(build_config(config_source, overrides, values))
-        config = build_config(config_source, overrides, values, log_name="run-all")
-        summary = run_all(config, progress=not no_progress)
+        if executor == "local":
+            summary, config = _on_this_machine(config_source, overrides, values)
+        else:
+            config = build_config(config_source, overrides, values, log_name="run-all")
+            summary = run_all(config, progress=not no_progress)
         click.echo(format_summary(config, summary))
     if summary is not None and summary.failures:
         sys.exit(1)
@@ -63,10 +68,22 @@ def _refuse_beside_a_live_grid(config: object) -> None:
                                    "(`pipelines cancel`), or run with -s run.executor=slurm to re-attach")
 
 
+def _on_this_machine(config_source: str, overrides: tuple[str, ...], values: dict) -> tuple[object, object]:
+    """The grid in local worker processes (the summary and the config); this process holds no lock of the run
+    while they run (each task takes the run's locks itself)."""
+    from pipelines.executors.local import run_local
+    from pipelines.logs import setup_logging
+
+    config = build_config(config_source, overrides, values)
+    setup_logging(config, "run-all")
+    return run_local(config), config
+
+
 def _on_slurm(config_source: str, overrides: tuple[str, ...], values: dict, detach: bool) -> object:
     """Submit (or re-attach to) the run's grid; the summary once it has ended, None when ``detach``. Holds
     no lock of the run while its jobs run (they take the run's locks themselves)."""
-    from pipelines.executors.slurm import as_run_summary, format_jobs, run_grid
+    from pipelines.executors.slurm import format_jobs, run_grid
+    from pipelines.executors.state import as_run_summary
     from pipelines.logs import setup_logging
     from pipelines.run_all import format_summary
 
@@ -77,7 +94,7 @@ def _on_slurm(config_source: str, overrides: tuple[str, ...], values: dict, deta
         click.echo(format_jobs(state))
         click.echo(f"watch: pipelines status -c {config_source} ...; stop: pipelines cancel -c {config_source} ...")
         return None
-    summary = as_run_summary(config, state)
+    summary = as_run_summary(config, state.tasks)
     click.echo(format_summary(config, summary))
     click.echo(format_jobs(state))
     return summary

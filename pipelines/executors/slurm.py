@@ -30,7 +30,7 @@ import submitit
 
 from pipelines.config import run_layout
 from pipelines.executors.job import release_warning
-from pipelines.executors.state import DONE, SKIPPED, GridState, TaskRecord, need, wait
+from pipelines.executors.state import SKIPPED, GridState, TaskRecord, need, wait
 from pipelines.grid import Job, Task, is_done, plan, run_task
 from pipelines.logs import FORMAT
 from pipelines.run_lock import file_lock, folders_locked
@@ -186,29 +186,6 @@ def prepare_and_submit(config: Config) -> GridState:
              sum(r.state != SKIPPED for r in records), sum(r.state == SKIPPED for r in records),
              time.time() - start, layout.grid.state)
     return state
-
-
-def as_run_summary(config: Config, state: GridState) -> Any:
-    """The grid's outcome in inline run-all's terms (one step per stage and method), for its summary."""
-    from pipelines.run_all import RunSummary, Step
-
-    summary = RunSummary()
-    stages = {"train": "train-fusion", "fuse": "fuse", "metrics": "metrics", "compare": "compare"}
-    by_job: dict[str, list[TaskRecord]] = {}
-    for task in state.tasks:
-        by_job.setdefault(task.job, []).append(task)
-    for key, tasks in by_job.items():
-        kind = tasks[0].kind
-        *stage, method = key.split("/") if "/" in key else (key, "-")  # downstream: <task>/<model>/<method>
-        stage = stages.get(kind, "/".join(stage))
-        failed = [t for t in tasks if t.state not in (DONE, SKIPPED)]
-        seconds = sum(t.info.get("end", 0) - t.info.get("start", 0) for t in tasks)
-        detail = "; ".join(f"{t.key} {t.state}: {t.detail} (log {t.log})" for t in failed)
-        summary.steps.append(Step(stage, method, not failed, seconds, detail))
-    index = run_layout(config).pages.index
-    closing = [t for t in state.tasks if t.kind == "compare"]
-    summary.report = index if index.is_file() and closing and closing[0].state == DONE else None
-    return summary
 
 
 def format_jobs(state: GridState) -> str:

@@ -115,6 +115,31 @@ def read_result(task: TaskRecord) -> tuple[str, str, dict[str, Any]]:
     return FAILED, lines[-1] if lines else "failed", {}
 
 
+def as_run_summary(config: Any, records: list[TaskRecord]) -> Any:
+    """The grid's outcome (every executor's task records) in inline run-all's terms: one step per stage and
+    method, for its summary."""
+    from pipelines.config import run_layout
+    from pipelines.run_all import RunSummary, Step
+
+    summary = RunSummary()
+    stages = {"train": "train-fusion", "fuse": "fuse", "metrics": "metrics", "compare": "compare"}
+    by_job: dict[str, list[TaskRecord]] = {}
+    for task in records:
+        by_job.setdefault(task.job, []).append(task)
+    for key, tasks in by_job.items():
+        kind = tasks[0].kind
+        *stage, method = key.split("/") if "/" in key else (key, "-")  # downstream: <task>/<model>/<method>
+        stage = stages.get(kind, "/".join(stage))
+        failed = [t for t in tasks if t.state not in (DONE, SKIPPED)]
+        seconds = sum(t.info.get("end", 0) - t.info.get("start", 0) for t in tasks)
+        detail = "; ".join(f"{t.key} {t.state}: {t.detail} (log {t.log})" for t in failed)
+        summary.steps.append(Step(stage, method, not failed, seconds, detail))
+    index = run_layout(config).pages.index
+    closing = [t for t in records if t.kind == "compare"]
+    summary.report = index if index.is_file() and closing and closing[0].state == DONE else None
+    return summary
+
+
 def squeue(ids: list[str]) -> dict[str, tuple[str, str]]:
     """id -> (state, reason) for the listed jobs SLURM still knows (array tasks as ``<array>_<index>``)."""
     if not ids:
