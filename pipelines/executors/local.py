@@ -28,7 +28,7 @@ from pipelines.schema import Config
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by libraries the tasks import later
 
 
 def worker_threads(config: Config) -> int:
@@ -97,8 +97,9 @@ def run_jobs(config: Config, jobs: list[Job], pool: ProcessPoolExecutor, records
 
 
 def start_worker(config: Config, threads: int) -> None:
-    """A worker's set-up, before it imports torch or numba: its thread count, no progress bars (its output
-    interleaves with the other workers'), the run's log, and death with the parent."""
+    """A worker's set-up: its thread count (torch's and numba's: numba reads its environment variable once, at
+    import, which unpickling the config may already have done), no progress bars (its output interleaves with
+    the other workers'), the run's log, and death with the parent."""
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     os.environ["TQDM_DISABLE"] = "1"
@@ -106,8 +107,10 @@ def start_worker(config: Config, threads: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
+    import numba
     import torch
 
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # starts numba's pool: then torch's count
     torch.set_num_threads(threads)
     from pipelines.logs import setup_logging
 
