@@ -6,8 +6,8 @@ on SLURM); its tasks whose work is current are skipped, tested then, after what 
 Each worker computes on ``cores // local_workers`` CPU threads: small networks on a few cores gain little
 from a second thread (a YOLOv5n epoch of the sample: 1.12x on 2 threads) and much from a second task
 beside them. The tasks take the run's locks themselves, as SLURM jobs do; this process holds none while
-they run. A worker dies with this process (a killed run-all leaves no training behind); a rerun resumes
-every stage from its files.
+they run. Interrupted (Ctrl-C, SIGTERM), it interrupts its workers, whose stages save their progress; killed,
+its workers end with it (no training is left behind). A rerun resumes every stage from its files.
 """
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ import logging
 import multiprocessing
 import os
 import signal
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 from pipelines.config import run_layout
 from pipelines.executors.state import DONE, FAILED, SKIPPED, TaskRecord, as_run_summary
-from pipelines.grid import Job, is_done, plan, run_task
+from pipelines.grid import Job, Task, is_done, plan, run_task
 from pipelines.run_lock import folders_locked
 from pipelines.schema import Config
 
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by libraries the tasks import later
+STOP_S = 30  # seconds an interrupted worker gets to save its stage's progress
+URGENCY = ("train", "fuse", "downstream", "metrics", "compare")  # job kinds, the first taken first
 
 
 def worker_threads(config: Config) -> int:
@@ -49,24 +54,36 @@ def run_local(config: Config) -> Any:
     threads = worker_threads(config)
     log.info("local grid: %d worker process(es) of %d CPU thread(s) each", config.executor.local_workers, threads)
     records: list[TaskRecord] = []
-    with ProcessPoolExecutor(config.executor.local_workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start_worker, initargs=(config, threads)) as pool:
-        run_jobs(config, plan(config), pool, records, str(layout.log("run-all")))
-    summary.steps += as_run_summary(config, records).steps
-    summary.report = as_run_summary(config, records).report
+    with worker_environment(threads), ProcessPoolExecutor(
+            config.executor.local_workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=start_worker, initargs=(config, threads)) as pool:
+        try:
+            run_jobs(config, plan(config), pool, config.executor.local_workers, records, str(layout.log("run-all")))
+        except BaseException:  # Ctrl-C, SIGTERM (raised by pipelines.cli), a bug: the workers stop too
+            stop_workers(pool)
+            raise
+    log.info("local grid: %d task(s) ran, %d already done", sum(r.state != SKIPPED for r in records),
+             sum(r.state == SKIPPED for r in records))
+    grid = as_run_summary(config, records)
+    summary.steps += grid.steps
+    summary.report = grid.report
     return summary
 
 
-def run_jobs(config: Config, jobs: list[Job], pool: ProcessPoolExecutor, records: list[TaskRecord],
+def run_jobs(config: Config, jobs: list[Job], pool: Executor, slots: int, records: list[TaskRecord],
              log_path: str) -> None:
-    """Submit each job's unfinished tasks to ``pool`` once what it waits for has ended; return when all ended.
-    ``records`` gets one :class:`TaskRecord` per task (skipped, done or failed)."""
+    """Run each job's unfinished tasks in ``pool`` (``slots`` at a time) once what it waits for has ended;
+    return when all have ended. ``records`` gets one :class:`TaskRecord` per task (skipped, done or failed).
+
+    Tasks wait here, not in the pool's queue, so that a free worker takes the most urgent ready task: by kind
+    (:data:`URGENCY`: a training first, then the fusion it unblocks), then in plan order."""
     waiting, ended = list(jobs), set()
+    ready: list[tuple[int, int, Task, TaskRecord]] = []
     running: dict[Future, TaskRecord] = {}
-    left: dict[str, int] = {}  # job key -> its tasks still running
-    while waiting or running:
-        while ready := [j for j in waiting if all(key in ended for key in j.after)]:  # a skipped job readies others
-            job = ready[0]
+    left: dict[str, int] = {}  # job key -> its tasks not yet ended
+    while waiting or ready or running:
+        while newly := [j for j in waiting if all(key in ended for key in j.after)]:  # a skipped job readies others
+            job = newly[0]
             waiting.remove(job)
             for task in job.tasks:
                 record = TaskRecord(task.key, job.key, job.kind, list(job.after), log=log_path)
@@ -74,11 +91,15 @@ def run_jobs(config: Config, jobs: list[Job], pool: ProcessPoolExecutor, records
                 if is_done(config, task):
                     record.state, record.detail = SKIPPED, "already done"
                     continue
-                record.state = "running"
-                running[pool.submit(run_task, config, task)] = record
+                ready.append((URGENCY.index(job.kind), len(records), task, record))
                 left[job.key] = left.get(job.key, 0) + 1
             if not left.get(job.key):
                 ended.add(job.key)
+        ready.sort(key=lambda item: item[:2])
+        while ready and len(running) < slots:
+            _, _, task, record = ready.pop(0)
+            record.state = "running"
+            running[pool.submit(run_task, config, task)] = record
         if not running:
             if waiting:  # plan() orders every job after what it waits for: a job waiting on nothing left is a bug
                 raise RuntimeError(f"jobs wait for jobs that are not in the grid: {[j.key for j in waiting]}")
@@ -96,13 +117,41 @@ def run_jobs(config: Config, jobs: list[Job], pool: ProcessPoolExecutor, records
                 ended.add(record.job)
 
 
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Interrupt the running tasks as Ctrl-C would (SIGINT: their stages save what they have done), give them
+    :data:`STOP_S` seconds, then end them; tasks not started are dropped."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_S
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.terminate()
+
+
+@contextmanager
+def worker_environment(threads: int) -> Iterator[None]:
+    """The environment the workers start with (they inherit it when they are spawned): their thread count for
+    the libraries that read it at import, and no progress bars (tqdm reads that at import too; the workers'
+    output interleaves). This process's own environment is given back afterwards."""
+    values = {**{name: str(threads) for name in THREAD_VARIABLES}, "TQDM_DISABLE": "1"}
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def start_worker(config: Config, threads: int) -> None:
-    """A worker's set-up: its thread count (torch's and numba's: numba reads its environment variable once, at
-    import, which unpickling the config may already have done), no progress bars (its output interleaves with
-    the other workers'), the run's log, and death with the parent."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    os.environ["TQDM_DISABLE"] = "1"
+    """A worker's set-up: its thread count in torch and numba (numba reads its environment variable once, at
+    import, which unpickling the config may already have done), the run's log, and death with the parent."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before prctl took effect
