@@ -155,7 +155,7 @@ def validate(tree: Mapping[str, Any], where: str = "config") -> Config:
         except FuserError as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
     check_references(config, where)
-    if config.run.executor == "inline":  # a SLURM job computes on the GPUs it gets, not on this machine's
+    if config.run.executor != "slurm":  # a SLURM job computes on the GPUs it gets, not on this machine's
         check_device(config.run.device, where)
     return config
 

@@ -142,6 +142,7 @@ def test_the_local_grid_runs_two_tasks_at_once(runs):
     assert code == 0, output
     assert f"local grid: 2 worker process(es) of {runs['threads']} CPU thread(s) each" in output
     assert "run tiny: all steps succeeded" in output
+    assert "s of steps side by side); logs:" in output  # the wall time, not the sum of the steps'
     lines = output.splitlines()
     first_end = next(i for i, line in enumerate(lines) if line.endswith(": done"))
     started = [line for line in lines[:first_end] if line.startswith("INFO train/s4fusion: train-fusion")

@@ -47,7 +47,7 @@ def run_local(config: Config) -> Any:
     from pipelines.run_all import RunSummary
 
     layout = run_layout(config)
-    summary = RunSummary()
+    summary, start = RunSummary(), time.perf_counter()
     with folders_locked([layout.root, layout.benchmark]):
         if summary.step("prepare", "-", lambda: prepare_from_config(config)) is None:
             return summary
@@ -67,6 +67,7 @@ def run_local(config: Config) -> Any:
     grid = as_run_summary(config, records)
     summary.steps += grid.steps
     summary.report = grid.report
+    summary.wall_s = time.perf_counter() - start
     return summary
 
 
