@@ -97,7 +97,7 @@ def main() -> None:
             results["paper_grid"] = {name: {"checkout": str(path), **paper_grid(path, Path(tmp) / f"paper-{name}")}
                                      for name, path in checkouts.items()}
         if args.only in (None, "tiny"):
-            inline = run_all(Path(tmp) / "inline")
+            inline = run_all(Path(tmp) / "inline", "run.executor=inline")
             on_slurm = run_all(Path(tmp) / "slurm", "run.executor=slurm", *LOCAL)
             results["tiny"] = {"inline_s": inline, "slurm_s": on_slurm, "ratio": on_slurm / inline}
     results["load_after"] = os.getloadavg()

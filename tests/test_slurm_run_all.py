@@ -54,7 +54,7 @@ def overrides(root: Path, name: str, *extra: str) -> list[str]:
             "fusion.workers=1", f"fusion.train.epochs={TRAINING['epochs']}", "fusion.train.crop=49",
             "fusion.train.batch_size=2", "fusion.train.warmup_epochs=1", f"methods.s4fusion={TINY_S4FUSION}",
             "detect.epochs=1", "detect.imgsz=64", "detect.batch=4", f"detect.seeds=[{','.join(map(str, SEEDS))}]",
-            "metrics.workers=1", "report.qualitative=2", "tasks.segmentation=[]", *extra]
+            "metrics.workers=1", "report.qualitative=2", "tasks.segmentation=[]", "run.executor=inline", *extra]
 
 
 def on_slurm(root: Path) -> list[str]:

@@ -38,7 +38,7 @@ URGENCY = ("train", "fuse", "downstream", "metrics", "compare")  # job kinds, th
 
 def worker_threads(config: Config) -> int:
     """CPU threads of each worker: this machine's cores shared between the workers."""
-    return max(1, (os.cpu_count() or 1) // config.executor.local_workers)
+    return max(1, len(os.sched_getaffinity(0)) // config.executor.local_workers)
 
 
 def run_local(config: Config) -> Any:
