@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -38,7 +39,8 @@ URGENCY = ("train", "fuse", "downstream", "metrics", "compare")  # job kinds, th
 
 def worker_threads(config: Config) -> int:
     """CPU threads of each worker: this machine's cores shared between the workers."""
-    return max(1, len(os.sched_getaffinity(0)) // config.executor.local_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // config.executor.local_workers)
 
 
 def run_local(config: Config) -> Any:
@@ -153,10 +155,10 @@ def worker_environment(threads: int) -> Iterator[None]:
 def start_worker(config: Config, threads: int) -> None:
     """A worker's set-up: its thread count in torch and numba (numba reads its environment variable once, at
     import, which unpickling the config may already have done), the run's log, and death with the parent."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
+    if sys.platform.startswith("linux"):  # elsewhere a killed run-all's workers finish their task first
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
     import numba
     import torch
 
