@@ -173,21 +173,36 @@ def test_a_rerun_of_the_local_grid_runs_only_the_closing_job(runs):
     assert "train-fusion" not in output and "fuse average" not in output
 
 
-def test_a_killed_local_run_all_leaves_no_worker_and_its_rerun_finishes(runs):
-    root = runs["root"]
-    args = sum((["-s", o] for o in overrides(root, "killed", "run.executor=local", "fusion.train.epochs=40")), [])
+def started_training(root: Path, name: str) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """A local run-all whose S4Fusion training has started (long enough not to end first), and its workers."""
+    args = sum((["-s", o] for o in overrides(root, name, "run.executor=local", "fusion.train.epochs=40")), [])
     parent = pipelines("run-all", "--no-progress", *args)
-    log = run_layout(load_config("sample", overrides(root, "killed"))).log("run-all")
+    log = run_layout(load_config("sample", overrides(root, name))).log("run-all")
     deadline = time.monotonic() + 300
     while "train/s4fusion: train-fusion s4fusion" not in (log.read_text() if log.is_file() else ""):
         assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()[0]
         time.sleep(0.5)
-    workers = psutil.Process(parent.pid).children(recursive=True)
-    assert len(workers) >= 2
+    workers = [p for p in psutil.Process(parent.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 2, [p.cmdline() for p in workers]
+    return parent, workers
+
+
+def test_a_killed_local_run_all_leaves_no_worker_and_its_rerun_finishes(runs):
+    parent, workers = started_training(runs["root"], "killed")
     parent.send_signal(signal.SIGKILL)
     parent.communicate()
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
-    code, output = run_all(root, "killed", "run.executor=local", "fusion.train.epochs=3")
+    code, output = run_all(runs["root"], "killed", "run.executor=local", "fusion.train.epochs=3")
     assert code == 0, output
     assert "run tiny: all steps succeeded" in output
+
+
+def test_a_terminated_local_run_all_stops_its_workers_and_says_how_to_resume(runs):
+    parent, workers = started_training(runs["root"], "terminated")
+    parent.send_signal(signal.SIGTERM)
+    output = parent.communicate(timeout=120)[0]
+    assert parent.returncode == 143, output
+    gone, alive = psutil.wait_procs(workers, timeout=5)  # stopped by run-all itself, before it exited
+    assert not alive, [p.cmdline() for p in alive]
+    assert "rerun" in output.lower(), output[-2000:]
