@@ -69,18 +69,11 @@ def _refuse_beside_a_live_grid(config: object) -> None:
 
 
 def _on_this_machine(config_source: str, overrides: tuple[str, ...], values: dict) -> tuple[object, object]:
-    """The grid in local worker processes (the summary and the config); this process holds no lock of the run
-    while they run (each task takes the run's locks itself), but is refused, before it writes anything, while
-    another command holds them."""
-    from pipelines.config import run_layout
+    """The grid in local worker processes (the summary and the config); :func:`run_local` takes and leaves the
+    run's locks itself."""
     from pipelines.executors.local import run_local
-    from pipelines.logs import setup_logging
-    from pipelines.run_lock import folders_locked
 
     config = build_config(config_source, overrides, values)
-    with folders_locked([run_layout(config).root, run_layout(config).benchmark]):
-        pass
-    setup_logging(config, "run-all")
     return run_local(config), config
 
 

@@ -44,13 +44,17 @@ def worker_threads(config: Config) -> int:
 
 
 def run_local(config: Config) -> Any:
-    """Prepare here, then run the grid in a pool of worker processes; returns inline run-all's summary."""
+    """Prepare here, then run the grid in a pool of worker processes; returns inline run-all's summary. Refused
+    before it writes anything (its log included) while another command holds the run's locks; holds none
+    while the workers run (each task takes them itself)."""
+    from pipelines.logs import setup_logging
     from pipelines.prepare import prepare_from_config
     from pipelines.run_all import RunSummary
 
     layout = run_layout(config)
     summary, start = RunSummary(), time.perf_counter()
     with folders_locked([layout.root, layout.benchmark]):
+        setup_logging(config, "run-all")
         if summary.step("prepare", "-", lambda: prepare_from_config(config)) is None:
             return summary
     threads = worker_threads(config)
