@@ -110,28 +110,37 @@ def run_child(args, env: dict, tree: Path | None, height: int, width: int, flops
 
 
 def count_flops(model, x) -> dict:
-    """Dense FLOPs of one forward pass by torch's counter; scan FLOPs from the shapes of every scan call."""
+    """Dense FLOPs of one forward pass by torch's counter; scan FLOPs from the shapes of every scan
+    call: selective_scan_fn (GPU backends) and directional_scan (CPU, K scans per call, and the dt
+    projection that its kernel computes, which torch's counter then does not see)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     import fusion.s4fusion.ssm as ssm
 
-    calls = []
-    scan = ssm.selective_scan_fn
+    calls, projection_flops = [], []
+    scan, directional = ssm.selective_scan_fn, ssm.directional_scan
 
     def counting_scan(u, delta, A, *args, **kwargs):
         calls.append((u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
         return scan(u, delta, A, *args, **kwargs)
 
-    ssm.selective_scan_fn = counting_scan
+    def counting_directional(u, delta, A, *args, delta_proj_weight=None, **kwargs):
+        calls.append((u.shape[0], A.shape[0], u.shape[2], A.shape[1]))  # A: (K*U, N)
+        if delta_proj_weight is not None:
+            projection_flops.append(2 * u.shape[0] * delta_proj_weight.numel() * u.shape[2])
+        return directional(u, delta, A, *args, delta_proj_weight=delta_proj_weight, **kwargs)
+
+    ssm.selective_scan_fn, ssm.directional_scan = counting_scan, counting_directional
     counter = FlopCounterMode(display=False)
     try:
         with torch.inference_mode(), counter:
             model.eval()(x, x)
     finally:
-        ssm.selective_scan_fn = scan
+        ssm.selective_scan_fn, ssm.directional_scan = scan, directional
     scan_flops = sum(9 * b * d * length * n + 2 * b * d * length for b, d, length, n in calls)
-    return {"dense_gflops": counter.get_total_flops() / 1e9, "scan_gflops": scan_flops / 1e9, "scan_calls": len(calls)}
+    return {"dense_gflops": (counter.get_total_flops() + sum(projection_flops)) / 1e9,
+            "scan_gflops": scan_flops / 1e9, "scan_calls": len(calls)}
 
 
 def parameter_counts() -> dict:

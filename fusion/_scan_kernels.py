@@ -12,7 +12,13 @@ transposed copies; K = 1 in time order is the plain scan), and sum the K outputs
 Layout (prepared by fusion.scan): u (batch, U, S), delta (batch, K*U, S) and dt (batch, K*U, L,
 in time order) are float32; y and dy are float32 (batch, S, U) (channels last, or a transposed
 view); B and C are float32 (batch, G, S, N) so that one step reads N contiguous values; A is
-float64 (K*U, N), D and delta_bias float64 (K*U,). States and every sum are float64.
+float64 (K*U, N), D and delta_bias float64 (K*U,). The forward also takes Delta as low-rank
+factors: delta (batch, K*R, S) and delta_weight (K*U, R) float64 (R = 0: delta is Delta).
+
+Precision: states and every sum are float64. The decays are applied as h + (exp(dt A) - 1) h
+with exp(dt A) - 1 computed in float32 (_expm1_f32, 8 lanes per AVX2 vector instead of 4): its
+error is relative to the state's leak, so slow channels lose nothing, and outputs stay within
+~1e-7 (relative to the largest) of float64 decays.
 
 Memory stays linear in L without any (D, L, N) tensor: the forward pass keeps the hidden state only
 at the start of every chunk of ``chunk`` steps; the backward pass walks the chunks from last to
@@ -20,6 +26,8 @@ first, recomputes one chunk's states into a small (chunk + 1, N, block) buffer a
 reverse scan over it.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -59,6 +67,22 @@ def _bits_from_float(typingctx, value):
     return types.int64(types.float64), codegen
 
 
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bit pattern is the int32 ``bits``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _bits_from_float32(typingctx, value):
+    """The int32 IEEE-754 bit pattern of the float32 ``value``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
 @njit(cache=True, fastmath={"contract"})
 def _exp_taylor(r: float) -> float:
     """sum_{i <= 12} r**i / i! for |r| <= ln(2) / 2, by Estrin's scheme: short independent chains
@@ -88,6 +112,47 @@ def _exp(x: float) -> float:
     half = ki >> 1
     scaled = _float_from_bits(_bits_from_float(_exp_taylor(r)) + (half << 52))  # exact: stays normal
     return scaled * _float_from_bits(((ki - half) << 52) + EXPONENT_ONE)
+
+
+# The decays in float32, as exp(x) - 1 (see _expm1_f32). Constants are float32 (a float64 one would
+# promote the whole computation). ln 2 in one float32 (error 1.9e-9): r = x - k ln 2 is then off by
+# |k| 1.9e-9, i.e. exp(x) by that relatively, which for x <= 0 is below 5e-9 of exp(x) - 1.
+F32_LOG2E = np.float32(LOG2E)
+F32_LN2 = np.float32(math.log(2.0))
+F32_ROUNDER = np.float32(12582912.0)  # 1.5 * 2**23: rounds |v| < 2**22 to an integer, as ROUNDER
+F32_ROUNDER_BITS = np.int32(0x4B400000)
+F32_EXPONENT_BIAS = np.int32(127)
+F32_LOWEST = np.float32(-87.0)  # exp(-87) < 2**-125: below it exp(x) - 1 rounds to -1
+F32_HIGHEST = np.float32(88.0)  # exp(88) < 2**127 < float32's largest; above it: inf
+F32_ONE = np.float32(1.0)
+F32_INF = np.float32(np.inf)
+EXPM1_COEFFS = tuple(np.float32(1.0 / math.factorial(i)) for i in range(2, 8))
+
+
+@njit(cache=True, fastmath={"contract"})
+def _expm1_f32(x: np.float32) -> np.float32:
+    """exp(x) - 1 in float32 arithmetic, within 1.1e-7 of it relatively for x <= 0 (3.3e-7 up to
+    88), in operations that LLVM vectorises 8 to an AVX2 register (twice the lanes of float64,
+    and a 7th- instead of a 12th-degree polynomial).
+
+    Why exp(x) - 1 and not exp(x): a scan's slow channels decay by exp(dt A) = 1 - 1e-3 per step
+    and remember ~1,000 steps. exp(x) rounded to float32 would err by up to 3e-8 absolute, i.e.
+    3e-5 of the 1e-3 that the state leaks per step, and that error would set the state's level. The
+    kernels instead update h + (exp(x) - 1) h in float64 with exp(x) - 1 accurate relative to
+    itself: the decay's error is then ~1e-7 of its leak, whatever the leak, and the states and
+    outputs stay within ~1e-7 of float64 decays. Range reduction as in _exp:
+    exp(x) - 1 = 2**k (exp(r) - 1) + (2**k - 1), exact for k = 0 (where |x| is small). x below
+    -87 gives -1 (exp(x) < 2**-125), above 88 inf; NaN stays NaN."""
+    v = min(max(x, F32_LOWEST), F32_HIGHEST)  # numba's min and max keep NaN
+    shifted = v * F32_LOG2E + F32_ROUNDER
+    k = shifted - F32_ROUNDER
+    r = v - k * F32_LN2
+    c2, c3, c4, c5, c6, c7 = EXPM1_COEFFS
+    r2 = r * r  # Estrin's scheme: a shorter dependency chain than Horner's, as in _exp_taylor
+    poly = (r + r2 * (c2 + r * c3)) + (r2 * r2) * ((c4 + r * c5) + r2 * (c6 + r * c7))
+    scale = _float32_from_bits((_bits_from_float32(shifted) - F32_ROUNDER_BITS + F32_EXPONENT_BIAS) << 23)
+    out = scale * poly + (scale - F32_ONE)
+    return F32_INF if x > F32_HIGHEST else out
 
 
 @njit(cache=True, inline="always")
@@ -124,9 +189,41 @@ def _step_sizes(raw, softplus, dt, u, dtu):
         dtu[i] = dt[i] * u[i]
 
 
+F32_LANES = 8  # float32 values per AVX2 vector: the decays are computed for blocks padded to it
+
+
+@njit(cache=True, fastmath={"contract"})
+def _leaks(dt, A, out):
+    """out[n, j] = exp(dt[j] A[n, j]) - 1 (float32, (N, wide)): one step's decays for a block, as
+    one loop per state whose length is a whole number of vectors (no scalar remainder)."""
+    for n in range(A.shape[0]):
+        A_n, out_n = A[n], out[n]
+        for j in range(A.shape[1]):
+            out_n[j] = _expm1_f32(dt[j] * A_n[j])
+
+
+@njit(cache=True, fastmath=REASSOCIATE)
+def _project_deltas(inputs, positions, weight_T, bias, gathered, raw):
+    """raw[k, j] = bias[j] + sum_r weight_T[r, j] * inputs[r, positions[k]]: a chunk's Delta for
+    a block from the R low-rank inputs of its order (Mamba's dt projection), read at the chunk's
+    positions into ``gathered`` (chunk, R) first. R rows are gathered instead of a block's
+    channels, and the (batch, K*U, L) Delta is never written."""
+    for r in range(inputs.shape[0]):
+        row = inputs[r]
+        for k in range(positions.size):
+            gathered[k, r] = row[positions[k]]
+    for k in range(positions.size):
+        raw_k = raw[k]
+        raw_k[:] = bias
+        for r in range(inputs.shape[0]):
+            value, weight_r = gathered[k, r], weight_T[r]
+            for j in range(raw_k.size):
+                raw_k[j] += weight_r[j] * value
+
+
 @njit(parallel=True, cache=True, fastmath=REASSOCIATE)
-def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, orders, chunk, n_parts, block, y,
-                 for_backward):
+def scan_forward(u, delta, delta_weight, delta_bias, softplus, A, B, C, D, orders, chunk, n_parts,
+                 block, y, for_backward):
     """Scans u in each of K orders and writes the sum of the K outputs, position by position,
     into y (batch, S, U) float32 (a transposed view of the caller's tensor where it wants
     channels first). Returns the step sizes dt (batch, K*U, L) float32 in time order (the
@@ -137,13 +234,16 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, orders, chunk, n_pa
     Channel k*U + i (delta, A, D, delta_bias and the B and C groups) is the scan of u's channel i
     that takes its step t at position orders[k, t]: the four 2-D scan directions read the same
     u, delta, B and C in place of flipped and transposed copies. K = 1 with orders [0 .. L-1] is
-    the plain scan. The K outputs are summed in float32 in the order k = 0, 1, ...
+    the plain scan. The K outputs are summed in float32 in the order k = 0, 1, ... With R =
+    delta_weight.shape[1] > 0, channel k*U + i's Delta is delta_weight[k*U + i] . delta[k*R:(k+1)*R]
+    (see _project_deltas).
 
     Vectorised across channels: ``block`` consecutive channels read the same B_t and C_t (block
-    divides both group sizes), so one step updates an (N, block) state in contiguous inner loops
-    that compute each decay exp(dt A) in place. Work items are (batch, part of u's channel
-    blocks); an item scans each of its blocks in every order, chunk by chunk in time order,
-    gathering the chunk's u and delta into small (chunk, block) buffers (delta becomes dt there).
+    divides both group sizes), so one step updates an (N, block) state in contiguous inner loops,
+    after one loop per state has computed the step's decays (_leaks). Work items are (batch, part
+    of u's channel blocks); an item scans each of its blocks in every order, chunk by chunk in
+    time order, gathering the chunk's u and delta into small (chunk, block) buffers (delta
+    becomes dt there).
     """
     n_batch, n_inputs, length = u.shape
     n_orders = orders.shape[0]
@@ -152,6 +252,9 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, orders, chunk, n_pa
     c_per_group = n_dim // C.shape[1]
     n_chunks = (length + chunk - 1) // chunk
     n_blocks = n_inputs // block
+    wide = -(-block // F32_LANES) * F32_LANES
+    n_rank = delta_weight.shape[1]
+    weight_T = np.ascontiguousarray(delta_weight.T)
     A_T = np.ascontiguousarray(A.T)
     kept = n_batch if for_backward else 0
     dt = np.empty((kept, n_dim, length), np.float32)
@@ -164,34 +267,46 @@ def scan_forward(u, delta, delta_bias, softplus, A, B, C, D, orders, chunk, n_pa
         raw_chunk, u_chunk = np.empty((chunk, block)), np.empty((chunk, block))
         dt_chunk, dtu_chunk = np.empty((chunk, block)), np.empty((chunk, block))
         y_chunk = np.empty((chunk, block))
+        projections = np.empty((chunk, n_rank))  # one order's low-rank Delta inputs over the chunk
+        # the decays' float32 operands and exp(dt A) - 1, padded to whole vectors (zeros)
+        dt32_chunk, A32 = np.zeros((chunk, wide), np.float32), np.zeros((n_state, wide), np.float32)
+        leak = np.empty((n_state, wide), np.float32)
         for blk in range(part * n_blocks // n_parts, (part + 1) * n_blocks // n_parts):
             i0 = blk * block  # u's (and y's) channels
             for o in range(n_orders):
                 order, d0 = orders[o], o * n_inputs + i0
                 gb, gc = d0 // b_per_group, d0 // c_per_group
+                A32[:, :block] = A_T[:, d0:d0 + block]
                 h[:] = 0.0
                 for c in range(n_chunks):
                     t0 = c * chunk
                     steps = min(length, t0 + chunk) - t0
+                    if n_rank:
+                        _project_deltas(delta[b, o * n_rank:(o + 1) * n_rank], order[t0:t0 + steps],
+                                        weight_T[:, d0:d0 + block], delta_bias[d0:d0 + block],
+                                        projections, raw_chunk)
                     for j in range(block):
                         if for_backward:
                             for n in range(n_state):
                                 starts[b, d0 + j, c, n] = h[n, j]
                         for k in range(steps):
-                            raw_chunk[k, j] = delta[b, d0 + j, order[t0 + k]] + delta_bias[d0 + j]
+                            if not n_rank:
+                                raw_chunk[k, j] = delta[b, d0 + j, order[t0 + k]] + delta_bias[d0 + j]
                             u_chunk[k, j] = u[b, i0 + j, order[t0 + k]]
                     used = steps * block
                     _step_sizes(raw_chunk.ravel()[:used], softplus, dt_chunk.ravel()[:used],
                                 u_chunk.ravel()[:used], dtu_chunk.ravel()[:used])
+                    dt32_chunk[:steps, :block] = dt_chunk[:steps]
                     for k in range(steps):
                         s = order[t0 + k]
-                        dt_k, dtu_k, y_k = dt_chunk[k], dtu_chunk[k], y_chunk[k]
+                        _leaks(dt32_chunk[k], A32, leak)
+                        dtu_k, y_k = dtu_chunk[k], y_chunk[k]
                         y_k[:] = 0.0
                         for n in range(n_state):
                             B_sn, C_sn = B[b, gb, s, n], C[b, gc, s, n]
-                            h_n, A_n = h[n], A_T[n, d0:d0 + block]
+                            h_n, leak_n = h[n], leak[n]
                             for j in range(block):
-                                h_n[j] = _exp(dt_k[j] * A_n[j]) * h_n[j] + dtu_k[j] * B_sn
+                                h_n[j] = (h_n[j] + leak_n[j] * h_n[j]) + dtu_k[j] * B_sn
                                 y_k[j] += C_sn * h_n[j]
                     for k in range(steps):
                         y_s = y[b, order[t0 + k]]
@@ -217,7 +332,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
     C_t, so every inner loop runs over the block (contiguous, no reductions over N). Work items
     are (batch, part of u's channel blocks); an item takes each block in every order and walks
     its chunks in reverse: the block's states over a chunk are recomputed from the chunk's start
-    state into a (chunk + 1, N, block) buffer (the decays into another), then the adjoint
+    state into a (chunk + 1, N, block) buffer (exp(dt A) - 1 into another), then the adjoint
     dLoss/dh runs backwards through them. u's gradient sums the K orders' (float32, k = 0, 1,
     ...). Channels of one group share B_t and C_t, so their gradients are summed: each part sums
     into its own slice of dB/dC (added up by the caller) and no two threads write the same
@@ -233,6 +348,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
     c_per_group = n_dim // C.shape[1]
     n_chunks = starts.shape[2]
     n_blocks = n_inputs // block
+    wide = -(-block // F32_LANES) * F32_LANES
     A_T = np.ascontiguousarray(A.T)
     du = np.empty((n_batch, n_inputs, length), np.float32)
     ddelta = np.empty((n_batch, n_dim, length), np.float32)
@@ -245,7 +361,8 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
         adj = np.empty((n_state, block))  # dLoss/dh of one block, carried backwards in time
         dA_sum, dD_sum = np.empty((n_state, block)), np.empty(block)
         states = np.empty((chunk + 1, n_state, block))  # states[k + 1] = h at step t0 + k
-        decay = np.empty((chunk, n_state, block))  # exp(dt_t * A_n) over the chunk
+        leak = np.empty((chunk, n_state, wide), np.float32)  # exp(dt_t * A_n) - 1 over the chunk
+        dt32_chunk, A32 = np.zeros((chunk, wide), np.float32), np.zeros((n_state, wide), np.float32)
         # one block's chunk, time-major so that a step reads `block` contiguous values
         dt_chunk, u_chunk = np.empty((chunk, block)), np.empty((chunk, block))
         dtu_chunk, g_chunk = np.empty((chunk, block)), np.empty((chunk, block))
@@ -257,6 +374,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
             for o in range(n_orders):
                 order, d0 = orders[o], o * n_inputs + i0
                 gb, gc = d0 // b_per_group, d0 // c_per_group
+                A32[:, :block] = A_T[:, d0:d0 + block]
                 for j in range(block):
                     for n in range(n_state):
                         adj[n, j] = dlast[b, d0 + j, n]
@@ -271,16 +389,17 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
                         for k in range(steps):
                             dt_chunk[k, j] = dt[b, d0 + j, t0 + k]
                             u_chunk[k, j] = u[b, i0 + j, order[t0 + k]]
+                    dt32_chunk[:steps, :block] = dt_chunk[:steps]
                     for k in range(steps):
                         g_chunk[k] = dy[b, order[t0 + k], i0:i0 + block]
                         for j in range(block):
                             dtu_chunk[k, j] = dt_chunk[k, j] * u_chunk[k, j]  # as the forward
+                        _leaks(dt32_chunk[k], A32, leak[k])
                         for n in range(n_state):
-                            B_sn, A_n = B[b, gb, order[t0 + k], n], A_T[n, d0:d0 + block]
-                            decay_n, before, after = decay[k, n], states[k, n], states[k + 1, n]
+                            B_sn, leak_n = B[b, gb, order[t0 + k], n], leak[k, n]
+                            before, after = states[k, n], states[k + 1, n]
                             for j in range(block):
-                                decay_n[j] = _exp(dt_chunk[k, j] * A_n[j])
-                                after[j] = decay_n[j] * before[j] + dtu_chunk[k, j] * B_sn
+                                after[j] = (before[j] + leak_n[j] * before[j]) + dtu_chunk[k, j] * B_sn
                     for k in range(steps - 1, -1, -1):
                         s = order[t0 + k]
                         dt_k, dtu_k, g_k = dt_chunk[k], dtu_chunk[k], g_chunk[k]
@@ -289,7 +408,7 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
                         for n in range(n_state):
                             B_sn, C_sn = B[b, gb, s, n], C[b, gc, s, n]
                             adj_n, dA_n, A_n = adj[n], dA_sum[n], A_T[n, d0:d0 + block]
-                            decay_n, before, after = decay[k, n], states[k, n], states[k + 1, n]
+                            leak_n, before, after = leak[k, n], states[k, n], states[k + 1, n]
                             dB_sn = 0.0
                             dC_sn = 0.0
                             for j in range(block):
@@ -297,10 +416,10 @@ def scan_backward(u, dt, softplus, A, B, C, D, orders, chunk, starts, dy, dlast,
                                 dC_sn += g_k[j] * after[j]
                                 dB_sn += a * dtu_k[j]
                                 d_input[j] += a * B_sn
-                                w = a * before[j] * decay_n[j]  # dLoss/d(dt_t * A_n)
+                                w = a * (before[j] + leak_n[j] * before[j])  # dLoss/d(dt_t * A_n)
                                 d_exponent[j] += w * A_n[j]
                                 dA_n[j] += w * dt_k[j]
-                                adj_n[j] = a * decay_n[j]
+                                adj_n[j] = a + a * leak_n[j]
                             dB[part, b, gb, s, n] += dB_sn
                             dC[part, b, gc, s, n] += dC_sn
                         for j in range(block):

@@ -126,7 +126,7 @@ def _keeping_torch_threads():
         torch.set_num_threads(threads)
 
 
-LANES = 4  # float64 values per AVX2 vector: a block of w channels costs like ceil(w / 4) * 4
+LANES = 4  # float64 per AVX2 vector: a block of w channels costs ~ceil(w / 4) * 4 (its float32 decays pad to 8)
 
 
 def _blocking(n_batch: int, n_inputs: int, group: int, widest: int) -> tuple[int, int]:
@@ -159,11 +159,12 @@ class _ScanCore(torch.autograd.Function):
 
     u (batch, U, S) is scanned in each of the K orders of ``orders`` (K, S) and the K outputs
     summed (see fusion._scan_kernels.scan_forward): delta is (batch, K*U, S), A (K*U, N), B and
-    C (batch, G, N, S) in u's position order. The output is (batch, S, U) with
-    ``channels_last``, else (batch, U, S)."""
+    C (batch, G, N, S) in u's position order. With ``delta_weight`` (K*U, R), delta is instead
+    (batch, K*R, S), the low-rank inputs that the weight maps to each order's Delta. The output is
+    (batch, S, U) with ``channels_last``, else (batch, U, S)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, orders, channels_last,
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_weight, softplus, orders, channels_last,
                 for_backward):
         from fusion import (
             _scan_kernels as kernels,  # numba compiles (or loads its cache) here
@@ -174,31 +175,34 @@ class _ScanCore(torch.autograd.Function):
         skip, bias = (torch.zeros(n_dim) if x is None else x for x in (D, delta_bias))
         # trailing underscore: the numpy arrays (float32 copies or views) that the kernels read
         u_, A_, D_ = _numpy(u, torch.float32), _numpy(A, torch.float64), _numpy(skip, torch.float64)
+        delta_ = _numpy(delta, torch.float32)
+        weight_ = np.zeros((n_dim, 0)) if delta_weight is None else _numpy(delta_weight, torch.float64)
         B_, C_ = (_numpy(_grouped(x).transpose(2, 3), torch.float32) for x in (B, C))
         group = math.gcd(n_dim // B_.shape[1], n_dim // C_.shape[1])
         block, parts = _blocking(n_batch, n_inputs, group, FORWARD_BLOCK)
         y = torch.empty((n_batch, length, n_inputs) if channels_last else u.shape)
         with _keeping_torch_threads():
             dt, starts, last = kernels.scan_forward(
-                u_, _numpy(delta, torch.float32), _numpy(bias, torch.float64), softplus, A_, B_,
-                C_, D_, orders, CHUNK, parts, block, _positions_first(y.numpy(), channels_last),
-                for_backward)
+                u_, delta_, weight_, _numpy(bias, torch.float64), softplus, A_, B_, C_, D_, orders,
+                CHUNK, parts, block, _positions_first(y.numpy(), channels_last), for_backward)
         ctx.arrays = (u_, dt, A_, B_, C_, D_, orders)  # reused by backward
         ctx.softplus, ctx.channels_last = softplus, channels_last
         # what backward needs of the other inputs is their dtype (and B's and C's shape): keeping
         # them alive would hold a full-size delta per scan call until backward
-        ctx.dtypes = {name: None if x is None else x.dtype
-                      for name, x in zip("delta A B C D bias".split(), (delta, A, B, C, D, delta_bias))}
+        ctx.dtypes = {name: None if x is None else x.dtype for name, x in
+                      zip("delta A B C D bias weight".split(), (delta, A, B, C, D, delta_bias, delta_weight))}
         ctx.shapes = {"B": B.shape, "C": C.shape}
         ctx.blocking = _blocking(n_batch, n_inputs, group, BACKWARD_BLOCK)
-        ctx.save_for_backward(u, torch.from_numpy(starts))  # u: its version check guards u_
+        # u: its version check guards u_; low-rank Delta inputs and weight: their gradients need them
+        projection = () if delta_weight is None else (delta, delta_weight)
+        ctx.save_for_backward(u, torch.from_numpy(starts), *projection)
         return y.to(u.dtype), torch.from_numpy(last).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dy, dlast):
         from fusion import _scan_kernels as kernels
 
-        u, starts = ctx.saved_tensors  # dlast is zeros when last_state is unused
+        u, starts, *projection = ctx.saved_tensors  # dlast is zeros when last_state is unused
         u_, dt, A_, B_, C_, D_, orders = ctx.arrays
         dtypes = ctx.dtypes
         block, parts = ctx.blocking
@@ -213,12 +217,19 @@ class _ScanCore(torch.autograd.Function):
             return grad.reshape(ctx.shapes[name]).to(dtypes[name])
 
         ddelta = torch.from_numpy(ddelta)
-        return (torch.from_numpy(du).to(u.dtype), ddelta.to(dtypes["delta"]),
+        dinputs, dweight = ddelta, None
+        if projection:  # Delta = weight . inputs, order by order: the chain rule, in float32
+            inputs = projection[0].float().unflatten(1, (len(orders), -1))  # (batch, K, R, L)
+            weight = projection[1].float().unflatten(0, (len(orders), -1))  # (K, U, R)
+            per_order = ddelta.unflatten(1, (len(orders), -1))  # (batch, K, U, L)
+            dweight = torch.einsum("bkul,bkrl->kur", per_order, inputs).flatten(0, 1).to(dtypes["weight"])
+            dinputs = torch.einsum("bkul,kur->bkrl", per_order, weight).flatten(1, 2)
+        return (torch.from_numpy(du).to(u.dtype), dinputs.to(dtypes["delta"]),
                 torch.from_numpy(dA).sum(0).to(dtypes["A"]), grouped_grad(dB, "B"),
                 grouped_grad(dC, "C"),
                 None if dtypes["D"] is None else torch.from_numpy(dD).sum(0).to(dtypes["D"]),
                 None if dtypes["bias"] is None else ddelta.double().sum((0, 2)).to(dtypes["bias"]),
-                None, None, None, None)
+                dweight, None, None, None, None)
 
 
 def _positions_first(y: np.ndarray, channels_last: bool) -> np.ndarray:
@@ -244,7 +255,7 @@ def _core_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     for_backward = _needs_backward(*inputs)
     cpu = [None if x is None else x.cpu() for x in inputs]
     plain = np.arange(u.shape[2])[None]  # one scan, in time order
-    out, last = _ScanCore.apply(*cpu, softplus, plain, False, for_backward)
+    out, last = _ScanCore.apply(*cpu, None, softplus, plain, False, for_backward)
     return out.to(u.device), last.to(u.device)
 
 
@@ -390,7 +401,7 @@ def triton_selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
 
 def directional_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                      D: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                     orders: np.ndarray) -> Tensor:
+                     orders: np.ndarray, delta_proj_weight: Tensor | None = None) -> Tensor:
     """K selective scans of one input, each taking its steps in its own order, summed back
     position by position, on the CPU (numba), without reordered copies of any input:
 
@@ -401,16 +412,28 @@ def directional_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     float32) of scan k's output at its step t with orders[k, t] = s. That is what
     :func:`selective_scan_fn` on the K reordered sequences (B and C as K groups), mapped back
     and summed, gives; counted as one 'cpu' scan.
+
+    With ``delta_proj_weight`` (K*U, R), delta is instead the (batch, K*R, S) low-rank input of
+    Mamba's dt projection, and the scans' Delta is its product with the weight, order by order:
+    Delta[:, k*U + i] = sum_r delta_proj_weight[k*U + i, r] * delta[:, k*R + r]. The kernel forms
+    each chunk's Delta itself: the (batch, K*U, S) tensor is neither computed nor gathered.
     """
     n_orders = orders.shape[0]
-    if u.device.type != "cpu" or orders.shape[1] != u.shape[2] or delta.shape[1] != n_orders * u.shape[1]:
-        raise ValueError(f"directional_scan: CPU tensors u (batch, U, S), delta (batch, K*U, S) and "
+    n_rank = 0 if delta_proj_weight is None else delta_proj_weight.shape[-1]
+    if (u.device.type != "cpu" or orders.shape[1] != u.shape[2]
+            or delta.shape[1] != n_orders * (n_rank or u.shape[1])):
+        expected = "(batch, K*U, S)" if delta_proj_weight is None else f"(batch, K*R = {n_orders}*{n_rank}, S)"
+        raise ValueError(f"directional_scan: CPU tensors u (batch, U, S), delta {expected} and "
                          f"orders (K, S); got u {tuple(u.shape)} on {u.device}, delta "
                          f"{tuple(delta.shape)}, orders {orders.shape}")
     scans = u.new_empty(()).expand(u.shape[0], n_orders * u.shape[1], u.shape[2])  # a shape, no data
-    _check_inputs(scans, delta, A, B, C, D, None, delta_bias)
+    if delta_proj_weight is not None and (delta_proj_weight.shape != (scans.shape[1], n_rank)
+                                          or delta.shape != (u.shape[0], n_orders * n_rank, u.shape[2])):
+        raise ValueError(f"directional_scan: delta_proj_weight must be (K*U = {scans.shape[1]}, R) for "
+                         f"delta (batch, K*R, S); got {tuple(delta_proj_weight.shape)} and delta "
+                         f"{tuple(delta.shape)}")
+    _check_inputs(scans, scans if n_rank else delta, A, B, C, D, None, delta_bias)
     _calls["cpu"] += 1
-    inputs = (u, delta, A, B, C, D, delta_bias)
+    inputs = (u, delta, A, B, C, D, delta_bias, delta_proj_weight)
     out, _ = _ScanCore.apply(*inputs, delta_softplus, orders, True, _needs_backward(*inputs))
     return out
-

@@ -203,6 +203,31 @@ def test_vectorised_exp_matches_libm():
     assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
 
 
+@njit
+def kernel_expm1_f32(x: np.ndarray) -> np.ndarray:
+    """The kernels' float32 exp(x) - 1 over an array, in a loop (so it is vectorised)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = _scan_kernels._expm1_f32(x[i])
+    return out
+
+
+def test_float32_expm1_is_accurate_relative_to_itself():
+    """The decays' exp(x) - 1: relative to itself (what keeps slow channels exact), against
+    float64 expm1, from the smallest leaks to full decay; clamped ends and NaN as documented."""
+    x = np.concatenate([np.linspace(-100.0, 88.0, 200001), -np.geomspace(1e-30, 1e3, 20000),
+                        np.geomspace(1e-30, 88.0, 2000)]).astype(np.float32)
+    x = x[x != 0]
+    out = kernel_expm1_f32(x)
+    assert out.dtype == np.float32
+    expected = np.expm1(x.astype(np.float64))
+    relative = np.abs(out - expected) / np.abs(expected)
+    assert relative[x <= 0].max() < 1.5e-7
+    assert relative.max() < 4e-7
+    ends = kernel_expm1_f32(np.array([-87.5, -1e4, -np.inf, 88.5, np.inf, np.nan], np.float32))
+    assert np.array_equal(ends[:5], [-1.0, -1.0, -1.0, np.inf, np.inf]) and np.isnan(ends[5])
+
+
 def test_vectorised_softplus_matches_log1p():
     x = np.concatenate([np.linspace(-800.0, 800.0, 100001), -np.geomspace(1e-12, 700, 1000),
                         np.geomspace(1e-12, 700, 1000), [0.0, np.nan]])
@@ -270,30 +295,37 @@ def test_backward_twice_through_a_retained_graph():
     assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize("n_orders, length", [(1, 2 * CHUNK + 7), (3, CHUNK + 5)])
-def test_directional_scan_matches_reference(n_orders, length):
+@pytest.mark.parametrize("n_orders, length, rank", [(1, 2 * CHUNK + 7, 0), (3, CHUNK + 5, 0),
+                                                    (1, CHUNK + 3, 2), (3, 2 * CHUNK + 1, 3)])
+def test_directional_scan_matches_reference(n_orders, length, rank):
     """K scans of one input in K orders (random permutations here), summed back by position:
-    outputs and every gradient against the float64 reference on reordered copies."""
-    g = torch.Generator().manual_seed(12)
+    outputs and every gradient against the float64 reference on reordered copies. rank > 0:
+    Delta given as its low-rank factors (delta_proj_weight), the reference multiplies them out."""
+    g = torch.Generator().manual_seed(12 + rank)
     batch, dim, n_state = 2, 8, 3
     orders = np.stack([torch.randperm(length, generator=g).numpy() for _ in range(n_orders)])
     channels = n_orders * dim
     leaves = {
         "u": torch.randn(batch, dim, length, generator=g),
-        "delta": torch.randn(batch, channels, length, generator=g) * 0.5,
+        "delta": torch.randn(batch, n_orders * rank if rank else channels, length, generator=g) * 0.5,
         "A": -torch.rand(channels, n_state, generator=g) * 2.0,
         "B": torch.randn(batch, n_orders, n_state, length, generator=g),
         "C": torch.randn(batch, n_orders, n_state, length, generator=g),
         "D": torch.randn(channels, generator=g),
         "delta_bias": torch.randn(channels, generator=g) * 0.5,
     }
+    if rank:
+        leaves["delta_proj_weight"] = torch.randn(channels, rank, generator=g) / rank ** 0.5
     leaves = {k: v.requires_grad_() for k, v in leaves.items()}
     refs = {k: v.detach().double().requires_grad_() for k, v in leaves.items()}
-    out = directional_scan(*leaves.values(), True, orders)
+    scan_args = [v for k, v in leaves.items() if k != "delta_proj_weight"]
+    out = directional_scan(*scan_args, True, orders, delta_proj_weight=leaves.get("delta_proj_weight"))
     expected = 0.0
     for k, order in enumerate(torch.from_numpy(orders)):
         rows = slice(k * dim, (k + 1) * dim)
-        steps = selective_scan_ref(refs["u"][..., order], refs["delta"][:, rows][..., order],
+        delta = (refs["delta_proj_weight"][rows] @ refs["delta"][:, k * rank:(k + 1) * rank] if rank
+                 else refs["delta"][:, rows])
+        steps = selective_scan_ref(refs["u"][..., order], delta[..., order],
                                    refs["A"][rows], refs["B"][:, k][..., order],
                                    refs["C"][:, k][..., order], refs["D"][rows],
                                    delta_bias=refs["delta_bias"][rows], delta_softplus=True)
@@ -306,3 +338,11 @@ def test_directional_scan_matches_reference(n_orders, length):
     for name, grad, ref_grad in zip(leaves, grads, ref_grads):
         assert grad.dtype == torch.float32, name
         assert_matches(grad, ref_grad)
+
+
+def test_directional_scan_names_a_bad_delta_proj_weight():
+    u, orders = torch.randn(1, 4, 10), np.arange(10)[None]
+    B = C = torch.randn(1, 1, 2, 10)
+    with pytest.raises(ValueError, match=r"delta_proj_weight must be \(K\*U = 4, R\)"):
+        directional_scan(u, torch.randn(1, 3, 10), -torch.ones(4, 2), B, C, None, None, True, orders,
+                         delta_proj_weight=torch.randn(5, 3))

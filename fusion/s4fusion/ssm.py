@@ -87,8 +87,9 @@ class DirectionalSSM(nn.Module):
         (B, K * D, L) sequences whose B and C are K groups, so channel block k reads direction k's
         B and C, and A, D and the Delta biases are the stacked parameters as stored.
 
-        On the CPU that scan reads u, Delta, B and C where they lie, each direction in its own
-        order (:func:`fusion.scan.directional_scan`), and writes its sum channels last: the
+        On the CPU that scan reads u, B, C and the dt projection's low-rank inputs where they lie,
+        each direction in its own order (:func:`fusion.scan.directional_scan`; its kernel forms
+        Delta = dt_projs_weight . dts chunk by chunk), and writes its sum channels last: the
         result is a (B, D, H, W, *pair) view of (B, *pair, H, W, D) storage, so the callers'
         move to channels last is free. Inputs whose pair dimension lies outermost in memory
         (stacked at dim 2, then moved last) are read without a copy.
@@ -100,11 +101,11 @@ class DirectionalSSM(nn.Module):
         stored = pair_major(u).shape[2:]  # (pair, H, W)
         seqs = pair_major(dbl).flatten(2).unflatten(1, (DIRECTIONS, -1))  # (B, K, R + 2N, S)
         dts, b, c = torch.split(seqs, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        delta = torch.einsum("bkrs,kdr->bkds", dts, self.dt_projs_weight)
         out = directional_scan(
-            pair_major(u).flatten(2).float().contiguous(), delta.flatten(1, 2).float(),
+            pair_major(u).flatten(2).float().contiguous(), dts.flatten(1, 2).float(),
             -torch.exp(self.A_logs.float()), b.float(), c.float(), self.Ds.float(),
-            self.dt_projs_bias.flatten().float(), True, scan_orders(*u.shape[2:]))
+            self.dt_projs_bias.flatten().float(), True, scan_orders(*u.shape[2:]),
+            delta_proj_weight=self.dt_projs_weight.flatten(0, 1).float())
         out = out.unflatten(1, stored).movedim(-1, 1)  # (B, D, pair, H, W)
         return out.movedim(2, -1) if u.dim() == 5 else out.squeeze(2)
 
