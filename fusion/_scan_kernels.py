@@ -50,37 +50,25 @@ ROUNDER_BITS = 0x4338000000000000
 EXPONENT_ONE = 1023 << 52
 
 
-@intrinsic
-def _float_from_bits(typingctx, bits):
-    """The float64 whose IEEE-754 bit pattern is the int64 ``bits`` (a register move, which
-    vectorises; numpy's view needs an array in memory)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
+def _bit_cast(source, target, doc: str):
+    """A numba intrinsic that reinterprets a ``source`` value's IEEE-754 bits as ``target`` (a
+    register move, which vectorises; numpy's view needs an array in memory)."""
+    ir_target = {types.float64: ir.DoubleType(), types.float32: ir.FloatType(),
+                 types.int64: ir.IntType(64), types.int32: ir.IntType(32)}[target]
+
+    def typer(typingctx, value):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir_target)
+        return target(source), codegen
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def _bits_from_float(typingctx, value):
-    """The int64 IEEE-754 bit pattern of the float64 ``value`` (the inverse register move)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bit pattern is the int32 ``bits``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _bits_from_float32(typingctx, value):
-    """The int32 IEEE-754 bit pattern of the float32 ``value``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
+_float_from_bits = _bit_cast(types.int64, types.float64, "The float64 with the int64's bit pattern.")
+_bits_from_float = _bit_cast(types.float64, types.int64, "The float64's bit pattern as an int64.")
+_float32_from_bits = _bit_cast(types.int32, types.float32, "The float32 with the int32's bit pattern.")
+_bits_from_float32 = _bit_cast(types.float32, types.int32, "The float32's bit pattern as an int32.")
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -181,13 +181,20 @@ def test_bad_shapes_are_named():
         selective_scan_fn(**{**inputs, "delta_bias": torch.zeros(5)})
 
 
-@njit
-def kernel_exp(x: np.ndarray) -> np.ndarray:
-    """The kernels' exp over an array, in a loop as the kernels call it (so it is vectorised)."""
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = _scan_kernels._exp(x[i])
-    return out
+def over_array(scalar):
+    """A kernel's scalar function over an array, in a loop as the kernels call it (so that LLVM
+    vectorises it as there)."""
+    @njit
+    def loop(x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = scalar(x[i])
+        return out
+    return loop
+
+
+kernel_exp = over_array(_scan_kernels._exp)
+kernel_expm1_f32 = over_array(_scan_kernels._expm1_f32)
 
 
 def test_vectorised_exp_matches_libm():
@@ -201,15 +208,6 @@ def test_vectorised_exp_matches_libm():
     assert np.array_equal(np.isinf(out), np.isinf(expected))
     tiny = (expected <= np.finfo(np.float64).tiny)  # subnormal results, down to exact zeros
     assert np.all(np.abs(out[tiny] - expected[tiny]) <= 2 * np.finfo(np.float64).smallest_subnormal)
-
-
-@njit
-def kernel_expm1_f32(x: np.ndarray) -> np.ndarray:
-    """The kernels' float32 exp(x) - 1 over an array, in a loop (so it is vectorised)."""
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = _scan_kernels._expm1_f32(x[i])
-    return out
 
 
 def test_float32_expm1_is_accurate_relative_to_itself():
