@@ -207,7 +207,7 @@ def main() -> None:
                 print(f"{'before':>9} ({args.before}): {b['wall_s']:6.2f} s wall, {b['cpu_s']:6.2f} s CPU, "
                       f"peak RSS {b['peak_rss_gb']:.2f} GiB; x{b['wall_s'] / t['wall_s']:.2f} wall, "
                       f"x{b['cpu_s'] / t['cpu_s']:.2f} CPU; max |after - before| "
-                      f"{b['max_abs_diff_after_before']:.1e} (images in [0, 1])", flush=True)
+                      f"{b['max_abs_diff_after_before']:.1e} (grey levels of the uint8 fused image)", flush=True)
             for topology, f in t.get("flops", {}).items():
                 print(f"          FLOPs ({topology} topology): dense {f['dense_gflops']:.2f} G, scan {f['scan_gflops']:.2f} G "
                       f"({f['scan_calls']} scan calls)")
