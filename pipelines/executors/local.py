@@ -5,9 +5,10 @@ A job starts once every job it waits for has ended (however it ended: its stage 
 on SLURM); its tasks whose work is current are skipped, tested then, after what they depend on has run.
 Each worker computes on ``cores // local_workers`` CPU threads: small networks on a few cores gain little
 from a second thread (one method's YOLOv5n detection of the sample: 1.12x on 2 threads) and much from a
-second task beside them (two of them side by side: 1.5x). The tasks take the run's locks themselves, as SLURM jobs do; this process holds none while
-they run. Interrupted (Ctrl-C, SIGTERM), it interrupts its workers, whose stages save their progress; killed,
-its workers end with it (no training is left behind). A rerun resumes every stage from its files.
+second task beside them (two of them side by side: 1.5x). The tasks take the run's locks themselves, as
+SLURM jobs do; this process holds none while they run. Interrupted (Ctrl-C, SIGTERM), it interrupts its
+workers, whose stages save their progress; killed, its workers end with it (no training is left behind).
+A rerun resumes every stage from its files.
 """
 from __future__ import annotations
 
